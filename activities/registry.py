@@ -1,0 +1,15 @@
+"""The activities a radflow worker registers, built from settings (clients injected here)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from radflow.settings import Settings
+
+
+def build_activities(settings: Settings) -> list[Callable[..., Any]]:
+    from activities.hl7_delivery import Hl7ReportDelivery
+
+    hl7 = Hl7ReportDelivery.from_settings(settings)
+    return [hl7.deliver_report_hl7]

@@ -1,0 +1,132 @@
+"""Shared definitions: the one place gateways, API, CLI and workflows agree on names.
+
+Changing a value here changes the wire contract with in-flight workflows: treat every
+string below as persisted data.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from temporalio.common import SearchAttributeKey
+
+TASK_QUEUE = "radflow-orders"
+
+ORDER_WORKFLOW = "ImagingOrder"
+ALLOCATOR_WORKFLOW = "AccessionAllocator"
+ALLOCATOR_WORKFLOW_ID = "radflow-accession-allocator"
+
+# Handler names (also what an operator types in the Temporal UI).
+EVENT_UPDATE = "event"  # every inbound event (HL7, DICOM, FHIR, API) for an existing order
+OPERATOR_UPDATE = "operator"  # {"action": "retry"|"skip", "note": "..."}: validated
+OPERATOR_SIGNAL = "operator-signal"  # same payload, for the Temporal UI "Send Signal" dialog
+STATE_QUERY = "state"
+TIMELINE_QUERY = "timeline"
+ALLOCATE_UPDATE = "allocate"
+LOOKUP_QUERY = "lookup"
+
+ORDER_ID_PREFIX = "order-"
+
+
+def order_workflow_id(accession: str) -> str:
+    """The workflow id is the business key: one workflow per accession number."""
+    return f"{ORDER_ID_PREFIX}{accession}"
+
+
+def accession_from_workflow_id(workflow_id: str) -> str | None:
+    if workflow_id.startswith(ORDER_ID_PREFIX):
+        return workflow_id[len(ORDER_ID_PREFIX) :]
+    return None
+
+
+def event_update_id(source: str, control_id: str) -> str:
+    """Update ids make resent messages idempotent: Temporal returns the first outcome again."""
+    return f"{source}:{control_id}"
+
+
+class OrderStatus(StrEnum):
+    ORDERED = "ORDERED"
+    SCHEDULED = "SCHEDULED"
+    IN_PROGRESS = "IN_PROGRESS"
+    ACQUIRED = "ACQUIRED"
+    REPORTED = "REPORTED"
+    DELIVERED = "DELIVERED"
+    CANCELLED = "CANCELLED"
+    DISCONTINUED = "DISCONTINUED"
+    NEEDS_ATTENTION = "NEEDS_ATTENTION"
+
+
+# Orders in these states take no further clinical events (corrections to a delivered
+# report excepted); the workflow closes after the retention period.
+CLOSED_STATUSES = frozenset({OrderStatus.CANCELLED, OrderStatus.DISCONTINUED})
+
+
+class ReportStatus(StrEnum):
+    PRELIMINARY = "preliminary"
+    FINAL = "final"
+    CORRECTED = "corrected"
+
+
+class EventSource(StrEnum):
+    HL7 = "HL7"
+    DICOM = "DICOM"
+    FHIR = "FHIR"
+    API = "API"
+    TIMER = "TIMER"
+    OPERATOR = "OPERATOR"
+    SYSTEM = "SYSTEM"
+
+
+class OverdueFlag(StrEnum):
+    NO_IMAGES = "NO_IMAGES"
+    NO_FINAL_REPORT = "NO_FINAL_REPORT"
+
+
+# Error types carried by ApplicationError so every edge maps them the same way
+# (HL7 AE/AR, DICOM status, HTTP 4xx).
+class ErrorType(StrEnum):
+    INVALID_TRANSITION = "InvalidTransition"
+    INVALID_EVENT = "InvalidEvent"
+    NOT_CONFIGURED = "NotConfigured"
+    DELIVERY_REJECTED = "DeliveryRejected"
+    NO_ATTENTION_PENDING = "NoAttentionPending"
+
+
+# Search attributes radflow registers (`radflow dev` and `radflow setup`).
+SA_ACCESSION = SearchAttributeKey.for_keyword("AccessionNumber")
+SA_PATIENT_ID = SearchAttributeKey.for_keyword("PatientID")
+SA_ORDER_STATUS = SearchAttributeKey.for_keyword("OrderStatus")
+SA_MODALITY = SearchAttributeKey.for_keyword("Modality")
+SA_STATION = SearchAttributeKey.for_keyword("ScheduledStationAETitle")
+SA_STUDY_UID = SearchAttributeKey.for_keyword("StudyInstanceUID")
+SA_SCHEDULED_START = SearchAttributeKey.for_datetime("ScheduledStart")
+SA_NEEDS_ATTENTION = SearchAttributeKey.for_bool("NeedsAttention")
+SA_OVERDUE = SearchAttributeKey.for_keyword_list("OverdueFlags")
+SA_PLACER = SearchAttributeKey.for_keyword("PlacerOrderNumber")
+
+SEARCH_ATTRIBUTES = (
+    SA_ACCESSION,
+    SA_PATIENT_ID,
+    SA_ORDER_STATUS,
+    SA_MODALITY,
+    SA_STATION,
+    SA_STUDY_UID,
+    SA_SCHEDULED_START,
+    SA_NEEDS_ATTENTION,
+    SA_OVERDUE,
+    SA_PLACER,
+)
+
+
+def quote_visibility(value: str) -> str:
+    """Quote a value for a Temporal visibility query (single quotes, escaped)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+# Activities the order workflow drives, by consumer name. A consumer whose endpoint is
+# not configured answers "not_configured" and the step is recorded as skipped.
+REPORT_DELIVERY_ACTIVITIES = {
+    "hl7": "deliver_report_hl7",  # ORU^R01 over MLLP to the EHR / result consumer
+}
+# Called after every applied change (order/status/study/report) to mirror the order.
+SYNC_ACTIVITIES: dict[str, str] = {}

@@ -1,0 +1,262 @@
+"""The pure order model: what an imaging order is, independent of HL7, DICOM or FHIR.
+
+These models are also Temporal payloads (pydantic data converter), so they carry plain
+values only: identifiers, strings, datetimes, never parsed protocol objects.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from domain.definitions import EventSource, OrderStatus, OverdueFlag, ReportStatus
+
+
+class PersonName(BaseModel):
+    family: str = ""
+    given: str = ""
+    middle: str = ""
+    prefix: str = ""
+    suffix: str = ""
+
+    def dicom(self) -> str:
+        """DICOM PN: family^given^middle^prefix^suffix with trailing empties trimmed."""
+        parts = [self.family, self.given, self.middle, self.prefix, self.suffix]
+        return "^".join(parts).rstrip("^")
+
+
+class Provider(BaseModel):
+    id: str = ""
+    name: PersonName = Field(default_factory=PersonName)
+
+
+class Patient(BaseModel):
+    mrn: str
+    issuer: str = ""  # assigning authority (PID-3.4), DICOM IssuerOfPatientID
+    name: PersonName = Field(default_factory=PersonName)
+    birth_date: str = ""  # YYYYMMDD as sent (HL7 DTM truncated to the date)
+    sex: str = ""  # HL7 table 0001 / DICOM: M, F, O, U
+
+
+class PatientKey(BaseModel):
+    """Identifies a patient across feeds: MRN within its assigning authority."""
+
+    mrn: str
+    issuer: str = ""
+
+
+class Visit(BaseModel):
+    patient_class: str = ""  # PV1-2: I, O, E, ...
+    visit_number: str = ""  # PV1-19 (Admission ID on the worklist)
+    location: str = ""
+
+
+class Procedure(BaseModel):
+    code: str = ""
+    text: str = ""
+    coding_system: str = ""
+
+
+class Schedule(BaseModel):
+    station_ae: str = ""
+    modality: str = ""
+    start: datetime | None = None
+    station_name: str = ""
+    location: str = ""
+    sps_id: str = ""  # Scheduled Procedure Step ID
+    requested_procedure_id: str = ""
+
+    def is_scheduled(self) -> bool:
+        return bool(self.start and (self.station_ae or self.modality))
+
+
+class OrderData(BaseModel):
+    """Everything an order message (NW/XO, FHIR ServiceRequest) says about the order."""
+
+    accession: str
+    placer_number: str = ""
+    filler_number: str = ""
+    patient: Patient
+    visit: Visit = Field(default_factory=Visit)
+    procedure: Procedure = Field(default_factory=Procedure)
+    schedule: Schedule = Field(default_factory=Schedule)
+    ordering_provider: Provider = Field(default_factory=Provider)
+    referring_physician: PersonName = Field(default_factory=PersonName)
+    priority: str = ""  # HL7 TQ priority: S (stat), A (asap), R (routine)
+    reason: str = ""
+    requested_at: datetime | None = None
+    study_instance_uid: str = ""
+    character_set: str = ""  # MSH-18 as received; DICOM SpecificCharacterSet is derived from it
+
+
+class Report(BaseModel):
+    status: ReportStatus
+    text: str = ""
+    observed_at: datetime | None = None
+    interpreter: PersonName = Field(default_factory=PersonName)
+    received_control_id: str = ""
+    version: int = 0  # bumped on each report event, so consumers can order deliveries
+
+
+class StudyInfo(BaseModel):
+    """What the DICOM side knows about the study; counts, never instances."""
+
+    study_instance_uid: str = ""
+    series_count: int = 0
+    instance_count: int = 0
+    modality: str = ""
+    series: list[SeriesInfo] = Field(default_factory=list)
+    archive_confirmed: bool = False
+
+
+class SeriesInfo(BaseModel):
+    series_instance_uid: str
+    modality: str = ""
+    instance_count: int = 0
+
+
+StudyInfo.model_rebuild()
+
+
+class EventKind(StrEnum):
+    NEW_ORDER = "NEW_ORDER"
+    ORDER_CHANGED = "ORDER_CHANGED"  # ORC XO
+    STATUS_CHANGED = "STATUS_CHANGED"  # ORC SC with ORC-5
+    CANCEL = "CANCEL"  # ORC CA / FHIR revoked / API
+    DISCONTINUE = "DISCONTINUE"  # ORC DC
+    SCHEDULE = "SCHEDULE"  # API schedule of an unscheduled order
+    PATIENT_UPDATED = "PATIENT_UPDATED"  # ADT A08/A31
+    PATIENT_MERGED = "PATIENT_MERGED"  # ADT A40
+    REPORT = "REPORT"  # ORU with OBR-25 P/F/C
+    PROCEDURE_STARTED = "PROCEDURE_STARTED"  # MPPS IN PROGRESS
+    PROCEDURE_COMPLETED = "PROCEDURE_COMPLETED"  # MPPS COMPLETED
+    PROCEDURE_DISCONTINUED = "PROCEDURE_DISCONTINUED"  # MPPS DISCONTINUED
+    IMAGES_ARRIVING = "IMAGES_ARRIVING"  # first instance of the study seen
+    STUDY_STABLE = "STUDY_STABLE"  # quiet period elapsed, with counts
+    STUDY_LINKED = "STUDY_LINKED"  # operator linked an unmatched study
+
+
+class OrderEvent(BaseModel):
+    """The single event interface: every gateway turns its message into one of these."""
+
+    kind: EventKind
+    source: EventSource
+    control_id: str = ""  # MSH-10, DICOM message id, FHIR request id...
+    at: datetime | None = None  # when the sender says it happened
+    order: OrderData | None = None  # NEW_ORDER / ORDER_CHANGED
+    order_status: str = ""  # STATUS_CHANGED: HL7 ORC-5 (SC, IP, CM, ...)
+    schedule: Schedule | None = None
+    patient: Patient | None = None  # PATIENT_UPDATED / PATIENT_MERGED (the surviving patient)
+    merged_from: PatientKey | None = None  # PATIENT_MERGED: the retired MRN
+    report: Report | None = None
+    study: StudyInfo | None = None
+    reason: str = ""
+
+
+class EventResult(BaseModel):
+    """Answer of the event update: what the gateway acknowledges."""
+
+    accession: str
+    status: OrderStatus
+    changed: bool
+    duplicate: bool = False
+    message: str = ""
+
+
+class TimelineEntry(BaseModel):
+    at: datetime
+    source: EventSource
+    kind: str
+    summary: str
+    control_id: str = ""
+    status: OrderStatus | None = None  # status after the entry
+    exception: bool = False
+
+
+class Attention(BaseModel):
+    reason: str
+    step: str
+    since: datetime
+    attempts: int = 0
+
+
+class OrderPolicy(BaseModel):
+    """Per-order configuration, fixed at start so replays see the same values."""
+
+    no_images_after_s: float = 4 * 3600  # after the scheduled start
+    no_report_after_s: float = 24 * 3600  # after acquisition
+    retention_after_close_s: float = 7 * 24 * 3600  # corrections accepted this long after delivery
+    step_max_attempts: int = 5
+    step_initial_interval_s: float = 1.0
+    step_max_interval_s: float = 60.0
+    step_timeout_s: float = 30.0
+    report_consumers: list[str] = Field(default_factory=lambda: ["hl7"])
+
+
+class OrderState(BaseModel):
+    """The workflow's state, read through the `state` query; not an API schema."""
+
+    order: OrderData
+    status: OrderStatus
+    status_before_attention: OrderStatus | None = None
+    report: Report | None = None
+    study: StudyInfo = Field(default_factory=StudyInfo)
+    overdue: list[OverdueFlag] = Field(default_factory=list)
+    attention: Attention | None = None
+    created_at: datetime
+    updated_at: datetime
+    acquired_at: datetime | None = None
+    closed_at: datetime | None = None
+    previous_patients: list[PatientKey] = Field(default_factory=list)
+    deliveries: dict[str, str] = Field(default_factory=dict)  # consumer -> last outcome
+    seen_control_ids: list[str] = Field(default_factory=list)  # bounded, for resend detection
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    exceptions: int = 0
+
+
+class StartOrder(BaseModel):
+    """Workflow input: the new order, the event that created it, and the policy."""
+
+    order: OrderData
+    source: EventSource
+    control_id: str = ""
+    received_at: datetime | None = None
+    policy: OrderPolicy = Field(default_factory=OrderPolicy)
+    carried: OrderState | None = None  # continue-as-new
+
+
+class OperatorAction(BaseModel):
+    action: str  # "retry" | "skip"
+    note: str = ""
+
+
+class OperatorResult(BaseModel):
+    accession: str
+    action: str
+    status: OrderStatus
+
+
+class AllocateRequest(BaseModel):
+    placer_key: str  # "<placer number>^<placer application>"
+    prefix: str
+
+
+class AllocatorState(BaseModel):
+    next_seq: int = 1
+    recent: dict[str, str] = Field(default_factory=dict)  # placer_key -> accession, bounded
+
+
+class StepRequest(BaseModel):
+    """Input of every delivery/sync activity: a snapshot, never a protocol object."""
+
+    consumer: str
+    milestone: str  # the event kind (or "report") that triggered the step
+    accession: str
+    state: OrderState  # timeline stripped
+
+
+class StepResult(BaseModel):
+    outcome: str  # "delivered" | "not_configured" | "skipped"
+    detail: str = ""

@@ -1,0 +1,292 @@
+"""The order state machine as a pure function: (state, event) -> outcome.
+
+No I/O and no Temporal calls: the workflow applies the outcome (timeline, search
+attributes, follow-up steps). Invalid transitions are not applied; they come back as
+an exception outcome the workflow records and the gateway turns into AE / 409.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from domain.definitions import CLOSED_STATUSES, OrderStatus, ReportStatus
+from domain.order import EventKind, OrderEvent, OrderState, PatientKey
+
+S = OrderStatus
+
+# Where each event may apply (status *underneath* NEEDS_ATTENTION).
+_OPEN_BEFORE_ACQUISITION = {S.ORDERED, S.SCHEDULED}
+_ACTIVE = {S.ORDERED, S.SCHEDULED, S.IN_PROGRESS, S.ACQUIRED, S.REPORTED, S.DELIVERED}
+
+# HL7 ORC-5 order status -> target state for ORC-1 SC.
+ORC5_STATUS = {
+    "SC": S.SCHEDULED,
+    "IP": S.IN_PROGRESS,
+    "CM": S.ACQUIRED,
+    "CA": S.CANCELLED,
+    "DC": S.DISCONTINUED,
+}
+
+
+@dataclass
+class Outcome:
+    changed: bool
+    summary: str
+    error: str = ""  # "" = applied; otherwise the reason it was refused
+    duplicate: bool = False
+    deliver_report: bool = False  # a report version must go to the consumers
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+def effective_status(state: OrderState) -> OrderStatus:
+    """The clinical status, looking through a NEEDS_ATTENTION overlay."""
+    if state.status == S.NEEDS_ATTENTION and state.status_before_attention:
+        return state.status_before_attention
+    return state.status
+
+
+def set_status(state: OrderState, status: OrderStatus) -> None:
+    if state.status == S.NEEDS_ATTENTION:
+        state.status_before_attention = status
+    else:
+        state.status = status
+
+
+def _refuse(event: OrderEvent, current: OrderStatus, why: str = "") -> Outcome:
+    reason = why or f"{event.kind.value} is not allowed when the order is {current.value}"
+    return Outcome(changed=False, summary=reason, error=reason)
+
+
+def apply_event(state: OrderState, event: OrderEvent, now: datetime) -> Outcome:
+    current = effective_status(state)
+    handler = _HANDLERS.get(event.kind)
+    if handler is None:
+        return _refuse(event, current, f"unsupported event {event.kind.value}")
+    return handler(state, event, current, now)
+
+
+def _new_order(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
+    # A second NW for an existing order is a resend: acknowledged, nothing changes.
+    return Outcome(changed=False, summary="duplicate new order ignored", duplicate=True)
+
+
+def _order_changed(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
+    if current not in {S.ORDERED, S.SCHEDULED, S.IN_PROGRESS}:
+        return _refuse(event, current)
+    if event.order is None:
+        return _refuse(event, current, "order change without order details")
+    new = event.order.model_copy()
+    new.accession = state.order.accession  # the key never changes
+    if not new.study_instance_uid:
+        new.study_instance_uid = state.order.study_instance_uid
+    state.order = new
+    if current in _OPEN_BEFORE_ACQUISITION:
+        set_status(state, S.SCHEDULED if new.schedule.is_scheduled() else S.ORDERED)
+    return Outcome(changed=True, summary=f"order changed ({new.procedure.code or 'no code'})")
+
+
+def _schedule(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
+    if current not in _OPEN_BEFORE_ACQUISITION:
+        return _refuse(event, current)
+    if event.schedule is None or not event.schedule.is_scheduled():
+        return _refuse(event, current, "schedule needs a start time and a station AE title or modality")
+    sched = event.schedule.model_copy()
+    old = state.order.schedule
+    sched.sps_id = sched.sps_id or old.sps_id
+    sched.requested_procedure_id = sched.requested_procedure_id or old.requested_procedure_id
+    state.order.schedule = sched
+    state.overdue = [f for f in state.overdue if f.value != "NO_IMAGES"]
+    set_status(state, S.SCHEDULED)
+    when = sched.start.isoformat() if sched.start else "?"
+    return Outcome(changed=True, summary=f"scheduled on {sched.station_ae or sched.modality} at {when}")
+
+
+def _status_changed(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
+    target = ORC5_STATUS.get(event.order_status.upper())
+    if target is None:
+        return _refuse(event, current, f"unsupported order status {event.order_status!r} in ORC-5")
+    if target == current:
+        return Outcome(changed=False, summary=f"status already {current.value}", duplicate=True)
+    if target == S.CANCELLED:
+        return _cancel(state, event, current, now)
+    if target == S.DISCONTINUED:
+        return _discontinue(state, event, current, now)
+    order = [S.ORDERED, S.SCHEDULED, S.IN_PROGRESS, S.ACQUIRED]
+    if current not in order or order.index(target) < order.index(current):
+        return _refuse(event, current, f"status change to {target.value} is not allowed from {current.value}")
+    _enter(state, target, now)
+    return Outcome(changed=True, summary=f"status changed to {target.value}")
+
+
+def _cancel(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
+    if current == S.CANCELLED:
+        return Outcome(changed=False, summary="already cancelled", duplicate=True)
+    if current not in _OPEN_BEFORE_ACQUISITION:
+        return _refuse(event, current, f"cannot cancel an order that is {current.value} (discontinue it instead)")
+    _close(state, S.CANCELLED, now)
+    return Outcome(changed=True, summary="cancelled" + (f": {event.reason}" if event.reason else ""))
+
+
+def _discontinue(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
+    if current == S.DISCONTINUED:
+        return Outcome(changed=False, summary="already discontinued", duplicate=True)
+    if current not in {S.ORDERED, S.SCHEDULED, S.IN_PROGRESS}:
+        return _refuse(event, current)
+    _close(state, S.DISCONTINUED, now)
+    return Outcome(changed=True, summary="discontinued" + (f": {event.reason}" if event.reason else ""))
+
+
+def _patient_updated(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
+    if event.patient is None:
+        return _refuse(event, current, "patient update without patient")
+    if current in CLOSED_STATUSES:
+        return _refuse(event, current)
+    old = state.order.patient
+    if event.patient.mrn != old.mrn:
+        return _refuse(event, current, "patient update for another MRN")
+    new = event.patient.model_copy()
+    new.issuer = new.issuer or old.issuer
+    if new == old:
+        return Outcome(changed=False, summary="demographics unchanged", duplicate=True)
+    state.order.patient = new
+    return Outcome(changed=True, summary="patient demographics updated")
+
+
+def _patient_merged(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
+    if event.patient is None or event.merged_from is None:
+        return _refuse(event, current, "merge needs the surviving patient and the merged MRN")
+    if current in CLOSED_STATUSES:
+        return _refuse(event, current)
+    old = state.order.patient
+    if old.mrn == event.patient.mrn:
+        return Outcome(changed=False, summary="already on the surviving MRN", duplicate=True)
+    if old.mrn != event.merged_from.mrn:
+        return _refuse(event, current, "merge does not concern this order's patient")
+    state.previous_patients.append(PatientKey(mrn=old.mrn, issuer=old.issuer))
+    new = event.patient.model_copy()
+    new.issuer = new.issuer or old.issuer
+    state.order.patient = new
+    return Outcome(changed=True, summary="patient merged into surviving MRN")
+
+
+def _report(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
+    report = event.report
+    if report is None:
+        return _refuse(event, current, "report event without report")
+    if current in CLOSED_STATUSES:
+        return _refuse(event, current, f"{report.status.value} report for a {current.value.lower()} order")
+    previous = state.report
+    if previous is not None:
+        if report.status == ReportStatus.PRELIMINARY and previous.status != ReportStatus.PRELIMINARY:
+            return _refuse(event, current, f"preliminary report after a {previous.status.value} report")
+        if report.status == ReportStatus.CORRECTED and previous.status == ReportStatus.PRELIMINARY:
+            return _refuse(event, current, "corrected report before any final report")
+        if report.status == previous.status and report.text == previous.text:
+            return Outcome(changed=False, summary=f"{report.status.value} report resent", duplicate=True)
+    elif report.status == ReportStatus.CORRECTED:
+        return _refuse(event, current, "corrected report before any final report")
+    stored = report.model_copy()
+    stored.version = (previous.version if previous else 0) + 1
+    state.report = stored
+    if report.status != ReportStatus.PRELIMINARY:
+        state.overdue = [f for f in state.overdue if f.value != "NO_FINAL_REPORT"]
+    set_status(state, S.REPORTED)
+    return Outcome(changed=True, summary=f"{report.status.value} report received", deliver_report=True)
+
+
+def _procedure_started(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
+    if current == S.IN_PROGRESS:
+        return Outcome(changed=False, summary="procedure already in progress", duplicate=True)
+    if current not in _OPEN_BEFORE_ACQUISITION:
+        return _refuse(event, current)
+    _enter(state, S.IN_PROGRESS, now)
+    return Outcome(changed=True, summary="procedure started")
+
+
+def _procedure_completed(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
+    if current not in {S.ORDERED, S.SCHEDULED, S.IN_PROGRESS}:
+        return _refuse(event, current)
+    if event.study is not None:
+        _merge_study(state, event)
+    # Acquisition is only complete once the images are accounted for; the DICOM side
+    # sends STUDY_STABLE when they are. Without a study the procedure step alone moves it.
+    _enter(state, S.IN_PROGRESS, now)
+    return Outcome(changed=True, summary="procedure step completed")
+
+
+def _procedure_discontinued(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
+    return _discontinue(state, event, current, now)
+
+
+def _images_arriving(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
+    if current in CLOSED_STATUSES:
+        return _refuse(event, current, f"images for a {current.value.lower()} order")
+    if event.study is not None:
+        _merge_study(state, event)
+    if current in _OPEN_BEFORE_ACQUISITION:
+        _enter(state, S.IN_PROGRESS, now)
+    return Outcome(changed=True, summary="images arriving")
+
+
+def _study_stable(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
+    if current in CLOSED_STATUSES:
+        return _refuse(event, current, f"study for a {current.value.lower()} order")
+    if event.study is not None:
+        _merge_study(state, event)
+    s = state.study
+    summary = f"study stable: {s.series_count} series, {s.instance_count} instances"
+    if current in {S.ORDERED, S.SCHEDULED, S.IN_PROGRESS}:
+        _enter(state, S.ACQUIRED, now)
+    return Outcome(changed=True, summary=summary)
+
+
+def _study_linked(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
+    return _study_stable(state, event, current, now)
+
+
+def _merge_study(state: OrderState, event: OrderEvent) -> None:
+    study = event.study
+    assert study is not None
+    if study.study_instance_uid and not state.order.study_instance_uid:
+        state.order.study_instance_uid = study.study_instance_uid
+    state.study = study.model_copy()
+
+
+def _enter(state: OrderState, status: OrderStatus, now: datetime) -> None:
+    set_status(state, status)
+    if status == S.ACQUIRED and state.acquired_at is None:
+        state.acquired_at = now
+    if status in {S.IN_PROGRESS, S.ACQUIRED}:
+        state.overdue = [f for f in state.overdue if f.value != "NO_IMAGES"]
+
+
+def _close(state: OrderState, status: OrderStatus, now: datetime) -> None:
+    set_status(state, status)
+    state.closed_at = now
+
+
+_HANDLERS = {
+    EventKind.NEW_ORDER: _new_order,
+    EventKind.ORDER_CHANGED: _order_changed,
+    EventKind.SCHEDULE: _schedule,
+    EventKind.STATUS_CHANGED: _status_changed,
+    EventKind.CANCEL: _cancel,
+    EventKind.DISCONTINUE: _discontinue,
+    EventKind.PATIENT_UPDATED: _patient_updated,
+    EventKind.PATIENT_MERGED: _patient_merged,
+    EventKind.REPORT: _report,
+    EventKind.PROCEDURE_STARTED: _procedure_started,
+    EventKind.PROCEDURE_COMPLETED: _procedure_completed,
+    EventKind.PROCEDURE_DISCONTINUED: _procedure_discontinued,
+    EventKind.IMAGES_ARRIVING: _images_arriving,
+    EventKind.STUDY_STABLE: _study_stable,
+    EventKind.STUDY_LINKED: _study_linked,
+}
+
+
+def initial_status(state_order_scheduled: bool) -> OrderStatus:
+    return S.SCHEDULED if state_order_scheduled else S.ORDERED

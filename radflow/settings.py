@@ -1,0 +1,69 @@
+"""Settings from RADFLOW_* environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from domain.definitions import TASK_QUEUE
+from domain.order import OrderPolicy
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RADFLOW_", env_file=".env", extra="ignore")
+
+    # Temporal
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = TASK_QUEUE
+    temporal_tls: bool = False
+    temporal_tls_cert: Path | None = None  # client certificate (mTLS)
+    temporal_tls_key: Path | None = None
+    temporal_tls_ca: Path | None = None
+    temporal_api_key: str | None = None
+    temporal_rpc_timeout_s: float = 10.0  # an inbound message waits at most this for Temporal, then AE
+
+    # Embedded dev stack (`radflow dev`)
+    data_dir: Path = Path(".radflow")
+    dev_temporal_port: int = 7233
+    dev_ui_port: int = 8233
+
+    # MLLP gateway
+    mllp_host: str = "0.0.0.0"
+    mllp_port: int = 2575
+    hl7_sending_application: str = "RADFLOW"
+    hl7_sending_facility: str = "RADFLOW"
+    # Where an ORM (v2.3/2.4) carries the accession, first non-empty wins (site convention).
+    hl7_accession_fields: list[str] = ["OBR-18", "ORC-3", "OBR-3"]
+    hl7_default_timezone: str = "UTC"  # HL7 times without an offset are local to the site
+    accession_prefix: str = "RF"
+
+    # Outbound HL7 (report delivery to the EHR); empty = not configured
+    ehr_mllp_host: str = ""
+    ehr_mllp_port: int = 0
+    ehr_mllp_timeout_s: float = 10.0
+
+    # API
+    api_host: str = "0.0.0.0"
+    api_port: int = 8000
+
+    # Order policy (deadlines and retries), fixed per order at its start
+    no_images_after_hours: float = 4.0
+    no_report_after_hours: float = 24.0
+    retention_after_close_hours: float = 7 * 24.0
+    step_max_attempts: int = 5
+    step_initial_interval_s: float = 1.0
+    step_max_interval_s: float = 60.0
+
+    log_level: str = "INFO"
+
+    def order_policy(self) -> OrderPolicy:
+        return OrderPolicy(
+            no_images_after_s=self.no_images_after_hours * 3600,
+            no_report_after_s=self.no_report_after_hours * 3600,
+            retention_after_close_s=self.retention_after_close_hours * 3600,
+            step_max_attempts=self.step_max_attempts,
+            step_initial_interval_s=self.step_initial_interval_s,
+            step_max_interval_s=self.step_max_interval_s,
+        )

@@ -1,0 +1,31 @@
+"""The radflow worker: order and allocator workflows plus the delivery activities."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.registry import build_activities
+from radflow.settings import Settings
+from workflows.allocator import AccessionAllocatorWorkflow
+from workflows.order import ImagingOrderWorkflow
+
+WORKFLOWS = [ImagingOrderWorkflow, AccessionAllocatorWorkflow]
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    *,
+    activities: Sequence[Callable[..., Any]] | None = None,
+    task_queue: str | None = None,
+) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=list(activities) if activities is not None else build_activities(settings),
+    )

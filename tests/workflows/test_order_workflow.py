@@ -1,0 +1,104 @@
+"""Order workflow logic on the real dev server, with delivery activities faked by name."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from domain.definitions import EventSource, OrderStatus, ReportStatus
+from domain.order import EventKind, OrderPolicy, Schedule, StepRequest, StepResult
+from radflow.ordering import EventRejected, OrderNotFound, OrderService
+from tests.factories import event, make_order, report, stable_study
+from workflows.allocator import AccessionAllocatorWorkflow
+from workflows.order import ImagingOrderWorkflow
+
+delivered: list[StepRequest] = []
+
+
+@activity.defn(name="deliver_report_hl7")
+async def fake_hl7_delivery(req: StepRequest) -> StepResult:
+    delivered.append(req)
+    return StepResult(outcome="delivered", detail="fake consumer")
+
+
+async def _service(client: Client, task_queue: str) -> OrderService:
+    return OrderService(client, task_queue=task_queue, policy=OrderPolicy(step_initial_interval_s=0.1))
+
+
+@pytest.fixture
+async def worker(client: Client, task_queue: str):
+    async with Worker(client, task_queue=task_queue, workflows=[ImagingOrderWorkflow, AccessionAllocatorWorkflow],
+                      activities=[fake_hl7_delivery]) as w:
+        yield w
+
+
+async def test_lifecycle_scheduled_to_delivered(client: Client, task_queue: str, worker: Worker) -> None:
+    svc = await _service(client, task_queue)
+    order = make_order()
+    started = await svc.start_order(order, EventSource.HL7, "MSG1")
+    assert started.created and started.status == OrderStatus.SCHEDULED
+    again = await svc.start_order(order, EventSource.HL7, "MSG1b")
+    assert not again.created
+
+    await svc.send_event(order.accession, event(EventKind.PROCEDURE_STARTED, source=EventSource.DICOM))
+    res = await svc.send_event(order.accession, event(EventKind.STUDY_STABLE, study=stable_study(), source=EventSource.DICOM))
+    assert res.status == OrderStatus.ACQUIRED
+    res = await svc.send_event(order.accession, event(EventKind.REPORT, report=report(ReportStatus.PRELIMINARY)))
+    assert res.status == OrderStatus.REPORTED
+    await svc.send_event(order.accession, event(EventKind.REPORT, report=report(ReportStatus.FINAL, "Final text")))
+
+    for _ in range(100):
+        state = await svc.get_state(order.accession)
+        if state.status == OrderStatus.DELIVERED:
+            break
+        await asyncio.sleep(0.05)
+    assert state.status == OrderStatus.DELIVERED
+    assert state.report and state.report.status == ReportStatus.FINAL and state.report.version == 2
+    kinds = [e.kind for e in state.timeline]
+    assert kinds[0] == "NEW_ORDER" and "DELIVERED" in kinds
+    assert any(r.accession == order.accession and r.state.report and r.state.report.text == "Final text" for r in delivered)
+
+
+async def test_invalid_transition_is_recorded_not_applied(client: Client, task_queue: str, worker: Worker) -> None:
+    svc = await _service(client, task_queue)
+    order = make_order()
+    await svc.start_order(order, EventSource.HL7)
+    await svc.send_event(order.accession, event(EventKind.CANCEL, reason="patient declined"))
+    with pytest.raises(EventRejected) as err:
+        await svc.send_event(order.accession, event(EventKind.REPORT, report=report(ReportStatus.FINAL)))
+    assert "cancelled" in str(err.value)
+    state = await svc.get_state(order.accession)
+    assert state.status == OrderStatus.CANCELLED and state.report is None
+    assert state.timeline[-1].exception and state.exceptions == 1
+
+
+async def test_resent_control_id_changes_nothing(client: Client, task_queue: str, worker: Worker) -> None:
+    svc = await _service(client, task_queue)
+    order = make_order(scheduled=False)
+    await svc.start_order(order, EventSource.HL7)
+    sched = Schedule(station_ae="MR1", modality="MR", start=order.requested_at or make_order().schedule.start)
+    first = await svc.send_event(order.accession, event(EventKind.SCHEDULE, "C-1", schedule=sched, source=EventSource.API))
+    assert first.changed and first.status == OrderStatus.SCHEDULED
+    again = await svc.send_event(order.accession, event(EventKind.SCHEDULE, "C-1", schedule=sched, source=EventSource.API))
+    assert again.changed == first.changed  # Temporal returned the first outcome for the same update id
+    timeline = await svc.get_timeline(order.accession)
+    assert [e.kind for e in timeline].count("SCHEDULE") == 1
+
+
+async def test_unknown_order_is_not_found(client: Client, task_queue: str, worker: Worker) -> None:
+    svc = await _service(client, task_queue)
+    with pytest.raises(OrderNotFound):
+        await svc.send_event("NOPE-404", event(EventKind.CANCEL))
+
+
+async def test_accession_allocation_is_unique_and_idempotent(client: Client, task_queue: str, worker: Worker) -> None:
+    svc = OrderService(client, task_queue=task_queue, accession_prefix="ZZ")
+    a = await svc.allocate_accession(f"P-{task_queue}-1^EHR")
+    b = await svc.allocate_accession(f"P-{task_queue}-2^EHR")
+    a2 = await svc.allocate_accession(f"P-{task_queue}-1^EHR")
+    assert a == a2 and a != b and a.startswith("ZZ")
+    assert await svc.accession_for_placer(f"P-{task_queue}-1", f"P-{task_queue}-1^EHR") == a
