@@ -90,6 +90,7 @@ class ErrorType(StrEnum):
     NOT_CONFIGURED = "NotConfigured"
     DELIVERY_REJECTED = "DeliveryRejected"
     NO_ATTENTION_PENDING = "NoAttentionPending"
+    ARCHIVE_COUNT_MISMATCH = "ArchiveCountMismatch"
 
 
 # Search attributes radflow registers (`radflow dev` and `radflow setup`).
@@ -125,8 +126,20 @@ def quote_visibility(value: str) -> str:
 
 # Activities the order workflow drives, by consumer name. A consumer whose endpoint is
 # not configured answers "not_configured" and the step is recorded as skipped.
+# Which consumers an order uses is fixed per order by `OrderPolicy` (from settings).
 REPORT_DELIVERY_ACTIVITIES = {
     "hl7": "deliver_report_hl7",  # ORU^R01 over MLLP to the EHR / result consumer
+    "fhir": "deliver_report_fhir",  # DiagnosticReport to the FHIR server
 }
 # Called after every applied change (order/status/study/report) to mirror the order.
-SYNC_ACTIVITIES: dict[str, str] = {}
+SYNC_ACTIVITIES = {
+    "worklist": "sync_worklist",  # the Modality Worklist read model
+    "fhir": "sync_fhir",  # Patient/Encounter/ServiceRequest/Task/ImagingStudy on the FHIR server
+}
+# Run once the study is complete on radflow's side; ACQUIRED only after all succeeded
+# (forward to the archive, then confirm the archive's instance count).
+ACQUISITION_ACTIVITIES = {
+    "archive": "archive_study",
+}
+MILESTONE_REPORT = "report"
+MILESTONE_ACQUISITION = "acquisition"

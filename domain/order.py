@@ -108,6 +108,8 @@ class StudyInfo(BaseModel):
     instance_count: int = 0
     modality: str = ""
     series: list[SeriesInfo] = Field(default_factory=list)
+    expected_instance_count: int = 0  # from MPPS COMPLETED references; 0 = unknown
+    stable: bool = False  # the quiet period elapsed at least once
     archive_confirmed: bool = False
 
 
@@ -136,6 +138,7 @@ class EventKind(StrEnum):
     IMAGES_ARRIVING = "IMAGES_ARRIVING"  # first instance of the study seen
     STUDY_STABLE = "STUDY_STABLE"  # quiet period elapsed, with counts
     STUDY_LINKED = "STUDY_LINKED"  # operator linked an unmatched study
+    ACQUISITION_CONFIRMED = "ACQUISITION_CONFIRMED"  # internal: archive steps succeeded
 
 
 class OrderEvent(BaseModel):
@@ -193,6 +196,8 @@ class OrderPolicy(BaseModel):
     step_max_interval_s: float = 60.0
     step_timeout_s: float = 30.0
     report_consumers: list[str] = Field(default_factory=lambda: ["hl7"])
+    sync_consumers: list[str] = Field(default_factory=list)
+    acquisition_consumers: list[str] = Field(default_factory=list)
 
 
 class OrderState(BaseModel):

@@ -36,6 +36,7 @@ class Outcome:
     error: str = ""  # "" = applied; otherwise the reason it was refused
     duplicate: bool = False
     deliver_report: bool = False  # a report version must go to the consumers
+    check_acquisition: bool = False  # study/MPPS news: the workflow checks completeness
 
     @property
     def ok(self) -> bool:
@@ -210,12 +211,15 @@ def _procedure_started(state: OrderState, event: OrderEvent, current: OrderStatu
 def _procedure_completed(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
     if current not in {S.ORDERED, S.SCHEDULED, S.IN_PROGRESS}:
         return _refuse(event, current)
-    if event.study is not None:
-        _merge_study(state, event)
-    # Acquisition is only complete once the images are accounted for; the DICOM side
-    # sends STUDY_STABLE when they are. Without a study the procedure step alone moves it.
+    study = event.study
+    if study is not None:
+        if study.study_instance_uid and not state.order.study_instance_uid:
+            state.order.study_instance_uid = study.study_instance_uid
+        state.study.expected_instance_count = study.expected_instance_count or study.instance_count
     _enter(state, S.IN_PROGRESS, now)
-    return Outcome(changed=True, summary="procedure step completed")
+    expected = state.study.expected_instance_count
+    summary = "procedure step completed" + (f" ({expected} instances referenced)" if expected else "")
+    return Outcome(changed=True, summary=summary, check_acquisition=True)
 
 
 def _procedure_discontinued(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
@@ -226,7 +230,7 @@ def _images_arriving(state: OrderState, event: OrderEvent, current: OrderStatus,
     if current in CLOSED_STATUSES:
         return _refuse(event, current, f"images for a {current.value.lower()} order")
     if event.study is not None:
-        _merge_study(state, event)
+        _merge_received(state, event)
     if current in _OPEN_BEFORE_ACQUISITION:
         _enter(state, S.IN_PROGRESS, now)
     return Outcome(changed=True, summary="images arriving")
@@ -236,24 +240,52 @@ def _study_stable(state: OrderState, event: OrderEvent, current: OrderStatus, no
     if current in CLOSED_STATUSES:
         return _refuse(event, current, f"study for a {current.value.lower()} order")
     if event.study is not None:
-        _merge_study(state, event)
+        _merge_received(state, event)
+    state.study.stable = True
     s = state.study
     summary = f"study stable: {s.series_count} series, {s.instance_count} instances"
-    if current in {S.ORDERED, S.SCHEDULED, S.IN_PROGRESS}:
-        _enter(state, S.ACQUIRED, now)
-    return Outcome(changed=True, summary=summary)
+    if current in _OPEN_BEFORE_ACQUISITION:
+        _enter(state, S.IN_PROGRESS, now)
+    return Outcome(changed=True, summary=summary, check_acquisition=True)
 
 
 def _study_linked(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
-    return _study_stable(state, event, current, now)
+    outcome = _study_stable(state, event, current, now)
+    if outcome.ok:
+        outcome.summary = "unmatched study linked; " + outcome.summary
+    return outcome
 
 
-def _merge_study(state: OrderState, event: OrderEvent) -> None:
+def _acquisition_confirmed(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
+    if current not in {S.ORDERED, S.SCHEDULED, S.IN_PROGRESS}:
+        return _refuse(event, current)
+    state.study.archive_confirmed = True
+    _enter(state, S.ACQUIRED, now)
+    return Outcome(changed=True, summary=event.reason or "acquisition complete")
+
+
+def ready_for_acquisition(state: OrderState) -> tuple[bool, str]:
+    """Complete on radflow's side: stable study, and every MPPS-referenced instance received."""
+    if effective_status(state) not in {S.ORDERED, S.SCHEDULED, S.IN_PROGRESS}:
+        return False, ""
+    s = state.study
+    if not s.stable or s.instance_count == 0:
+        return False, ""
+    if s.expected_instance_count and s.instance_count < s.expected_instance_count:
+        return False, f"waiting for images: {s.instance_count} of {s.expected_instance_count} referenced instances received"
+    return True, ""
+
+
+def _merge_received(state: OrderState, event: OrderEvent) -> None:
     study = event.study
     assert study is not None
     if study.study_instance_uid and not state.order.study_instance_uid:
         state.order.study_instance_uid = study.study_instance_uid
-    state.study = study.model_copy()
+    merged = study.model_copy()
+    merged.expected_instance_count = state.study.expected_instance_count or study.expected_instance_count
+    merged.stable = state.study.stable or study.stable
+    merged.archive_confirmed = state.study.archive_confirmed
+    state.study = merged
 
 
 def _enter(state: OrderState, status: OrderStatus, now: datetime) -> None:
@@ -285,8 +317,6 @@ _HANDLERS = {
     EventKind.IMAGES_ARRIVING: _images_arriving,
     EventKind.STUDY_STABLE: _study_stable,
     EventKind.STUDY_LINKED: _study_linked,
+    EventKind.ACQUISITION_CONFIRMED: _acquisition_confirmed,
 }
 
-
-def initial_status(state_order_scheduled: bool) -> OrderStatus:
-    return S.SCHEDULED if state_order_scheduled else S.ORDERED

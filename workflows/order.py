@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
         StepResult,
         TimelineEntry,
     )
-    from domain.transitions import apply_event, effective_status, set_status
+    from domain.transitions import apply_event, effective_status, ready_for_acquisition, set_status
 
 SEEN_IDS_KEPT = 200
 HISTORY_SOFT_LIMIT = 8_000
@@ -112,7 +112,7 @@ class ImagingOrderWorkflow:
         if outcome.changed:
             self.state.updated_at = now
             self._record(event.source, event.kind.value, outcome.summary, event.control_id)
-            self._after_change(event.kind.value, outcome.deliver_report)
+            self._after_change(event.kind.value, outcome.deliver_report, outcome.check_acquisition)
         return EventResult(
             accession=acc, status=self.state.status, changed=outcome.changed, duplicate=outcome.duplicate, message=outcome.summary
         )
@@ -163,7 +163,7 @@ class ImagingOrderWorkflow:
         return self.state.timeline
 
     # ------------------------------------------------------------------ steps
-    def _after_change(self, milestone: str, deliver_report: bool) -> None:
+    def _after_change(self, milestone: str, deliver_report: bool = False, check_acquisition: bool = False) -> None:
         if self.state.status != OrderStatus.DELIVERED and effective_status(self.state) in (
             OrderStatus.CANCELLED,
             OrderStatus.DISCONTINUED,
@@ -171,16 +171,39 @@ class ImagingOrderWorkflow:
             self.state.closed_at = self.state.closed_at or workflow.now()
         if deliver_report:
             self.state.closed_at = None
-            for consumer in self.policy.report_consumers:
-                activity = d.REPORT_DELIVERY_ACTIVITIES.get(consumer)
-                if activity:
-                    self._enqueue(_Step(consumer, activity, "report"))
+            self._enqueue_each(self.policy.report_consumers, d.REPORT_DELIVERY_ACTIVITIES, d.MILESTONE_REPORT)
+        if check_acquisition:
+            self._check_acquisition()
         self._enqueue_sync(milestone)
         self._upsert_search_attributes()
 
+    def _check_acquisition(self) -> None:
+        ready, waiting = ready_for_acquisition(self.state)
+        if waiting:
+            self._record(EventSource.SYSTEM, "WAITING", waiting)
+        if not ready:
+            return
+        if any(c in d.ACQUISITION_ACTIVITIES for c in self.policy.acquisition_consumers):
+            self._enqueue_each(self.policy.acquisition_consumers, d.ACQUISITION_ACTIVITIES, d.MILESTONE_ACQUISITION)
+        else:
+            self._apply_internal(EventKind.ACQUISITION_CONFIRMED, "acquisition complete (no archive configured)")
+
+    def _apply_internal(self, kind: EventKind, reason: str) -> None:
+        event = OrderEvent(kind=kind, source=EventSource.SYSTEM, reason=reason)
+        outcome = apply_event(self.state, event, workflow.now())
+        if outcome.ok and outcome.changed:
+            self.state.updated_at = workflow.now()
+            self._record(EventSource.SYSTEM, kind.value, outcome.summary)
+            self._after_change(kind.value, outcome.deliver_report, outcome.check_acquisition)
+
     def _enqueue_sync(self, milestone: str) -> None:
-        for consumer, activity in d.SYNC_ACTIVITIES.items():
-            self._enqueue(_Step(consumer, activity, milestone))
+        self._enqueue_each(self.policy.sync_consumers, d.SYNC_ACTIVITIES, milestone)
+
+    def _enqueue_each(self, consumers: list[str], registry: dict[str, str], milestone: str) -> None:
+        for consumer in consumers:
+            activity = registry.get(consumer)
+            if activity:
+                self._enqueue(_Step(consumer, activity, milestone))
 
     def _enqueue(self, step: _Step) -> None:
         # Steps send the state as it is when they run, so a queued twin adds nothing.
@@ -236,14 +259,36 @@ class ImagingOrderWorkflow:
         return action.action
 
     def _mark_delivery(self, step: _Step, outcome: str) -> None:
-        if step.milestone == "report" and self.state.report is not None:
+        if step.milestone == d.MILESTONE_REPORT and self.state.report is not None:
             self.state.deliveries[step.consumer] = f"v{self.state.report.version}:{outcome}"
+        elif step.milestone == d.MILESTONE_ACQUISITION:
+            self.state.deliveries[f"acquisition:{step.consumer}"] = f"n{self.state.study.instance_count}:{outcome}"
 
     def _after_step(self) -> None:
+        if self.state.status == OrderStatus.NEEDS_ATTENTION:
+            return
+        self._maybe_acquired()
+        self._maybe_delivered()
+
+    def _maybe_acquired(self) -> None:
+        if any(s.milestone == d.MILESTONE_ACQUISITION for s in self._steps):
+            return
+        if effective_status(self.state) not in (OrderStatus.ORDERED, OrderStatus.SCHEDULED, OrderStatus.IN_PROGRESS):
+            return
+        consumers = [c for c in self.policy.acquisition_consumers if c in d.ACQUISITION_ACTIVITIES]
+        if not consumers or not ready_for_acquisition(self.state)[0]:
+            return
+        prefix = f"n{self.state.study.instance_count}:"
+        results = {c: self.state.deliveries.get(f"acquisition:{c}", "") for c in consumers}
+        if all(r.startswith(prefix) for r in results.values()):
+            outcomes = ", ".join(f"{c}={r.split(':', 1)[1]}" for c, r in results.items())
+            self._apply_internal(EventKind.ACQUISITION_CONFIRMED, f"acquisition complete ({outcomes})")
+
+    def _maybe_delivered(self) -> None:
         report = self.state.report
         if report is None or report.status == ReportStatus.PRELIMINARY:
             return
-        if effective_status(self.state) != OrderStatus.REPORTED or self.state.status == OrderStatus.NEEDS_ATTENTION:
+        if effective_status(self.state) != OrderStatus.REPORTED:
             return
         prefix = f"v{report.version}:"
         consumers = [c for c in self.policy.report_consumers if c in d.REPORT_DELIVERY_ACTIVITIES]
@@ -252,6 +297,7 @@ class ImagingOrderWorkflow:
             self.state.closed_at = workflow.now()
             outcomes = ", ".join(f"{c}={self.state.deliveries[c].split(':', 1)[1]}" for c in consumers) or "no consumers"
             self._record(EventSource.SYSTEM, "DELIVERED", f"{report.status.value} report delivered ({outcomes})")
+            self._enqueue_sync("DELIVERED")
             self._upsert_search_attributes()
 
     # ------------------------------------------------------------------ deadlines
