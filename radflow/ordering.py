@@ -162,10 +162,11 @@ class OrderService:
         except (asyncio.TimeoutError, OSError) as err:
             raise TemporalUnavailable(str(err)) from err
 
-    async def operator_action(self, accession: str, action: OperatorAction) -> OperatorResult:
+    async def operator_action(self, accession: str, action: OperatorAction, update_id: str | None = None) -> OperatorResult:
+        # update_id (e.g. the API's Idempotency-Key) makes a retried request apply once.
         try:
             return await self.handle(accession).execute_update(
-                d.OPERATOR_UPDATE, action, result_type=OperatorResult, rpc_timeout=self.rpc_timeout
+                d.OPERATOR_UPDATE, action, id=update_id, result_type=OperatorResult, rpc_timeout=self.rpc_timeout
             )
         except WorkflowUpdateFailedError as err:
             raise _update_failure(err, d.ErrorType.NO_ATTENTION_PENDING) from err

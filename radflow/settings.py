@@ -58,6 +58,12 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # --- API client, CLI and dev stack (api/, radflow/cli.py, radflow/logs.py) ---
+    api_url: str = "http://localhost:8000"  # where `radflow orders ...` finds the API
+    dev_host: str = "127.0.0.1"  # `radflow dev` binds every listener here (not exposed by default)
+    log_format: str = "kv"  # "kv" (key=value lines) or "json" (one JSON object per line)
+    # --- end API client, CLI and dev stack ---
+
     def order_policy(self) -> OrderPolicy:
         return OrderPolicy(
             no_images_after_s=self.no_images_after_hours * 3600,
