@@ -91,6 +91,10 @@ class ErrorType(StrEnum):
     DELIVERY_REJECTED = "DeliveryRejected"
     NO_ATTENTION_PENDING = "NoAttentionPending"
     ARCHIVE_COUNT_MISMATCH = "ArchiveCountMismatch"
+    # DICOM storage / archive forwarding (activities/archive.py); all retryable
+    ARCHIVE_UNREACHABLE = "ArchiveUnreachable"
+    ARCHIVE_FORWARD_INCOMPLETE = "ArchiveForwardIncomplete"
+    SPOOL_MISSING = "SpoolMissing"
 
 
 # Search attributes radflow registers (`radflow dev` and `radflow setup`).
@@ -143,3 +147,23 @@ ACQUISITION_ACTIVITIES = {
 }
 MILESTONE_REPORT = "report"
 MILESTONE_ACQUISITION = "acquisition"
+
+
+# --- Unmatched items (workflows/unmatched.py, radflow/unmatched.py) ---
+# Unsolicited studies and unscheduled MPPS are kept as one small workflow each until an
+# operator links them to an order; the id makes a second report of the same item a no-op.
+UNMATCHED_WORKFLOW = "UnmatchedItem"
+UNMATCHED_NOTE_UPDATE = "note"  # create-or-refresh the item's details (update-with-start)
+UNMATCHED_RESOLVE_UPDATE = "resolve"  # link to an accession (or dismiss with an empty one)
+UNMATCHED_DETAILS_QUERY = "details"
+UNMATCHED_ID_PREFIX = "unmatched-"
+
+
+class UnmatchedKind(StrEnum):
+    STUDY = "study"  # images whose accession matches no order (key: StudyInstanceUID)
+    MPPS = "mpps"  # MPPS for no scheduled order (key: the MPPS SOP Instance UID)
+
+
+def unmatched_workflow_id(kind: str, key: str) -> str:
+    return f"{UNMATCHED_ID_PREFIX}{kind}-{key}"
+# --- end unmatched items ---
