@@ -29,12 +29,17 @@ async def connect(settings: Settings) -> Client:
     )
 
 
-async def ensure_search_attributes(client: Client) -> list[str]:
-    """Register radflow's search attributes in the client's namespace; returns the ones added."""
-    existing = await client.operator_service.list_search_attributes(
-        ListSearchAttributesRequest(namespace=client.namespace)
-    )
-    have = set(existing.custom_attributes)
+async def ensure_search_attributes(client: Client, *, assume_none: bool = False) -> list[str]:
+    """Register radflow's search attributes in the client's namespace; returns the ones added.
+
+    `assume_none` skips listing (the time-skipping test server implements add but not list).
+    """
+    have: set[str] = set()
+    if not assume_none:
+        existing = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=client.namespace)
+        )
+        have = set(existing.custom_attributes)
     missing = {k.name: IndexedValueType.ValueType(k.indexed_value_type) for k in SEARCH_ATTRIBUTES if k.name not in have}
     if missing:
         await client.operator_service.add_search_attributes(

@@ -87,9 +87,13 @@ class ImagingOrderWorkflow:
                 workflow.continue_as_new(
                     StartOrder(order=self.state.order, source=EventSource.SYSTEM, policy=self.policy, carried=self.state)
                 )
-            timeout = self._seconds_to_next_deadline()
+            due = self._next_deadline()
+            timeout = max((due - workflow.now()).total_seconds(), 0.001) if due else None
             try:
-                await workflow.wait_condition(lambda: bool(self._steps) or self._done, timeout=timeout)
+                # Also wake when an event moved the next deadline, so the timer is re-armed.
+                await workflow.wait_condition(
+                    lambda: bool(self._steps) or self._done or self._next_deadline() != due, timeout=timeout
+                )
             except asyncio.TimeoutError:
                 self._on_deadline()
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -318,12 +322,9 @@ class ImagingOrderWorkflow:
             out.append((s.closed_at + timedelta(seconds=self.policy.retention_after_close_s), "CLOSE"))
         return out
 
-    def _seconds_to_next_deadline(self) -> float | None:
+    def _next_deadline(self) -> datetime | None:
         deadlines = self._deadlines()
-        if not deadlines:
-            return None
-        due = min(at for at, _ in deadlines)
-        return max((due - workflow.now()).total_seconds(), 0.001)
+        return min(at for at, _ in deadlines) if deadlines else None
 
     def _on_deadline(self) -> None:
         now = workflow.now()

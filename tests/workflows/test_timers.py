@@ -1,0 +1,178 @@
+"""Deadlines and stuck-exam handling on the time-skipping test server."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import activity
+from temporalio.client import WorkflowHandle
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from domain import definitions as d
+from domain.definitions import EventSource, OrderStatus, OverdueFlag, ReportStatus
+from domain.order import (
+    EventKind,
+    EventResult,
+    OperatorAction,
+    OperatorResult,
+    OrderPolicy,
+    OrderState,
+    StartOrder,
+    StepRequest,
+    StepResult,
+)
+from tests.factories import event, make_order, report, stable_study
+from workflows.allocator import AccessionAllocatorWorkflow
+from workflows.order import ImagingOrderWorkflow
+
+HOUR = 3600.0
+
+
+class FlakyConsumer:
+    """A delivery activity that fails until told to recover (counts attempts)."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.healthy = False
+
+    @activity.defn(name="deliver_report_hl7")
+    async def deliver(self, req: StepRequest) -> StepResult:
+        self.attempts += 1
+        if not self.healthy:
+            raise ApplicationError("EHR refused connection", type="ConnectionRefused")
+        return StepResult(outcome="delivered", detail=f"attempt {self.attempts}")
+
+
+async def _start(env: WorkflowEnvironment, tq: str, policy: OrderPolicy, scheduled: bool = True) -> WorkflowHandle:
+    now = await env.get_current_time()
+    order = make_order(start=now + timedelta(hours=1)) if scheduled else make_order(scheduled=False)
+    return await env.client.start_workflow(
+        d.ORDER_WORKFLOW,
+        StartOrder(order=order, source=EventSource.HL7, control_id="NW1", policy=policy),
+        id=d.order_workflow_id(order.accession),
+        task_queue=tq,
+    )
+
+
+async def _state(handle: WorkflowHandle) -> OrderState:
+    return await handle.query(d.STATE_QUERY, result_type=OrderState)
+
+
+async def _send(handle: WorkflowHandle, kind: EventKind, **fields) -> EventResult:
+    return await handle.execute_update(d.EVENT_UPDATE, event(kind, **fields), result_type=EventResult)
+
+
+def _worker(env: WorkflowEnvironment, tq: str, *activities) -> Worker:
+    return Worker(env.client, task_queue=tq, workflows=[ImagingOrderWorkflow, AccessionAllocatorWorkflow],
+                  activities=list(activities))
+
+
+async def test_no_images_deadline_flags_without_changing_state(time_env: WorkflowEnvironment) -> None:
+    tq = "timers-no-images"
+    policy = OrderPolicy(no_images_after_s=2 * HOUR)
+    async with _worker(time_env, tq, FlakyConsumer().deliver):
+        handle = await _start(time_env, tq, policy)
+        # Scheduled start is now+1h; the flag is due at now+3h.
+        await time_env.sleep(timedelta(hours=2, minutes=50))
+        state = await _state(handle)
+        assert state.overdue == [] and state.status == OrderStatus.SCHEDULED
+        await time_env.sleep(timedelta(minutes=20))
+        state = await _state(handle)
+        assert state.overdue == [OverdueFlag.NO_IMAGES]
+        assert state.status == OrderStatus.SCHEDULED
+        entry = state.timeline[-1]
+        assert entry.source == EventSource.TIMER and "no images" in entry.summary
+
+
+async def test_no_final_report_deadline(time_env: WorkflowEnvironment) -> None:
+    tq = "timers-no-report"
+    policy = OrderPolicy(no_report_after_s=5 * HOUR, no_images_after_s=100 * HOUR)
+    async with _worker(time_env, tq, FlakyConsumer().deliver):
+        handle = await _start(time_env, tq, policy)
+        await _send(handle, EventKind.STUDY_STABLE, study=stable_study(), source=EventSource.DICOM)
+        assert (await _state(handle)).status == OrderStatus.ACQUIRED
+        await time_env.sleep(timedelta(hours=4, minutes=55))
+        assert (await _state(handle)).overdue == []
+        await time_env.sleep(timedelta(minutes=10))
+        state = await _state(handle)
+        assert state.overdue == [OverdueFlag.NO_FINAL_REPORT] and state.status == OrderStatus.ACQUIRED
+        # A final report clears the flag.
+        await _send(handle, EventKind.REPORT, report=report(ReportStatus.FINAL))
+        state = await _state(handle)
+        assert OverdueFlag.NO_FINAL_REPORT not in state.overdue
+
+
+async def test_needs_attention_then_retry_resumes(time_env: WorkflowEnvironment) -> None:
+    tq = "timers-retry"
+    consumer = FlakyConsumer()
+    policy = OrderPolicy(step_max_attempts=3, step_initial_interval_s=10, step_max_interval_s=10)
+    async with _worker(time_env, tq, consumer.deliver):
+        handle = await _start(time_env, tq, policy)
+        await _send(handle, EventKind.REPORT, report=report(ReportStatus.FINAL))
+        await time_env.sleep(timedelta(minutes=5))
+        state = await _state(handle)
+        assert state.status == OrderStatus.NEEDS_ATTENTION
+        assert state.attention is not None and "EHR refused connection" in state.attention.reason
+        assert consumer.attempts == 3  # bounded by the retry policy, then it waits
+        await time_env.sleep(timedelta(hours=1))
+        assert consumer.attempts == 3
+
+        # Inbound events still apply underneath the attention overlay.
+        consumer.healthy = True
+        result = await handle.execute_update(d.OPERATOR_UPDATE, OperatorAction(action="retry", note="EHR back"),
+                                             result_type=OperatorResult)
+        assert result.action == "retry"
+        await time_env.sleep(timedelta(seconds=30))
+        state = await _state(handle)
+        assert state.status == OrderStatus.DELIVERED and state.attention is None
+        assert state.deliveries["hl7"].endswith("delivered")
+        assert consumer.attempts == 4
+
+
+async def test_skip_moves_on(time_env: WorkflowEnvironment) -> None:
+    tq = "timers-skip"
+    consumer = FlakyConsumer()
+    policy = OrderPolicy(step_max_attempts=2, step_initial_interval_s=5, step_max_interval_s=5)
+    async with _worker(time_env, tq, consumer.deliver):
+        handle = await _start(time_env, tq, policy)
+        await _send(handle, EventKind.REPORT, report=report(ReportStatus.FINAL))
+        await time_env.sleep(timedelta(minutes=1))
+        assert (await _state(handle)).status == OrderStatus.NEEDS_ATTENTION
+        await handle.execute_update(d.OPERATOR_UPDATE, OperatorAction(action="skip"), result_type=OperatorResult)
+        await time_env.sleep(timedelta(seconds=5))
+        state = await _state(handle)
+        assert state.status == OrderStatus.DELIVERED
+        assert state.deliveries["hl7"].endswith("skipped")
+        assert any(e.kind == "STEP_SKIPPED" for e in state.timeline)
+
+
+async def test_operator_update_rejected_when_nothing_pending(time_env: WorkflowEnvironment) -> None:
+    tq = "timers-validator"
+    async with _worker(time_env, tq, FlakyConsumer().deliver):
+        handle = await _start(time_env, tq, OrderPolicy())
+        try:
+            await handle.execute_update(d.OPERATOR_UPDATE, OperatorAction(action="retry"), result_type=OperatorResult)
+        except Exception as err:  # WorkflowUpdateFailedError from the validator
+            assert "not waiting for an operator" in str(err.__cause__ or err)
+        else:
+            raise AssertionError("retry on an order that needs no attention must be rejected")
+        try:
+            await handle.execute_update(d.OPERATOR_UPDATE, OperatorAction(action="reboot"), result_type=OperatorResult)
+        except Exception as err:
+            assert "unknown operator action" in str(err.__cause__ or err)
+        else:
+            raise AssertionError("unknown action must be rejected")
+        # Rejected updates never entered history: no OPERATOR timeline entry.
+        assert not any(e.kind == "OPERATOR" for e in (await _state(handle)).timeline)
+
+
+async def test_closed_order_completes_after_retention(time_env: WorkflowEnvironment) -> None:
+    tq = "timers-close"
+    policy = OrderPolicy(retention_after_close_s=24 * HOUR)
+    async with _worker(time_env, tq, FlakyConsumer().deliver):
+        handle = await _start(time_env, tq, policy)
+        await _send(handle, EventKind.CANCEL, reason="duplicate order")
+        await time_env.sleep(timedelta(hours=25))
+        assert await handle.result() == OrderStatus.CANCELLED.value
