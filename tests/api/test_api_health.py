@@ -8,6 +8,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RetryConfig
 
 from api.app import create_app
 from radflow.devstack import DevServer, free_port
@@ -34,7 +35,10 @@ async def dead_api(tmp_path) -> AsyncIterator[httpx.AsyncClient]:
     # Temporal goes away after the API connected: the realistic outage.
     server = DevServer(db_file=None, port=free_port(), ui_port=None, log_file=tmp_path / "dev.log")
     await server.start()
-    client = await Client.connect(server.address, data_converter=pydantic_data_converter)
+    # The client's own retries (10 s by default, not bounded by rpc_timeout) are cut short
+    # here so the test stays fast; the mapping under test is the same.
+    client = await Client.connect(server.address, data_converter=pydantic_data_converter,
+                                  retry_config=RetryConfig(max_elapsed_time_millis=500, max_retries=2))
     server.stop()
     service = OrderService(client, task_queue="tq-dead", rpc_timeout_s=1.0)
     app = create_app(Settings(task_queue="tq-dead"), service)

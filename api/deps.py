@@ -1,0 +1,33 @@
+"""Dependencies the routes declare (`Annotated`), so tests and callers can swap them."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from radflow.ordering import OrderService, TemporalUnavailable
+from radflow.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_service(request: Request) -> OrderService:
+    service: OrderService | None = request.app.state.service
+    if service is None:
+        # The lifespan keeps trying to connect; until then every order call is a 503.
+        raise TemporalUnavailable("not connected to Temporal yet")
+    return service
+
+
+def control_id(idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)] = None) -> str:
+    """The event's control id: the client's Idempotency-Key (a retried POST is applied once), else fresh."""
+    return idempotency_key or f"api-{uuid.uuid4().hex}"
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ServiceDep = Annotated[OrderService, Depends(get_service)]
+ControlIdDep = Annotated[str, Depends(control_id)]

@@ -1,0 +1,9 @@
+"""One router per resource. Gateways with an HTTP face (FHIR, DICOMweb) add theirs to ROUTERS."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.routes import health, orders
+
+ROUTERS: list[APIRouter] = [health.router, orders.router]

@@ -1,0 +1,145 @@
+"""/orders: read one order (exact, by workflow query), list orders (visibility), act on one.
+
+Every POST becomes one `OrderService` call; the response is sent only after Temporal
+completed it. With an `Idempotency-Key` header a retried POST is applied once.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Path, Query
+
+from api.deps import ControlIdDep, ServiceDep
+from api.schemas import (
+    CancelRequest,
+    ErrorPublic,
+    EventResultPublic,
+    OperatorRequest,
+    OperatorResultPublic,
+    OrderListPublic,
+    OrderPublic,
+    ScheduleRequest,
+    TimelineEntryPublic,
+    TimelinePublic,
+)
+from domain.definitions import EventSource, OrderStatus
+from domain.order import EventKind, OperatorAction, OrderEvent, Schedule
+from radflow.logs import order_fields
+from radflow.order_search import OrderFilter, search_orders
+
+log = logging.getLogger("radflow.api")
+
+router = APIRouter(prefix="/orders", tags=["orders"])
+
+Accession = Annotated[str, Path(min_length=1, max_length=64, description="the order's accession number")]
+
+_NOT_FOUND = {404: {"model": ErrorPublic, "description": "unknown order"}}
+_UNAVAILABLE = {503: {"model": ErrorPublic, "description": "Temporal unavailable: nothing was applied, retry"}}
+_REFUSED = {409: {"model": ErrorPublic, "description": "the order refused the event (recorded as an exception)"}}
+
+
+@router.get(
+    "",
+    response_model=OrderListPublic,
+    responses=_UNAVAILABLE,
+    summary="List orders (eventually consistent)",
+    description=(
+        "Built from Temporal visibility (the search attributes every order upserts), so a change "
+        "shows up here shortly after it was applied, not necessarily at once. Read one order with "
+        "GET /orders/{accession} for its exact current state. Newest first; page with next_page_token."
+    ),
+)
+async def list_orders(
+    service: ServiceDep,
+    patient: Annotated[str | None, Query(max_length=64, description="patient MRN")] = None,
+    accession: Annotated[str | None, Query(max_length=64)] = None,
+    status: OrderStatus | None = None,
+    modality: Annotated[str | None, Query(max_length=16)] = None,
+    station: Annotated[str | None, Query(max_length=16, description="scheduled station AE title")] = None,
+    scheduled_from: Annotated[datetime | None, Query(description="scheduled start >= (ISO 8601, UTC if no offset)")] = None,
+    scheduled_to: Annotated[datetime | None, Query(description="scheduled start <=")] = None,
+    needs_attention: bool | None = None,
+    page_size: Annotated[int, Query(ge=1, le=1000)] = 50,
+    next_page_token: Annotated[str | None, Query(max_length=4096)] = None,
+) -> OrderListPublic:
+    flt = OrderFilter(
+        accession=accession, patient=patient, status=status, modality=modality, station=station,
+        scheduled_from=scheduled_from, scheduled_to=scheduled_to, needs_attention=needs_attention,
+    )
+    page = await search_orders(service, flt, page_size=page_size, page_token=next_page_token)
+    return OrderListPublic.from_page(page)
+
+
+@router.get("/{accession}", response_model=OrderPublic, responses={**_NOT_FOUND, **_UNAVAILABLE})
+async def get_order(accession: Accession, service: ServiceDep) -> OrderPublic:
+    return OrderPublic.from_state(await service.get_state(accession))
+
+
+@router.get("/{accession}/timeline", response_model=TimelinePublic, responses={**_NOT_FOUND, **_UNAVAILABLE})
+async def get_timeline(accession: Accession, service: ServiceDep) -> TimelinePublic:
+    entries = await service.get_timeline(accession)
+    return TimelinePublic(accession=accession, entries=[TimelineEntryPublic.from_entry(e) for e in entries])
+
+
+@router.post(
+    "/{accession}/schedule",
+    response_model=EventResultPublic,
+    responses={**_NOT_FOUND, **_REFUSED, **_UNAVAILABLE},
+    summary="Schedule an order that arrived without a schedule (or reschedule before acquisition)",
+)
+async def schedule_order(accession: Accession, body: ScheduleRequest, service: ServiceDep, control_id: ControlIdDep) -> EventResultPublic:
+    start = body.start if body.start.tzinfo else body.start.replace(tzinfo=UTC)
+    schedule = Schedule(station_ae=body.station_ae, modality=body.modality, start=start,
+                        station_name=body.station_name, location=body.location)
+    event = OrderEvent(kind=EventKind.SCHEDULE, source=EventSource.API, control_id=control_id, schedule=schedule)
+    return await _send(service, accession, event)
+
+
+@router.post("/{accession}/cancel", response_model=EventResultPublic, responses={**_NOT_FOUND, **_REFUSED, **_UNAVAILABLE})
+async def cancel_order(
+    accession: Accession, service: ServiceDep, control_id: ControlIdDep, body: Annotated[CancelRequest | None, Body()] = None
+) -> EventResultPublic:
+    reason = body.reason if body else ""
+    event = OrderEvent(kind=EventKind.CANCEL, source=EventSource.API, control_id=control_id, reason=reason)
+    return await _send(service, accession, event)
+
+
+@router.post(
+    "/{accession}/retry",
+    response_model=OperatorResultPublic,
+    responses={**_NOT_FOUND, **_REFUSED, **_UNAVAILABLE},
+    summary="Operator: retry the step an order in NEEDS_ATTENTION is waiting on",
+)
+async def retry_step(
+    accession: Accession, service: ServiceDep, control_id: ControlIdDep, body: Annotated[OperatorRequest | None, Body()] = None
+) -> OperatorResultPublic:
+    return await _operator(service, accession, "retry", body, control_id)
+
+
+@router.post(
+    "/{accession}/skip",
+    response_model=OperatorResultPublic,
+    responses={**_NOT_FOUND, **_REFUSED, **_UNAVAILABLE},
+    summary="Operator: skip the step an order in NEEDS_ATTENTION is waiting on",
+)
+async def skip_step(
+    accession: Accession, service: ServiceDep, control_id: ControlIdDep, body: Annotated[OperatorRequest | None, Body()] = None
+) -> OperatorResultPublic:
+    return await _operator(service, accession, "skip", body, control_id)
+
+
+async def _send(service: ServiceDep, accession: str, event: OrderEvent) -> EventResultPublic:
+    result = await service.send_event(accession, event)
+    log.info("api event applied", extra=order_fields(accession, kind=event.kind.value, changed=result.changed,
+                                                     status=result.status.value, control_id=event.control_id))
+    return EventResultPublic(**result.model_dump(include=set(EventResultPublic.model_fields)))
+
+
+async def _operator(service: ServiceDep, accession: str, action: str, body: OperatorRequest | None, control_id: str) -> OperatorResultPublic:
+    result = await service.operator_action(accession, OperatorAction(action=action, note=body.note if body else ""),
+                                           update_id=f"{EventSource.API.value}:{control_id}")
+    log.info("api operator action", extra=order_fields(accession, action=action, status=result.status.value))
+    return OperatorResultPublic(accession=result.accession, action=result.action, status=result.status)
