@@ -18,9 +18,11 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from radflow.devstack import free_port
 
@@ -117,3 +119,13 @@ class FhirTestServer:
         self.stop()
         if self._tmp is not None:
             self._tmp.cleanup()
+
+
+@pytest.fixture(scope="module")
+async def fhir_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FhirTestServer]:
+    """One FHIR server per test module (import this fixture into the module that needs it)."""
+    where = tmp_path_factory.mktemp("fhir")
+    server = FhirTestServer(data_file=where / "store.json", log_file=where / "server.log")
+    await server.start()
+    yield server
+    server.close()
