@@ -212,6 +212,7 @@ class OrderState(BaseModel):
     attention: Attention | None = None
     created_at: datetime
     updated_at: datetime
+    started_at: datetime | None = None  # first IN_PROGRESS (MPPS / first image): ImagingStudy.started
     acquired_at: datetime | None = None
     closed_at: datetime | None = None
     previous_patients: list[PatientKey] = Field(default_factory=list)

@@ -290,6 +290,8 @@ def _merge_received(state: OrderState, event: OrderEvent) -> None:
 
 def _enter(state: OrderState, status: OrderStatus, now: datetime) -> None:
     set_status(state, status)
+    if status in {S.IN_PROGRESS, S.ACQUIRED} and state.started_at is None:
+        state.started_at = now
     if status == S.ACQUIRED and state.acquired_at is None:
         state.acquired_at = now
     if status in {S.IN_PROGRESS, S.ACQUIRED}:

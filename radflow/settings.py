@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.definitions import TASK_QUEUE
+from domain.fhir.config import FhirMappingConfig
 from domain.order import OrderPolicy
 
 
@@ -63,6 +64,24 @@ class Settings(BaseSettings):
     dev_host: str = "127.0.0.1"  # `radflow dev` binds every listener here (not exposed by default)
     log_format: str = "kv"  # "kv" (key=value lines) or "json" (one JSON object per line)
     # --- end API client, CLI and dev stack ---
+
+    # --- FHIR mapping (domain/fhir/, api/routes/fhir.py) ---
+    fhir_identifier_base: str = "http://radflow.example/fhir"  # identifier systems: <base>/mrn/<issuer>, <base>/accession...
+    fhir_mrn_systems: dict[str, str] = {}  # assigning authority -> identifier system (e.g. "urn:oid:1.2.3")
+    fhir_code_systems: dict[str, str] = {}  # HL7 coding system (OBR-4.3) -> FHIR system URI
+    dicomweb_base_url: str = "http://localhost:8042/dicom-web"  # Endpoint.address of ImagingStudy
+    fhir_report_language: str = "en"
+    fhir_search_max: int = 200  # facade searches refuse (too-costly) rather than truncate beyond this
+
+    def fhir_mapping(self) -> FhirMappingConfig:
+        return FhirMappingConfig(
+            identifier_base=self.fhir_identifier_base,
+            mrn_systems=self.fhir_mrn_systems,
+            code_systems=self.fhir_code_systems,
+            dicomweb_base_url=self.dicomweb_base_url,
+            report_language=self.fhir_report_language,
+        )
+    # --- end FHIR mapping ---
 
     def order_policy(self) -> OrderPolicy:
         return OrderPolicy(

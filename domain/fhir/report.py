@@ -1,0 +1,72 @@
+"""DiagnosticReport: one per order, versioned as the ORU reports arrive (P -> F -> C).
+
+OBR-25 `C` becomes `corrected`, not `amended`: R4 defines corrected as "modified to
+correct an error" and amended as any later change (e.g. added content). A radiology
+correction report fixes the issued text, which is what HL7 v2 `C` (and the v2-to-FHIR
+map) means; an addendum workflow would be the case for `amended`.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from domain.definitions import ReportStatus
+from domain.fhir.common import (
+    LOINC,
+    V2_0074,
+    Refs,
+    display_name,
+    fhir_datetime,
+    procedure_code,
+    prune,
+    reference,
+)
+from domain.fhir.config import FhirMappingConfig
+from domain.fhir.keys import accession_key, encounter_key, patient_key, report_key, study_key
+from domain.order import OrderState
+
+REPORT_STATUS = {
+    ReportStatus.PRELIMINARY: "preliminary",
+    ReportStatus.FINAL: "final",
+    ReportStatus.CORRECTED: "corrected",
+}
+
+RADIOLOGY = {"coding": [{"system": V2_0074, "code": "RAD", "display": "Radiology"}]}
+# When the order carries no procedure code (DiagnosticReport.code is mandatory).
+IMAGING_REPORT_CODE = {"coding": [{"system": LOINC, "code": "18748-4", "display": "Diagnostic imaging study"}]}
+
+
+def diagnostic_report(state: OrderState, cfg: FhirMappingConfig, refs: Refs | None = None) -> dict | None:
+    """None until a report arrived."""
+    report = state.report
+    if report is None:
+        return None
+    status = REPORT_STATUS[report.status]
+    title = state.order.procedure.text or "Imaging report"
+    form = {
+        "contentType": "text/plain; charset=utf-8",
+        "language": cfg.report_language,
+        "data": base64.b64encode(report.text.encode("utf-8")).decode("ascii"),
+        "title": f"{title} ({status})",
+    }
+    interpreter = display_name(report.interpreter)
+    study = study_key(state)
+    return prune(
+        {
+            "resourceType": "DiagnosticReport",
+            "identifier": [report_key(state, cfg), accession_key(state, cfg)],
+            "basedOn": [reference("ServiceRequest", refs, accession_key(state, cfg))],
+            "status": status,
+            "category": [RADIOLOGY],
+            "code": procedure_code(state, cfg) or IMAGING_REPORT_CODE,
+            "subject": reference("Patient", refs, patient_key(state, cfg)),
+            "encounter": reference("Encounter", refs, encounter_key(state, cfg)),
+            # Clinically relevant time = when the study was done; the report time is `issued`.
+            "effectiveDateTime": fhir_datetime(state.started_at or state.acquired_at or report.observed_at),
+            "issued": fhir_datetime(report.observed_at),
+            "resultsInterpreter": [reference("Practitioner", None, None, interpreter)] if interpreter else None,
+            "imagingStudy": [reference("ImagingStudy", refs, study)] if study else None,
+            "conclusion": report.text or None,
+            "presentedForm": [form] if report.text else None,
+        }
+    )
