@@ -83,6 +83,29 @@ class Settings(BaseSettings):
         )
     # --- end FHIR mapping ---
 
+    # --- DICOM gateway: AE, MWL, MPPS (gateways/dicom/, activities/worklist_sync.py) ---
+    dicom_ae_title: str = "RADFLOW"
+    dicom_host: str = "0.0.0.0"
+    dicom_port: int = 11112
+    dicom_allowed_aets: list[str] = []  # calling AE titles accepted; empty = all
+    dicom_max_associations: int = 20
+    dicom_network_timeout_s: float = 60.0
+    dicom_dimse_timeout_s: float = 30.0
+    mwl_db: Path | None = None  # worklist read model (SQLite, shared by worker and gateway); default data_dir/worklist.db
+    mpps_db: Path | None = None  # MPPS instances seen by the gateway; default data_dir/mpps.db
+    mwl_show_started: bool = False  # also list IN_PROGRESS orders (SPS status STARTED)
+    mwl_max_results: int = 0  # 0 = no limit
+    mwl_timezone: str = ""  # site time zone for SPS start date/time; empty = hl7_default_timezone
+    # Consumers mirrored after every applied change (SYNC_ACTIVITIES), fixed per order at its start.
+    sync_consumers: list[str] = ["worklist"]
+
+    def mwl_db_path(self) -> Path:
+        return self.mwl_db or self.data_dir / "worklist.db"
+
+    def mpps_db_path(self) -> Path:
+        return self.mpps_db or self.data_dir / "mpps.db"
+    # --- end DICOM gateway ---
+
     def order_policy(self) -> OrderPolicy:
         return OrderPolicy(
             no_images_after_s=self.no_images_after_hours * 3600,
@@ -91,4 +114,5 @@ class Settings(BaseSettings):
             step_max_attempts=self.step_max_attempts,
             step_initial_interval_s=self.step_initial_interval_s,
             step_max_interval_s=self.step_max_interval_s,
+            sync_consumers=list(self.sync_consumers),
         )
