@@ -89,6 +89,7 @@ class ErrorType(StrEnum):
     INVALID_EVENT = "InvalidEvent"
     NOT_CONFIGURED = "NotConfigured"
     DELIVERY_REJECTED = "DeliveryRejected"
+    DELIVERY_FAILED = "DeliveryFailed"  # consumer unreachable / AE: retried by the activity policy
     NO_ATTENTION_PENDING = "NoAttentionPending"
     ARCHIVE_COUNT_MISMATCH = "ArchiveCountMismatch"
     # DICOM storage / archive forwarding (activities/archive.py); all retryable
