@@ -110,7 +110,7 @@ class FhirClient:
             existing = await self.read(rtype, current.id)  # changed under us: compare again
         raise ApplicationError(
             f"FHIR {rtype}/{existing['id']} kept changing during update (412 x{_MAX_CONFLICTS})",
-            type=ErrorType.FHIR_UNAVAILABLE,
+            type=ErrorType.DELIVERY_FAILED,
         )
 
     # ------------------------------------------------------------------ reads
@@ -146,16 +146,16 @@ class FhirClient:
             resp = await self._http.request(method, path, content=content, params=params, headers=hdrs)
         except httpx.TimeoutException as err:
             raise ApplicationError(f"FHIR {method} {path}: timeout ({type(err).__name__}) at {self.base_url}",
-                                   type=ErrorType.FHIR_UNAVAILABLE) from err
+                                   type=ErrorType.DELIVERY_FAILED) from err
         except httpx.TransportError as err:
             raise ApplicationError(f"FHIR {method} {path}: {type(err).__name__} {err} at {self.base_url}",
-                                   type=ErrorType.FHIR_UNAVAILABLE) from err
+                                   type=ErrorType.DELIVERY_FAILED) from err
         if resp.is_success or (conflict_ok and resp.status_code == 412):
             return resp
         reason = f"FHIR {method} {path} -> HTTP {resp.status_code}: {outcome_text(resp)}"
         if 400 <= resp.status_code < 500 and resp.status_code not in _RETRYABLE_4XX:
             raise ApplicationError(reason, type=ErrorType.DELIVERY_REJECTED, non_retryable=True)
-        raise ApplicationError(reason, type=ErrorType.FHIR_UNAVAILABLE)
+        raise ApplicationError(reason, type=ErrorType.DELIVERY_FAILED)
 
 
 def outcome_text(resp: httpx.Response) -> str:

@@ -96,8 +96,6 @@ class ErrorType(StrEnum):
     ARCHIVE_UNREACHABLE = "ArchiveUnreachable"
     ARCHIVE_FORWARD_INCOMPLETE = "ArchiveForwardIncomplete"
     SPOOL_MISSING = "SpoolMissing"
-    # FHIR delivery (activities/fhir_client.py): 5xx, timeout, connection refused; retryable
-    FHIR_UNAVAILABLE = "FhirUnavailable"
 
 
 # Search attributes radflow registers (`radflow dev` and `radflow setup`).

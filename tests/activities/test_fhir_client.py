@@ -124,7 +124,7 @@ async def test_connection_refused_is_retryable() -> None:
     async with FhirClient(f"http://127.0.0.1:{free_port()}/fhir/R4", timeout=2) as fhir:
         with pytest.raises(ApplicationError) as caught:
             await fhir.upsert(a_patient("X"), (SYSTEM, "X"))
-    assert caught.value.type == ErrorType.FHIR_UNAVAILABLE and not caught.value.non_retryable
+    assert caught.value.type == ErrorType.DELIVERY_FAILED and not caught.value.non_retryable
     assert "ConnectError" in str(caught.value)
 
 
@@ -136,7 +136,7 @@ async def test_hanging_server_times_out_retryable(fhir_server: FhirTestServer) -
                 await fhir.upsert(a_patient("Y"), (SYSTEM, "Y"))
     finally:
         fhir_server.resume()
-    assert caught.value.type == ErrorType.FHIR_UNAVAILABLE and not caught.value.non_retryable
+    assert caught.value.type == ErrorType.DELIVERY_FAILED and not caught.value.non_retryable
     assert "timeout" in str(caught.value)
 
 
@@ -148,7 +148,7 @@ async def test_server_errors_are_retryable() -> None:
     async with FhirClient("http://fhir.invalid/R4", transport=httpx.MockTransport(answer)) as fhir:
         with pytest.raises(ApplicationError) as caught:
             await fhir.upsert(a_patient("Z"), (SYSTEM, "Z"))
-    assert caught.value.type == ErrorType.FHIR_UNAVAILABLE and not caught.value.non_retryable
+    assert caught.value.type == ErrorType.DELIVERY_FAILED and not caught.value.non_retryable
     assert "HTTP 503: db down" in str(caught.value)
 
 
