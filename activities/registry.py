@@ -12,4 +12,9 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     from activities.hl7_delivery import Hl7ReportDelivery
 
     hl7 = Hl7ReportDelivery.from_settings(settings)
-    return [hl7.deliver_report_hl7]
+    activities: list[Callable[..., Any]] = [hl7.deliver_report_hl7]
+
+    from activities.archive import ArchiveActivities
+
+    activities.append(ArchiveActivities.from_settings(settings).archive_study)
+    return activities

@@ -106,6 +106,20 @@ class Settings(BaseSettings):
         return self.mpps_db or self.data_dir / "mpps.db"
     # --- end DICOM gateway ---
 
+    # --- DICOM storage: spool, study aggregation, archive (gateways/dicom/storage.py, activities/archive.py) ---
+    # The spool is shared by the gateway (writes) and the worker's archive activity (reads,
+    # marks forwarded): both processes must run on the same host / see the same directory.
+    dicom_spool_dir: Path | None = None  # default data_dir/spool
+    dicom_spool_fsync: bool = True  # fsync file + directory before answering success (off only for benches)
+    dicom_stable_age_s: float = 10.0  # quiet period after the last instance before STUDY_STABLE
+    dicom_archive_host: str = ""  # empty = no archive: the spool is the store
+    dicom_archive_port: int = 104
+    dicom_archive_ae_title: str = "ARCHIVE"
+    dicom_archive_timeout_s: float = 30.0  # association / DIMSE / network timeouts of the archive SCU
+    # Steps run once the study is complete (ACQUISITION_ACTIVITIES), fixed per order at its start.
+    acquisition_consumers: list[str] = ["archive"]
+    # --- end DICOM storage ---
+
     def order_policy(self) -> OrderPolicy:
         return OrderPolicy(
             no_images_after_s=self.no_images_after_hours * 3600,
@@ -115,4 +129,5 @@ class Settings(BaseSettings):
             step_initial_interval_s=self.step_initial_interval_s,
             step_max_interval_s=self.step_max_interval_s,
             sync_consumers=list(self.sync_consumers),
+            acquisition_consumers=list(self.acquisition_consumers),
         )

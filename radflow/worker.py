@@ -12,8 +12,9 @@ from activities.registry import build_activities
 from radflow.settings import Settings
 from workflows.allocator import AccessionAllocatorWorkflow
 from workflows.order import ImagingOrderWorkflow
+from workflows.unmatched import UnmatchedItemWorkflow
 
-WORKFLOWS = [ImagingOrderWorkflow, AccessionAllocatorWorkflow]
+WORKFLOWS = [ImagingOrderWorkflow, AccessionAllocatorWorkflow, UnmatchedItemWorkflow]
 
 
 def build_worker(

@@ -1,0 +1,104 @@
+"""`archive_study`: forward the study from the spool to the archive, then confirm its count.
+
+Idempotent by construction: an instance is marked forwarded in the spool index only after
+the archive's success status, so a retry (or a worker crash) resends only what was not
+confirmed. The order becomes ACQUIRED only after the archive's own C-FIND count equals
+what radflow received; a mismatch is a retryable ArchiveCountMismatch (after the last
+attempt the order goes to NEEDS_ATTENTION with the numbers).
+
+Runs in the worker, which must see the gateway's spool directory (same host).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from domain.definitions import ErrorType
+from domain.order import StepRequest, StepResult
+from gateways.dicom.archive_client import ArchiveClient, ArchiveUnreachable
+from gateways.dicom.spool import Spool
+from gateways.dicom.storage import spool_dir
+from radflow.settings import Settings
+
+log = logging.getLogger("radflow.activities.archive")
+
+# Stop forwarding this far into the attempt's start-to-close timeout, so the attempt
+# reports its progress instead of being timed out mid-association.
+TIME_BUDGET_FRACTION = 0.7
+
+
+def count_verdict(archived: int, received: int, note: str = "") -> StepResult:
+    """The archive must hold exactly what radflow received; anything else is retried."""
+    if archived != received:
+        suffix = f" ({note})" if note else ""
+        raise ApplicationError(f"archive has {archived} of {received} instances{suffix}",
+                               type=ErrorType.ARCHIVE_COUNT_MISMATCH)
+    return StepResult(outcome="delivered", detail=f"archive confirmed {archived} instances")
+
+
+class ArchiveActivities:
+    def __init__(self, settings: Settings, *, spool: Callable[[], Spool] | None = None,
+                 client: ArchiveClient | None = None) -> None:
+        self.settings = settings
+        self._spool_factory = spool or (lambda: Spool(spool_dir(settings), fsync=settings.dicom_spool_fsync))
+        self._spool: Spool | None = None
+        self.client = client or ArchiveClient(
+            settings.dicom_archive_host,
+            settings.dicom_archive_port,
+            settings.dicom_archive_ae_title,
+            settings.dicom_ae_title,
+            settings.dicom_archive_timeout_s,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ArchiveActivities:
+        return cls(settings)
+
+    def spool(self) -> Spool:
+        if self._spool is None:
+            self._spool = self._spool_factory()
+        return self._spool
+
+    @activity.defn(name="archive_study")
+    async def archive_study(self, req: StepRequest) -> StepResult:
+        if not self.settings.dicom_archive_host:
+            return StepResult(outcome="not_configured", detail="spool is the store")
+        study_uid = req.state.study.study_instance_uid or req.state.order.study_instance_uid
+        if not study_uid:
+            raise ApplicationError(f"order {req.accession} has no study to archive", type=ErrorType.INVALID_EVENT,
+                                   non_retryable=True)
+        timeout = activity.info().start_to_close_timeout
+        deadline = time.monotonic() + timeout.total_seconds() * TIME_BUDGET_FRACTION if timeout else None
+        try:
+            return await asyncio.to_thread(self._archive, req.accession, study_uid, deadline)
+        except ArchiveUnreachable as err:
+            raise ApplicationError(str(err), type=ErrorType.ARCHIVE_UNREACHABLE) from err
+
+    def _archive(self, accession: str, study_uid: str, deadline: float | None) -> StepResult:
+        spool = self.spool()
+        received = spool.instance_count(study_uid)
+        if received == 0:
+            raise ApplicationError(
+                f"spool {spool.root} holds no instance of study {study_uid} (the worker must share the gateway's spool)",
+                type=ErrorType.SPOOL_MISSING,
+            )
+        todo = spool.instances(study_uid, unforwarded_only=True)
+        report = self.client.forward(todo, spool.mark_forwarded, deadline)
+        log.info("study forwarded to archive", extra={"accession": accession, "study_uid": study_uid,
+                                                      "sent": report.stored, "failed": len(report.failed),
+                                                      "already_forwarded": received - len(todo)})
+        if report.stopped_early:
+            left = len(todo) - report.stored - len(report.failed)
+            raise ApplicationError(f"forwarded {report.stored} instances this attempt, {left} left: continuing",
+                                   type=ErrorType.ARCHIVE_FORWARD_INCOMPLETE)
+        archived = self.client.count_instances(study_uid)
+        note = ""
+        if report.failed:
+            note = f"{len(report.failed)} C-STORE failures, e.g. {next(iter(report.failed.values()))}"
+        return count_verdict(archived, received, note)

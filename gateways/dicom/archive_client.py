@@ -1,0 +1,165 @@
+"""DICOM SCU towards the archive: C-STORE spooled files as they are, C-FIND the count back.
+
+Blocking (pynetdicom); callers run it in a thread. Files are streamed from disk in their
+stored transfer syntax (no decode), so each (SOP class, transfer syntax) pair gets its own
+presentation context.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, _config
+from pynetdicom.association import Association
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
+
+from gateways.dicom.spool import SpooledInstance
+from gateways.dicom.tcp import NODELAY_HANDLER
+
+log = logging.getLogger("radflow.dicom.archive")
+
+MAX_CONTEXTS = 128  # per association (PS3.8: odd presentation context ids 1..255)
+_STORED = {0x0000, 0xB000, 0xB006, 0xB007}  # success, and the "stored with coercion/warning" statuses
+_PENDING = {0xFF00, 0xFF01}
+
+
+class ArchiveUnreachable(Exception):
+    """No association, or it broke: nothing is known about instances not yet confirmed."""
+
+
+@dataclass
+class ForwardReport:
+    stored: int = 0
+    failed: dict[str, str] = field(default_factory=dict)  # SOP Instance UID -> why
+    stopped_early: bool = False  # out of time: the rest goes on the next attempt
+
+
+class ArchiveClient:
+    def __init__(self, host: str, port: int, called_ae: str, calling_ae: str, timeout_s: float = 30.0) -> None:
+        self.host = host
+        self.port = port
+        self.called_ae = called_ae
+        self.calling_ae = calling_ae
+        self.timeout_s = timeout_s
+        # Stream files from disk instead of decoding and re-encoding each one (process-wide
+        # switch, only consulted by send_c_store with a path).
+        _config.STORE_SEND_CHUNKED_DATASET = True
+
+    def _ae(self) -> AE:
+        ae = AE(ae_title=self.calling_ae)
+        ae.acse_timeout = self.timeout_s
+        ae.dimse_timeout = self.timeout_s
+        ae.network_timeout = self.timeout_s
+        ae.connection_timeout = self.timeout_s
+        return ae
+
+    def _associate(self, ae: AE) -> Association:
+        assoc = ae.associate(self.host, self.port, ae_title=self.called_ae, evt_handlers=[NODELAY_HANDLER])
+        if not assoc.is_established:
+            why = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "failed"
+            raise ArchiveUnreachable(f"association with {self.called_ae}@{self.host}:{self.port} {why}")
+        return assoc
+
+    # ------------------------------------------------------------------ C-STORE
+    def forward(self, instances: Sequence[SpooledInstance], on_stored: Callable[[str], None],
+                deadline: float | None = None) -> ForwardReport:
+        """Send each instance; `on_stored(sop_uid)` runs right after the archive's success status."""
+        report = ForwardReport()
+        for batch in _batches(instances):
+            if self._forward_batch(batch, on_stored, deadline, report):
+                break
+        return report
+
+    def _forward_batch(self, batch: list[SpooledInstance], on_stored: Callable[[str], None],
+                       deadline: float | None, report: ForwardReport) -> bool:
+        ae = self._ae()
+        for sop_class, ts in sorted({(i.sop_class_uid, i.transfer_syntax) for i in batch}):
+            ae.add_requested_context(sop_class, ts)
+        assoc = self._associate(ae)
+        try:
+            for inst in batch:
+                if deadline is not None and time.monotonic() > deadline:
+                    report.stopped_early = True
+                    return True
+                if not inst.path.exists():
+                    report.failed[inst.sop_instance_uid] = "spool file missing"
+                    continue
+                try:
+                    status = assoc.send_c_store(inst.path)
+                except (ValueError, AttributeError) as err:  # no accepted context for this SOP class / syntax
+                    report.failed[inst.sop_instance_uid] = f"not sent: {err}"
+                    continue
+                code = getattr(status, "Status", None)
+                if code is None:
+                    raise ArchiveUnreachable("association lost during C-STORE (no response)")
+                if code in _STORED:
+                    on_stored(inst.sop_instance_uid)
+                    report.stored += 1
+                else:
+                    report.failed[inst.sop_instance_uid] = f"status 0x{code:04X}"
+        finally:
+            if assoc.is_established:
+                assoc.release()
+        return False
+
+    # ------------------------------------------------------------------ C-FIND
+    def count_instances(self, study_uid: str) -> int:
+        """The archive's own count: STUDY level NumberOfStudyRelatedInstances, else IMAGE level matches."""
+        ae = self._ae()
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+        assoc = self._associate(ae)
+        try:
+            query = Dataset()
+            query.QueryRetrieveLevel = "STUDY"
+            query.StudyInstanceUID = study_uid
+            query.NumberOfStudyRelatedInstances = None
+            matches = self._find(assoc, query)
+            if not matches:
+                return 0
+            value = matches[0].get("NumberOfStudyRelatedInstances")
+            if value not in (None, ""):
+                return int(value)
+            query = Dataset()
+            query.QueryRetrieveLevel = "IMAGE"
+            query.StudyInstanceUID = study_uid
+            query.SeriesInstanceUID = None
+            query.SOPInstanceUID = None
+            return len({str(m.get("SOPInstanceUID", "")) for m in self._find(assoc, query)})
+        finally:
+            if assoc.is_established:
+                assoc.release()
+
+    @staticmethod
+    def _find(assoc: Association, query: Dataset) -> list[Dataset]:
+        matches: list[Dataset] = []
+        for status, identifier in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind):
+            code = getattr(status, "Status", None)
+            if code is None:
+                raise ArchiveUnreachable("association lost during C-FIND")
+            if code in _PENDING:
+                if identifier is not None:
+                    matches.append(identifier)
+            elif code != 0x0000:
+                raise ArchiveUnreachable(f"C-FIND failed with status 0x{code:04X}")
+        return matches
+
+
+def _batches(instances: Sequence[SpooledInstance]) -> list[list[SpooledInstance]]:
+    """Split so no association needs more than MAX_CONTEXTS presentation contexts."""
+    batches: list[list[SpooledInstance]] = []
+    current: list[SpooledInstance] = []
+    pairs: set[tuple[str, str]] = set()
+    for inst in instances:
+        pair = (inst.sop_class_uid, inst.transfer_syntax)
+        if pair not in pairs and len(pairs) == MAX_CONTEXTS:
+            batches.append(current)
+            current, pairs = [], set()
+        pairs.add(pair)
+        current.append(inst)
+    if current:
+        batches.append(current)
+    return batches

@@ -1,0 +1,283 @@
+"""The storage spool: every received instance as a file, plus a SQLite index of what it is.
+
+Durability contract (what lets the Storage SCP answer success): `store()` returns only after
+the file's bytes and its directory entry were fsync'd and the index row was committed
+(WAL, synchronous=FULL). A crash before that leaves at most an orphan file the sender
+never got a success for; it will resend.
+
+The gateway (writer of instances) and the worker's archive activity (marks instances
+forwarded) open the same index from different processes: same host, same `spool_dir`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from domain.order import SeriesInfo, StudyInfo
+
+_UID = re.compile(r"^[0-9.]{1,64}$")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS instances (
+    sop_instance_uid TEXT PRIMARY KEY,
+    sop_class_uid    TEXT NOT NULL,
+    transfer_syntax  TEXT NOT NULL,
+    study_uid        TEXT NOT NULL,
+    series_uid       TEXT NOT NULL,
+    modality         TEXT NOT NULL DEFAULT '',
+    accession        TEXT NOT NULL DEFAULT '',
+    path             TEXT NOT NULL,
+    size             INTEGER NOT NULL,
+    received_at      REAL NOT NULL,
+    forwarded_at     REAL
+);
+CREATE INDEX IF NOT EXISTS instances_by_study ON instances (study_uid, series_uid);
+CREATE TABLE IF NOT EXISTS studies (
+    study_uid          TEXT PRIMARY KEY,
+    accession          TEXT NOT NULL DEFAULT '',
+    patient_id         TEXT NOT NULL DEFAULT '',
+    patient_name       TEXT NOT NULL DEFAULT '',
+    study_date         TEXT NOT NULL DEFAULT '',
+    calling_ae         TEXT NOT NULL DEFAULT '',
+    instance_count     INTEGER NOT NULL DEFAULT 0,
+    first_received     REAL NOT NULL,
+    last_received      REAL NOT NULL,
+    arriving_sent      INTEGER NOT NULL DEFAULT 0,
+    stable_sent_count  INTEGER NOT NULL DEFAULT 0,
+    linked_accession   TEXT NOT NULL DEFAULT '',
+    unmatched          INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+@dataclass(frozen=True)
+class InstanceHeader:
+    """The few attributes the gateway reads from each instance (cheaply, not the pixels)."""
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax: str
+    study_uid: str
+    series_uid: str
+    accession: str = ""
+    modality: str = ""
+    patient_id: str = ""
+    patient_name: str = ""
+    study_date: str = ""
+    calling_ae: str = ""
+
+
+@dataclass(frozen=True)
+class SpooledInstance:
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax: str
+    study_uid: str
+    series_uid: str
+    path: Path
+    forwarded: bool
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """A study's progress as the aggregator last saved it."""
+
+    study_uid: str
+    accession: str
+    patient_id: str
+    patient_name: str
+    study_date: str
+    calling_ae: str
+    instance_count: int
+    first_received: float
+    last_received: float
+    arriving_sent: bool
+    stable_sent_count: int
+    linked_accession: str
+    unmatched: bool
+
+    @property
+    def target_accession(self) -> str:
+        """Where the study's events go: the operator's link wins over the dataset's accession."""
+        return self.linked_accession or self.accession
+
+
+def _name(uid: str) -> str:
+    # UIDs are digits and dots; anything else (a broken sender) must not become a path.
+    return uid if _UID.match(uid) else "x" + hashlib.sha256(uid.encode()).hexdigest()[:40]
+
+
+class Spool:
+    def __init__(self, root: Path, *, fsync: bool = True, clock=time.time) -> None:
+        self.root = Path(root)
+        self.fsync = fsync
+        self.clock = clock
+        (self.root / "studies").mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._known_dirs: set[str] = set()
+        self._db = sqlite3.connect(self.root / "index.sqlite", timeout=30.0, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        with self._lock:
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ------------------------------------------------------------------ receive
+    def store(self, header: InstanceHeader, encoded: bytes) -> bool:
+        """Make the instance durable. Returns False for a SOP Instance UID already spooled
+        (a resend): the first copy is kept, like an archive answering "already stored"."""
+        if self.contains(header.sop_instance_uid):
+            return False
+        rel = Path("studies") / _name(header.study_uid) / f"{_name(header.sop_instance_uid)}.dcm"
+        self._write_durably(self.root / rel, encoded)
+        now = self.clock()
+        with self._lock:
+            cur = self._db.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                cur.execute(
+                    "INSERT OR IGNORE INTO instances (sop_instance_uid, sop_class_uid, transfer_syntax, study_uid,"
+                    " series_uid, modality, accession, path, size, received_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (header.sop_instance_uid, header.sop_class_uid, header.transfer_syntax, header.study_uid,
+                     header.series_uid, header.modality, header.accession, str(rel), len(encoded), now),
+                )
+                new = cur.rowcount == 1
+                if new:
+                    cur.execute(
+                        "INSERT INTO studies (study_uid, accession, patient_id, patient_name, study_date, calling_ae,"
+                        " instance_count, first_received, last_received) VALUES (?,?,?,?,?,?,1,?,?)"
+                        " ON CONFLICT(study_uid) DO UPDATE SET instance_count = instance_count + 1,"
+                        " last_received = excluded.last_received",
+                        (header.study_uid, header.accession, header.patient_id, header.patient_name,
+                         header.study_date, header.calling_ae, now, now),
+                    )
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return new
+
+    def _write_durably(self, path: Path, data: bytes) -> None:
+        directory = path.parent
+        if str(directory) not in self._known_dirs:
+            created = not directory.exists()
+            directory.mkdir(parents=True, exist_ok=True)
+            if created and self.fsync:
+                _fsync_dir(directory.parent)
+            self._known_dirs.add(str(directory))
+        # Written aside then renamed: a reader (the archive forwarder) never sees half a file,
+        # even when two associations deliver the same instance at once.
+        part = path.with_name(f"{path.name}.{threading.get_ident()}.part")
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(part, path)
+        if self.fsync:
+            _fsync_dir(directory)
+
+    # ------------------------------------------------------------------ read
+    def contains(self, sop_instance_uid: str) -> bool:
+        with self._lock:
+            row = self._db.execute("SELECT 1 FROM instances WHERE sop_instance_uid = ?", (sop_instance_uid,)).fetchone()
+        return row is not None
+
+    def study_info(self, study_uid: str) -> StudyInfo:
+        """Counts per series as spooled now (the workflow's StudyInfo payload)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT series_uid, MIN(modality), COUNT(*) FROM instances WHERE study_uid = ?"
+                " GROUP BY series_uid ORDER BY MIN(received_at)",
+                (study_uid,),
+            ).fetchall()
+        series = [SeriesInfo(series_instance_uid=uid, modality=mod, instance_count=n) for uid, mod, n in rows]
+        modalities = sorted({s.modality for s in series if s.modality})
+        return StudyInfo(
+            study_instance_uid=study_uid,
+            series_count=len(series),
+            instance_count=sum(s.instance_count for s in series),
+            modality="\\".join(modalities),
+            series=series,
+        )
+
+    def instances(self, study_uid: str, *, unforwarded_only: bool = False) -> list[SpooledInstance]:
+        sql = ("SELECT sop_instance_uid, sop_class_uid, transfer_syntax, study_uid, series_uid, path, forwarded_at"
+               " FROM instances WHERE study_uid = ?")
+        if unforwarded_only:
+            sql += " AND forwarded_at IS NULL"
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY received_at", (study_uid,)).fetchall()
+        return [SpooledInstance(r[0], r[1], r[2], r[3], r[4], self.root / r[5], r[6] is not None) for r in rows]
+
+    def instance_count(self, study_uid: str) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT COUNT(*) FROM instances WHERE study_uid = ?", (study_uid,)).fetchone()
+        return int(row[0])
+
+    def study(self, study_uid: str) -> StudyRecord | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_STUDY_COLUMNS} FROM studies WHERE study_uid = ?", (study_uid,)).fetchone()
+        return _study(row) if row else None
+
+    def pending_studies(self) -> list[StudyRecord]:
+        """Studies whose last news has not reached Temporal yet (the aggregator's restart point)."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_STUDY_COLUMNS} FROM studies WHERE arriving_sent = 0 OR stable_sent_count != instance_count"
+                " ORDER BY first_received"
+            ).fetchall()
+        return [_study(r) for r in rows]
+
+    # ------------------------------------------------------------------ progress
+    def mark_forwarded(self, sop_instance_uid: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE instances SET forwarded_at = ? WHERE sop_instance_uid = ?",
+                             (self.clock(), sop_instance_uid))
+
+    def save_progress(self, study_uid: str, *, arriving_sent: bool | None = None, stable_sent_count: int | None = None,
+                      linked_accession: str | None = None, unmatched: bool | None = None) -> None:
+        values = {
+            "arriving_sent": None if arriving_sent is None else int(arriving_sent),
+            "stable_sent_count": stable_sent_count,
+            "linked_accession": linked_accession,
+            "unmatched": None if unmatched is None else int(unmatched),
+        }
+        sets = {k: v for k, v in values.items() if v is not None}
+        if not sets:
+            return
+        assignments = ", ".join(f"{k} = ?" for k in sets)
+        with self._lock:
+            self._db.execute(f"UPDATE studies SET {assignments} WHERE study_uid = ?", (*sets.values(), study_uid))
+
+
+_STUDY_COLUMNS = ("study_uid, accession, patient_id, patient_name, study_date, calling_ae, instance_count,"
+                  " first_received, last_received, arriving_sent, stable_sent_count, linked_accession, unmatched")
+
+
+def _study(row: tuple) -> StudyRecord:
+    return StudyRecord(row[0], row[1], row[2], row[3], row[4], row[5], int(row[6]), float(row[7]), float(row[8]),
+                       bool(row[9]), int(row[10]), row[11], bool(row[12]))
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
