@@ -17,4 +17,9 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     from activities.archive import ArchiveActivities
 
     activities.append(ArchiveActivities.from_settings(settings).archive_study)
+
+    from activities.fhir_delivery import FhirDelivery
+
+    fhir = FhirDelivery.from_settings(settings)
+    activities += [fhir.sync_fhir, fhir.deliver_report_fhir]
     return activities

@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     mwl_max_results: int = 0  # 0 = no limit
     mwl_timezone: str = ""  # site time zone for SPS start date/time; empty = hl7_default_timezone
     # Consumers mirrored after every applied change (SYNC_ACTIVITIES), fixed per order at its start.
-    sync_consumers: list[str] = ["worklist"]
+    sync_consumers: list[str] = ["worklist", "fhir"]
 
     def mwl_db_path(self) -> Path:
         return self.mwl_db or self.data_dir / "worklist.db"
@@ -120,6 +120,14 @@ class Settings(BaseSettings):
     acquisition_consumers: list[str] = ["archive"]
     # --- end DICOM storage ---
 
+    # --- FHIR delivery (activities/fhir_client.py, activities/fhir_delivery.py) ---
+    fhir_base_url: str = ""  # FHIR R4 base of the EHR / result consumer; empty = not configured (steps say so)
+    fhir_token: str = ""  # bearer token sent as Authorization, if the server wants one
+    fhir_timeout_s: float = 10.0  # per HTTP request; a timeout is retried by the step policy
+    # Consumers each report version is delivered to (REPORT_DELIVERY_ACTIVITIES), fixed per order.
+    report_consumers: list[str] = ["hl7", "fhir"]
+    # --- end FHIR delivery ---
+
     def order_policy(self) -> OrderPolicy:
         return OrderPolicy(
             no_images_after_s=self.no_images_after_hours * 3600,
@@ -129,5 +137,6 @@ class Settings(BaseSettings):
             step_initial_interval_s=self.step_initial_interval_s,
             step_max_interval_s=self.step_max_interval_s,
             sync_consumers=list(self.sync_consumers),
+            report_consumers=list(self.report_consumers),
             acquisition_consumers=list(self.acquisition_consumers),
         )
