@@ -14,6 +14,10 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     hl7 = Hl7ReportDelivery.from_settings(settings)
     activities: list[Callable[..., Any]] = [hl7.deliver_report_hl7]
 
+    from activities.worklist_sync import WorklistSync
+
+    activities.append(WorklistSync.from_settings(settings).sync_worklist)
+
     from activities.archive import ArchiveActivities
 
     activities.append(ArchiveActivities.from_settings(settings).archive_study)

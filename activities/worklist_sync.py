@@ -1,0 +1,92 @@
+"""`sync_worklist`: mirror one order into the Modality Worklist read model.
+
+The workflow runs it after every applied change when the order's policy lists the
+"worklist" sync consumer. Each call carries the whole order snapshot, so it is
+idempotent and order-independent (a row keeps the newest snapshot by version).
+
+Rebuild: the workflows are the source of truth. `rebuild_worklist` re-applies the state
+of every open order and hides rows of orders that are no longer open; run it after
+losing or restoring the SQLite file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import tzinfo
+from zoneinfo import ZoneInfo
+
+from temporalio import activity
+from temporalio.client import Client
+
+from domain import definitions as d
+from domain.dicom.mwl import entry_from_state
+from domain.order import OrderState, StepRequest, StepResult
+from gateways.dicom.worklist_store import WorklistStore
+from radflow.ordering import OrderNotFound, OrderService
+from radflow.settings import Settings
+
+log = logging.getLogger("radflow.worklist")
+
+
+def site_timezone(settings: Settings) -> tzinfo | None:
+    name = settings.mwl_timezone or settings.hl7_default_timezone
+    return ZoneInfo(name) if name else None
+
+
+class WorklistSync:
+    def __init__(self, store: WorklistStore, tz: tzinfo | None = None) -> None:
+        self.store = store
+        self.tz = tz
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WorklistSync:
+        return cls(WorklistStore(settings.mwl_db_path()), site_timezone(settings))
+
+    def apply_state(self, state: OrderState) -> tuple[bool, str]:
+        entry = entry_from_state(state, self.tz)
+        applied = self.store.apply(entry)
+        return applied, entry.sps_status
+
+    @activity.defn(name=d.SYNC_ACTIVITIES["worklist"])
+    async def sync_worklist(self, req: StepRequest) -> StepResult:
+        applied, sps_status = await asyncio.to_thread(self.apply_state, req.state)
+        if not applied:
+            return StepResult(outcome="skipped", detail="a newer snapshot is already on the worklist")
+        return StepResult(outcome="delivered", detail=f"worklist SPS {sps_status}" if sps_status else "off the worklist")
+
+
+async def rebuild_worklist(client: Client, sync: WorklistSync, service: OrderService | None = None) -> dict[str, int]:
+    """Re-apply every open order's state; hide rows whose order is no longer open."""
+    service = service or OrderService(client)
+    open_statuses = ", ".join(d.quote_visibility(s) for s in ("SCHEDULED", "IN_PROGRESS", "NEEDS_ATTENTION", "ORDERED"))
+    query = (f"WorkflowType = {d.quote_visibility(d.ORDER_WORKFLOW)} AND ExecutionStatus = 'Running' "
+             f"AND {d.SA_ORDER_STATUS.name} IN ({open_statuses})")
+    seen: set[str] = set()
+    applied = 0
+    async for wf in client.list_workflows(query):
+        accession = d.accession_from_workflow_id(wf.id)
+        if not accession:
+            continue
+        try:
+            state = await service.get_state(accession)
+        except OrderNotFound:
+            continue
+        seen.add(accession)
+        ok, _ = await asyncio.to_thread(sync.apply_state, state)
+        applied += int(ok)
+    # Visible rows visibility did not list: ask each order itself (visibility lags).
+    hidden = 0
+    for accession in await asyncio.to_thread(sync.store.visible_accessions):
+        if accession in seen:
+            continue
+        try:
+            state = await service.get_state(accession)
+        except OrderNotFound:
+            await asyncio.to_thread(sync.store.hide, accession)
+            hidden += 1
+            continue
+        ok, status = await asyncio.to_thread(sync.apply_state, state)
+        hidden += int(not status)
+    log.info("worklist rebuilt", extra={"applied": applied, "hidden": hidden})
+    return {"applied": applied, "hidden": hidden}

@@ -1,0 +1,1 @@
+"""DICOM mapping without sockets: worklist items, C-FIND matching, MPPS parsing."""

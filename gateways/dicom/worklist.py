@@ -1,0 +1,69 @@
+"""Modality Worklist C-FIND SCP (IHE RAD-5) over the SQLite read model.
+
+Runs in the association's thread and never calls Temporal: the read model is local,
+so a query costs one indexed SELECT plus matching of the candidates.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+
+from pydicom.dataset import Dataset
+from pynetdicom.events import Event
+
+from domain.dicom.matching import MalformedQuery, compile_query
+from gateways.dicom.worklist_store import WorklistStore
+
+log = logging.getLogger("radflow.dicom.mwl")
+
+PENDING = 0xFF00
+PENDING_UNSUPPORTED_KEYS = 0xFF01  # matches continue; some optional keys not supported
+CANCELLED = 0xFE00
+IDENTIFIER_MISMATCH = 0xA900  # identifier does not match SOP class
+UNABLE_TO_PROCESS = 0xC001
+
+
+def failure(status: int, comment: str) -> Dataset:
+    ds = Dataset()
+    ds.Status = status
+    ds.ErrorComment = comment[:64]
+    return ds
+
+
+class WorklistService:
+    def __init__(self, store: WorklistStore, *, show_started: bool = False, max_results: int = 0) -> None:
+        self.store = store
+        self.statuses = ("SCHEDULED", "STARTED") if show_started else ("SCHEDULED",)
+        self.max_results = max_results
+
+    def on_find(self, event: Event) -> Iterator[tuple[int | Dataset, Dataset | None]]:
+        started = time.perf_counter()
+        calling = event.assoc.requestor.ae_title
+        try:
+            query = compile_query(event.identifier)
+        except MalformedQuery as err:
+            log.warning("MWL query refused: %s", err, extra={"calling_ae": calling})
+            yield failure(IDENTIFIER_MISMATCH, str(err)), None
+            return
+        except Exception as err:  # undecodable identifier: answer, never crash the association
+            log.warning("MWL identifier unreadable: %s", err, extra={"calling_ae": calling})
+            yield failure(IDENTIFIER_MISMATCH, "identifier cannot be decoded"), None
+            return
+        pending = PENDING_UNSUPPORTED_KEYS if query.unsupported else PENDING
+        sent = 0
+        try:
+            for item in self.store.find(query, self.statuses, self.max_results):
+                if event.is_cancelled:
+                    log.info("MWL query cancelled", extra={"calling_ae": calling, "sent": sent})
+                    yield CANCELLED, None
+                    return
+                yield pending, query.project(item)
+                sent += 1
+        except Exception:
+            log.exception("MWL query failed", extra={"calling_ae": calling})
+            yield failure(UNABLE_TO_PROCESS, "worklist unavailable"), None
+            return
+        log.info("MWL query answered", extra={"calling_ae": calling, "matches": sent,
+                                              "ms": round((time.perf_counter() - started) * 1000, 1)})

@@ -1,0 +1,198 @@
+"""The Modality Worklist read model: one SQLite row per order, shared by worker and gateway.
+
+Source of truth is the order workflow. The worker's `sync_worklist` activity writes the
+order's row after every applied change (one activity hop after the change, ~50 ms);
+the DICOM gateway only reads. Guarantees:
+- An order scheduled through HL7/FHIR/API is on the worklist once that activity ran
+  (target < 1 s after the ACK); cancelled, discontinued, acquired... orders lose
+  visibility the same way. Rows are never deleted, only hidden (sps_status ''), so a late
+  retry of an older snapshot cannot resurrect a cancelled order: a row only takes a
+  snapshot whose version (the order's updated_at) is not older than its own.
+- Started orders (SPS STARTED) stay in the table; whether a C-FIND shows them is the
+  gateway's `mwl_show_started` setting, so changing it needs no rebuild.
+- Lost or suspect? Rebuild from the workflows (`activities.worklist_sync.rebuild_worklist`).
+
+Connections are opened per call: pynetdicom runs each association in its own thread and
+SQLite connections must not cross threads; WAL lets readers run beside the writer.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from domain.dicom.matching import Query
+from domain.dicom.mwl import SPS, Item, WorklistEntry
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS worklist (
+    accession TEXT PRIMARY KEY,
+    version TEXT NOT NULL,
+    sps_status TEXT NOT NULL,
+    station_ae TEXT NOT NULL,
+    modality TEXT NOT NULL,
+    start_date TEXT NOT NULL,
+    patient_id TEXT NOT NULL,
+    requested_procedure_id TEXT NOT NULL,
+    study_uid TEXT NOT NULL,
+    sps_id TEXT NOT NULL,
+    item TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS wl_station ON worklist(station_ae, sps_status);
+CREATE INDEX IF NOT EXISTS wl_modality ON worklist(modality, sps_status);
+CREATE INDEX IF NOT EXISTS wl_date ON worklist(start_date, sps_status);
+CREATE INDEX IF NOT EXISTS wl_patient ON worklist(patient_id);
+CREATE INDEX IF NOT EXISTS wl_rpid ON worklist(requested_procedure_id);
+CREATE INDEX IF NOT EXISTS wl_study ON worklist(study_uid);
+CREATE INDEX IF NOT EXISTS wl_sps ON worklist(sps_id);
+CREATE INDEX IF NOT EXISTS wl_status ON worklist(sps_status);
+"""
+
+_UPSERT = """
+INSERT INTO worklist (accession, version, sps_status, station_ae, modality, start_date, patient_id,
+                      requested_procedure_id, study_uid, sps_id, item)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT(accession) DO UPDATE SET
+    version = excluded.version, sps_status = excluded.sps_status, station_ae = excluded.station_ae,
+    modality = excluded.modality, start_date = excluded.start_date, patient_id = excluded.patient_id,
+    requested_procedure_id = excluded.requested_procedure_id, study_uid = excluded.study_uid,
+    sps_id = excluded.sps_id, item = excluded.item
+WHERE excluded.version >= worklist.version
+"""
+
+# Query keys an index can narrow (exact values); the Python matcher then decides.
+_TOP_COLUMNS = {
+    "AccessionNumber": "accession",
+    "PatientID": "patient_id",
+    "RequestedProcedureID": "requested_procedure_id",
+    "StudyInstanceUID": "study_uid",
+}
+_SPS_COLUMNS = {
+    "ScheduledStationAETitle": "station_ae",
+    "Modality": "modality",
+    "ScheduledProcedureStepID": "sps_id",
+    "ScheduledProcedureStepStatus": "sps_status",
+}
+
+
+class WorklistStore:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+        try:
+            yield db
+        finally:
+            db.close()
+
+    # ------------------------------------------------------------- writes (worker)
+    def apply(self, entry: WorklistEntry) -> bool:
+        """Upsert the order's row; False when a newer snapshot is already stored."""
+        with self._connect() as db:
+            return db.execute(_UPSERT, _params(entry)).rowcount > 0
+
+    def apply_many(self, entries: Iterable[WorklistEntry]) -> int:
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            count = 0
+            for entry in entries:
+                count += db.execute(_UPSERT, _params(entry)).rowcount
+            db.execute("COMMIT")
+            return count
+
+    def hide(self, accession: str) -> None:
+        """Take a row off the worklist without a newer snapshot (rebuild: the order is gone)."""
+        with self._connect() as db:
+            db.execute("UPDATE worklist SET sps_status = '' WHERE accession = ?", (accession,))
+
+    # ------------------------------------------------------------- reads (gateway)
+    def find(self, query: Query, statuses: Iterable[str] = ("SCHEDULED",), limit: int = 0) -> Iterator[Item]:
+        """Items on the worklist matching the query, in scheduled order."""
+        wanted = [s for s in statuses if s]
+        where = [f"sps_status IN ({','.join('?' * len(wanted))})"]
+        params: list[object] = list(wanted)
+        _narrow(query, _TOP_COLUMNS, where, params)
+        sps_key = query.key(SPS)
+        if sps_key is not None and sps_key.sub is not None:
+            _narrow(sps_key.sub, _SPS_COLUMNS, where, params)
+            date_key = sps_key.sub.key("ScheduledProcedureStepStartDate")
+            if date_key is not None and date_key.date_range:
+                lo, hi = date_key.date_range
+                if lo:
+                    where.append("start_date >= ?")
+                    params.append(lo)
+                if hi:
+                    where.append("start_date <= ?")
+                    params.append(hi)
+        sql = f"SELECT item FROM worklist WHERE {' AND '.join(where)} ORDER BY start_date, accession"
+        with self._connect() as db:
+            rows = db.execute(sql, params).fetchall()  # no read transaction held while answering
+        sent = 0
+        for (raw,) in rows:
+            item = json.loads(raw)
+            if query.matches(item):
+                yield item
+                sent += 1
+                if limit and sent >= limit:
+                    return
+
+    def get(self, accession: str) -> WorklistEntry | None:
+        with self._connect() as db:
+            row = db.execute("SELECT accession, item, sps_status, version FROM worklist WHERE accession = ?", (accession,)).fetchone()
+        return WorklistEntry(row[0], json.loads(row[1]), row[2], row[3]) if row else None
+
+    def lookup_accession(self, *, requested_procedure_id: str = "", study_uid: str = "", sps_id: str = "") -> str | None:
+        """The order an MPPS refers to when it carries no accession (hidden rows included)."""
+        for column, value in (("requested_procedure_id", requested_procedure_id), ("study_uid", study_uid), ("sps_id", sps_id)):
+            if not value:
+                continue
+            with self._connect() as db:
+                rows = db.execute(f"SELECT accession FROM worklist WHERE {column} = ? LIMIT 2", (value,)).fetchall()
+            if len(rows) == 1:  # ambiguous keys (two orders) match nothing
+                return rows[0][0]
+        return None
+
+    def visible_accessions(self) -> list[str]:
+        with self._connect() as db:
+            return [r[0] for r in db.execute("SELECT accession FROM worklist WHERE sps_status != ''")]
+
+    def count(self, visible_only: bool = True) -> int:
+        with self._connect() as db:
+            sql = "SELECT COUNT(*) FROM worklist" + (" WHERE sps_status != ''" if visible_only else "")
+            return int(db.execute(sql).fetchone()[0])
+
+
+def _narrow(query: Query, columns: dict[str, str], where: list[str], params: list[object]) -> None:
+    for keyword, column in columns.items():
+        key = query.key(keyword)
+        if key is None or not key.exact:
+            continue
+        where.append(f"{column} IN ({','.join('?' * len(key.exact))})")
+        params.extend(key.exact)
+
+
+def _params(entry: WorklistEntry) -> tuple[object, ...]:
+    item = entry.item
+    sps = item[SPS][0]
+    return (
+        entry.accession,
+        entry.version,
+        entry.sps_status,
+        sps.get("ScheduledStationAETitle", ""),
+        sps.get("Modality", ""),
+        sps.get("ScheduledProcedureStepStartDate", ""),
+        item.get("PatientID", ""),
+        item.get("RequestedProcedureID", ""),
+        item.get("StudyInstanceUID", ""),
+        sps.get("ScheduledProcedureStepID", ""),
+        json.dumps(item, ensure_ascii=False, separators=(",", ":")),
+    )
