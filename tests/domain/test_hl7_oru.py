@@ -1,0 +1,71 @@
+"""Outbound ORU^R01 built with hl7apy (domain/hl7/oru.py): structure and a parse round trip."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from domain.definitions import OrderStatus, ReportStatus
+from domain.hl7.mapping import map_message
+from domain.hl7.oru import build_oru, oru_control_id
+from domain.hl7.parse import parse_message
+from domain.order import OrderState, PersonName, Visit
+from tests.factories import make_order, report
+
+NOW = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def _state(status: ReportStatus, text: str, version: int = 1) -> OrderState:
+    order = make_order("ACC777")
+    order.visit = Visit(patient_class="O", visit_number="V9")
+    rep = report(status, text)
+    rep.version = version
+    rep.interpreter = PersonName(family="Reader", given="Rae")
+    return OrderState(order=order, status=OrderStatus.REPORTED, report=rep, created_at=NOW, updated_at=NOW)
+
+
+def test_oru_segments_and_fields() -> None:
+    text, control_id = build_oru(_state(ReportStatus.FINAL, "Line 1\nLine 2"), receiving_application="EHR",
+                                 receiving_facility="WARD", now=NOW)
+    segs = text.split("\r")
+    assert [s[:3] for s in segs] == ["MSH", "PID", "PV1", "ORC", "OBR", "OBX", "OBX"]
+    msh = segs[0].split("|")
+    assert msh[2:6] == ["RADFLOW", "RADFLOW", "EHR", "WARD"]
+    assert msh[6] == "20300102030405+0000"
+    assert msh[8:12] == ["ORU^R01^ORU_R01", control_id, "P", "2.5.1"]
+    assert msh[17] == "UNICODE UTF-8"
+    assert segs[1] == "PID|1||MRN001^^^HOSP^MR||Testperson^Alex||19800101|O"
+    assert segs[2] == "PV1||O|||||||||||||||||V9"
+    obr = segs[4].split("|")
+    assert obr[3] == "ACC777" and obr[18] == "ACC777" and obr[25] == "F" and obr[24] == "CT"
+    assert obr[4] == "CTHEAD^CT head without contrast^L"
+    assert obr[32] == "&Reader&Rae"
+    assert segs[5].split("|")[5] == "Line 1" and segs[6].split("|")[5] == "Line 2"
+    assert segs[6].split("|")[11] == "F"
+
+
+def test_control_id_is_stable_per_version() -> None:
+    _, a = build_oru(_state(ReportStatus.FINAL, "x"))
+    _, b = build_oru(_state(ReportStatus.FINAL, "x"))
+    _, c = build_oru(_state(ReportStatus.CORRECTED, "x", version=2))
+    assert a == b == oru_control_id("ACC777", 1, "F") and a != c and len(a) == 20
+
+
+@pytest.mark.parametrize("status", list(ReportStatus))
+def test_round_trip_through_our_parser(status: ReportStatus) -> None:
+    original = "Findings | with ^ all & the ~ delimiters \\ here\n\nImpression: fine"
+    text, control_id = build_oru(_state(status, original))
+    [cmd] = map_message(parse_message(text))
+    assert cmd.accession == "ACC777"
+    assert cmd.event.report.status == status
+    assert cmd.event.report.text == original
+    assert cmd.event.report.interpreter.family == "Reader"
+    assert cmd.event.report.received_control_id == control_id
+
+
+def test_no_report_is_an_error() -> None:
+    state = _state(ReportStatus.FINAL, "x")
+    state.report = None
+    with pytest.raises(ValueError):
+        build_oru(state)
