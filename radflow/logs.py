@@ -13,6 +13,9 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+import temporalio.activity
+import temporalio.workflow
+
 from domain.definitions import order_workflow_id
 
 # Extra fields that carry PHI; dropped from any record above DEBUG.
@@ -27,8 +30,22 @@ def order_fields(accession: str, **more: Any) -> dict[str, Any]:
     return {"accession": accession, "workflow_id": order_workflow_id(accession), **more}
 
 
+# Extras other libraries add that are noise in a structured line.
+_DROPPED = frozenset({"color_message"})
+# temporalio attaches its context as one dict; these keys are lifted into top-level fields.
+_TEMPORAL_CONTEXT = {"temporal_workflow": ("workflow_id", "run_id", "workflow_type"),
+                     "temporal_activity": ("workflow_id", "activity_type", "attempt")}
+
+
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
-    fields = {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+    fields: dict[str, Any] = {}
+    for k, v in vars(record).items():
+        if k in _STANDARD or k in _DROPPED or k.startswith("_"):
+            continue
+        if k in _TEMPORAL_CONTEXT and isinstance(v, dict):
+            fields.update({key: v[key] for key in _TEMPORAL_CONTEXT[k] if key in v})
+            continue
+        fields[k] = v
     if record.levelno > logging.DEBUG:
         fields = {k: v for k, v in fields.items() if k not in PHI_FIELDS}
     return fields
@@ -74,6 +91,9 @@ def setup_logging(level: str = "INFO", fmt: str = "kv", stream: Any = None) -> N
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # temporalio repeats its context dict inside the message; we print it as fields instead.
+    temporalio.workflow.logger.workflow_info_on_message = False
+    temporalio.activity.logger.activity_info_on_message = False
     # uvicorn's own loggers propagate to ours instead of printing their own format.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()

@@ -1,0 +1,256 @@
+"""The `radflow` command.
+
+  radflow dev                  everything locally (Temporal dev server + UI, worker, MLLP, API)
+  radflow worker|mllp|api      one production process each, against any Temporal cluster
+  radflow setup                register radflow's search attributes in a namespace
+  radflow send-hl7 FILE...     send HL7 v2 files over MLLP, print each ACK
+  radflow orders ...           list/show/act on orders through the HTTP API
+
+Flags override RADFLOW_* environment variables, which override defaults (radflow.settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from radflow.settings import Settings
+
+log = logging.getLogger("radflow.cli")
+
+
+# ---------------------------------------------------------------- settings from flags
+def _temporal_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Temporal connection (override RADFLOW_TEMPORAL_*)")
+    g.add_argument("--temporal-address", help="host:port of the Temporal frontend")
+    g.add_argument("--namespace", help="Temporal namespace")
+    g.add_argument("--task-queue", help="task queue of the order workflows")
+    g.add_argument("--tls", action="store_true", default=None, help="use TLS (implied by --tls-ca/--tls-cert)")
+    g.add_argument("--tls-cert", type=Path, help="client certificate (mTLS), PEM")
+    g.add_argument("--tls-key", type=Path, help="client private key (mTLS), PEM")
+    g.add_argument("--tls-ca", type=Path, help="server root CA, PEM")
+
+
+def _log_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log-level", help="DEBUG shows PHI fields; INFO and above never do")
+    p.add_argument("--log-format", choices=["kv", "json"])
+
+
+_FLAG_TO_SETTING = {
+    "temporal_address": "temporal_address",
+    "namespace": "temporal_namespace",
+    "task_queue": "task_queue",
+    "tls": "temporal_tls",
+    "tls_cert": "temporal_tls_cert",
+    "tls_key": "temporal_tls_key",
+    "tls_ca": "temporal_tls_ca",
+    "log_level": "log_level",
+    "log_format": "log_format",
+    "data_dir": "data_dir",
+    "temporal_port": "dev_temporal_port",
+    "ui_port": "dev_ui_port",
+    "mllp_port": "mllp_port",
+    "api_port": "api_port",
+    "bind": "dev_host",
+}
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, then every flag the user gave on top."""
+    values = {setting: getattr(args, flag) for flag, setting in _FLAG_TO_SETTING.items() if getattr(args, flag, None) is not None}
+    return Settings().model_copy(update=values)
+
+
+# ---------------------------------------------------------------- long-running commands
+def cmd_dev(args: argparse.Namespace) -> int:
+    from radflow.dev import run_dev
+
+    settings = settings_from(args)
+    _setup_logging(settings)
+    return _run_forever(run_dev(settings, Path(settings.data_dir), headless=args.headless))
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from radflow.components import WorkerComponent
+
+    settings = settings_from(args)
+    _setup_logging(settings)
+
+    async def run() -> int:
+        from radflow.runner import banner_text, run_components
+
+        client = await _connect_or_none(settings)
+        if client is None:
+            return 1
+        comp = WorkerComponent(client, settings)
+        return await run_components([comp], banner=lambda c: banner_text("radflow worker is running", c))
+
+    return _run_forever(run())
+
+
+def cmd_mllp(args: argparse.Namespace) -> int:
+    from radflow.components import MllpComponent
+    from radflow.wiring import order_service
+
+    settings = settings_from(args)
+    if args.host:
+        settings = settings.model_copy(update={"mllp_host": args.host})
+    if args.port:
+        settings = settings.model_copy(update={"mllp_port": args.port})
+    _setup_logging(settings)
+
+    async def run() -> int:
+        from radflow.runner import banner_text, run_components
+
+        client = await _connect_or_none(settings)
+        if client is None:
+            return 1
+        comp = MllpComponent(order_service(client, settings), settings, settings.mllp_host, settings.mllp_port)
+        return await run_components([comp], banner=lambda c: banner_text("radflow MLLP gateway is running", c))
+
+    return _run_forever(run())
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from api.app import create_app
+    from radflow.components import ApiComponent
+
+    settings = settings_from(args)
+    host = args.host or settings.api_host
+    port = args.port or settings.api_port
+    _setup_logging(settings)
+
+    async def run() -> int:
+        from radflow.runner import banner_text, run_components
+
+        # The app connects in its lifespan and keeps retrying, answering 503 meanwhile.
+        comp = ApiComponent(create_app(settings), host, port)
+        return await run_components([comp], banner=lambda c: banner_text("radflow API is running", c))
+
+    return _run_forever(run())
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    from radflow.temporal import ensure_search_attributes
+
+    settings = settings_from(args)
+    _setup_logging(settings)
+
+    async def run() -> int:
+        client = await _connect_or_none(settings)
+        if client is None:
+            return 1
+        added = await ensure_search_attributes(client)
+        print(f"namespace {client.namespace}: " + (f"added {', '.join(added)}" if added else "search attributes already registered"))
+        return 0
+
+    return asyncio.run(run())
+
+
+async def _connect_or_none(settings: Settings):  # noqa: ANN202 - temporalio Client
+    from radflow.temporal import connect
+
+    try:
+        return await connect(settings)
+    except Exception as err:
+        log.error("cannot connect to temporal", extra={"address": settings.temporal_address, "error": str(err)[:300]})
+        print(f"radflow: cannot connect to Temporal at {settings.temporal_address}: {err}", file=sys.stderr)
+        return None
+
+
+def _run_forever(coro) -> int:  # noqa: ANN001
+    """Run a process that hosts a worker, then leave without interpreter finalization."""
+    from radflow.runner import hard_exit
+
+    try:
+        code = asyncio.run(coro)
+    except KeyboardInterrupt:
+        code = 130
+    hard_exit(code)
+    return code  # not reached
+
+
+def _setup_logging(settings: Settings) -> None:
+    from radflow.logs import setup_logging
+
+    setup_logging(settings.log_level, settings.log_format)
+
+
+# ---------------------------------------------------------------- client commands
+def cmd_send_hl7(args: argparse.Namespace) -> int:
+    from radflow.hl7_files import send_files
+
+    return asyncio.run(send_files(args.files, args.host, args.port, timeout_s=args.timeout, raw=args.raw))
+
+
+def cmd_orders(args: argparse.Namespace) -> int:
+    from radflow.orders_cli import run_orders_command
+
+    return run_orders_command(args)
+
+
+# ---------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="radflow", description="Imaging-order orchestrator on Temporal.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    dev = sub.add_parser("dev", help="run everything locally (Temporal dev server + UI, worker, MLLP, API)")
+    dev.add_argument("--data-dir", type=Path, help="where the Temporal SQLite file lives (default .radflow)")
+    dev.add_argument("--temporal-port", type=int, help="Temporal gRPC port (default 7233)")
+    dev.add_argument("--ui-port", type=int, help="Temporal Web UI port (default 8233)")
+    dev.add_argument("--mllp-port", type=int, help="HL7 MLLP port (default 2575)")
+    dev.add_argument("--api-port", type=int, help="HTTP API port (default 8000)")
+    dev.add_argument("--bind", help="address every listener binds to (default 127.0.0.1)")
+    dev.add_argument("--headless", action="store_true", help="no Temporal Web UI")
+    _log_flags(dev)
+    dev.set_defaults(func=cmd_dev)
+
+    worker = sub.add_parser("worker", help="run a Temporal worker (order workflows + activities)")
+    _temporal_flags(worker)
+    _log_flags(worker)
+    worker.set_defaults(func=cmd_worker)
+
+    mllp = sub.add_parser("mllp", help="run the HL7 v2 MLLP gateway")
+    mllp.add_argument("--host", help="bind address (default RADFLOW_MLLP_HOST)")
+    mllp.add_argument("--port", type=int, help="port (default RADFLOW_MLLP_PORT)")
+    _temporal_flags(mllp)
+    _log_flags(mllp)
+    mllp.set_defaults(func=cmd_mllp)
+
+    api = sub.add_parser("api", help="run the HTTP API")
+    api.add_argument("--host", help="bind address (default RADFLOW_API_HOST)")
+    api.add_argument("--port", type=int, help="port (default RADFLOW_API_PORT)")
+    _temporal_flags(api)
+    _log_flags(api)
+    api.set_defaults(func=cmd_api)
+
+    setup = sub.add_parser("setup", help="register radflow's search attributes in the namespace")
+    _temporal_flags(setup)
+    _log_flags(setup)
+    setup.set_defaults(func=cmd_setup)
+
+    send = sub.add_parser("send-hl7", help="send HL7 v2 messages from files over MLLP and print each ACK")
+    send.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    send.add_argument("--host", default="127.0.0.1")
+    send.add_argument("--port", type=int, default=Settings().mllp_port)
+    send.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each ACK")
+    send.add_argument("--raw", action="store_true", help="send each file unchanged as one message")
+    send.set_defaults(func=cmd_send_hl7)
+
+    from radflow.orders_cli import add_orders_parser
+
+    add_orders_parser(sub).set_defaults(func=cmd_orders)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""The long-running pieces a radflow process hosts, each with the same start/stop shape.
+
+`radflow dev` runs all of them in one asyncio process; the production commands run one
+each (`radflow worker`, `radflow mllp`, `radflow api`). New inbound gateways (DICOM,
+FHIR, ...) add a component and list it in `gateway_components`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Protocol
+
+import uvicorn
+from fastapi import FastAPI
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from radflow.devstack import DevServer
+from radflow.ordering import OrderService
+from radflow.settings import Settings
+from radflow.worker import build_worker
+
+log = logging.getLogger("radflow.components")
+
+
+class Component(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def endpoints(self) -> list[tuple[str, str]]:
+        """(label, address) lines for the startup banner."""
+        ...
+
+    def failed(self) -> asyncio.Task | None:
+        """A task that finishing on its own means the component died (None: nothing to watch)."""
+        ...
+
+
+class TemporalDevComponent:
+    name = "temporal-dev-server"
+
+    def __init__(self, server: DevServer, namespace: str = "default") -> None:
+        self.server = server
+        self.namespace = namespace
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def stop(self) -> None:
+        # stop() waits for the process (SIGTERM, then SIGKILL); keep the loop free meanwhile.
+        await asyncio.to_thread(self.server.stop)
+
+    def endpoints(self) -> list[tuple[str, str]]:
+        out = [("Temporal gRPC", f"{self.server.address}  (namespace {self.namespace})")]
+        if self.server.ui_port:
+            out.append(("Temporal UI", f"http://{self.server.host}:{self.server.ui_port}/namespaces/{self.namespace}/workflows"))
+        pid = self.server.process.pid if self.server.process else "?"
+        out.append(("dev server pid", f"{pid}  (data: {self.server.db_file or 'in memory'})"))
+        return out
+
+    def failed(self) -> asyncio.Task | None:
+        return None
+
+
+class WorkerComponent:
+    name = "worker"
+
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+        self.worker: Worker | None = None
+        self.task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self.worker = build_worker(self.client, self.settings)
+        self.task = asyncio.create_task(self.worker.run(), name="temporal-worker")
+        await asyncio.sleep(0)  # let it fail fast on a bad registration
+
+    async def stop(self) -> None:
+        if self.worker is None or self.task is None:
+            return
+        if not self.task.done():
+            await self.worker.shutdown()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+    def endpoints(self) -> list[tuple[str, str]]:
+        return [("Worker", f"task queue {self.settings.task_queue}")]
+
+    def failed(self) -> asyncio.Task | None:
+        return self.task
+
+
+class MllpComponent:
+    name = "mllp"
+
+    def __init__(self, service: OrderService, settings: Settings, host: str, port: int) -> None:
+        self.service = service
+        self.settings = settings
+        self.host = host
+        self.port = port
+        self.server: asyncio.Server | None = None
+        self.gateway = None
+
+    async def start(self) -> None:
+        from gateways.hl7_gateway import Hl7Gateway
+        from gateways.mllp import serve_mllp
+
+        self.gateway = Hl7Gateway(self.service, self.settings)
+        self.server = await serve_mllp(self.gateway.handle, self.host, self.port)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.server.wait_closed(), timeout=5)
+        close = getattr(self.gateway, "aclose", None)
+        if close is not None:
+            await close()
+
+    def endpoints(self) -> list[tuple[str, str]]:
+        return [("HL7 MLLP", f"{self.host}:{self.port}")]
+
+    def failed(self) -> asyncio.Task | None:
+        return None
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: the host process owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class ApiComponent:
+    name = "api"
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self.server = _Uvicorn(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on"))
+        self.task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self._serve(), name="api")
+        while not self.server.started:
+            if self.task.done():
+                error = self.task.exception() if not self.task.cancelled() else None
+                raise RuntimeError(f"API server did not start on {self.host}:{self.port}: {error}")
+            await asyncio.sleep(0.02)
+
+    async def _serve(self) -> None:
+        try:
+            await self.server.serve()
+        except SystemExit as err:
+            # uvicorn reports a failed bind with sys.exit(1); SystemExit in a task would stop the loop.
+            raise RuntimeError(f"uvicorn exited with {err.code} (port in use?)") from None
+
+    async def stop(self) -> None:
+        if self.task is None:
+            return
+        self.server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+    def endpoints(self) -> list[tuple[str, str]]:
+        base = f"http://{self.host}:{self.port}"
+        return [("HTTP API", base), ("API docs", f"{base}/docs")]
+
+    def failed(self) -> asyncio.Task | None:
+        return self.task
+
+
+def gateway_components(settings: Settings, service: OrderService, host: str) -> list[Component]:
+    """Inbound gateways `radflow dev` runs next to the worker and the API (add new ones here)."""
+    return [MllpComponent(service, settings, host, settings.mllp_port)]

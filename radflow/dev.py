@@ -1,0 +1,69 @@
+"""`radflow dev`: the whole stack in one process on one machine, for trying radflow out.
+
+Temporal's dev server (SQLite file under the data dir, so orders survive a restart, with
+radflow's search attributes and the Web UI), then a worker, the inbound gateways and the
+HTTP API, all against that server. Everything binds to `dev_host` (loopback by default).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from api.app import create_app
+from radflow.components import ApiComponent, Component, TemporalDevComponent, WorkerComponent, gateway_components
+from radflow.devstack import DevServer
+from radflow.runner import banner_text, run_components
+from radflow.settings import Settings
+from radflow.temporal import connect, ensure_search_attributes
+from radflow.wiring import order_service
+
+DB_FILE = "temporal.db"
+LOG_FILE = "temporal.log"
+
+
+def dev_settings(settings: Settings, server: DevServer) -> Settings:
+    """The same settings, pointed at the embedded server (plain TCP, default namespace)."""
+    return settings.model_copy(update={
+        "temporal_address": server.address,
+        "temporal_namespace": "default",
+        "temporal_tls": False,
+        "temporal_tls_cert": None,
+        "temporal_tls_key": None,
+        "temporal_tls_ca": None,
+        "temporal_api_key": None,
+    })
+
+
+async def run_dev(settings: Settings, data_dir: Path, headless: bool = False) -> int:
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    host = settings.dev_host
+    server = DevServer(
+        db_file=data_dir / DB_FILE,
+        port=settings.dev_temporal_port,
+        ui_port=None if headless else settings.dev_ui_port,
+        host=host,
+        log_file=data_dir / LOG_FILE,
+    )
+    settings = dev_settings(settings, server)
+
+    async def after_temporal() -> list[Component]:
+        client = await connect(settings)
+        await ensure_search_attributes(client)  # start-dev registered them; this checks it
+        service = order_service(client, settings)
+        return [
+            WorkerComponent(client, settings),
+            *gateway_components(settings, service, host),
+            ApiComponent(create_app(settings, service), host, settings.api_port),
+        ]
+
+    def kill_server() -> None:
+        if server.process is not None and server.process.poll() is None:
+            os.killpg(server.process.pid, signal.SIGKILL)
+
+    def banner(components: list[Component]) -> str:
+        return banner_text(f"radflow dev is running (data dir {data_dir}, task queue {settings.task_queue})", components)
+
+    return await run_components([TemporalDevComponent(server), after_temporal], banner=banner, on_second_signal=kill_server)
