@@ -1,0 +1,135 @@
+"""The radflow DICOM Application Entity: wiring only (contexts, handlers, lifecycle).
+
+One pynetdicom AE serves Verification, Modality Worklist (RAD-5), MPPS (RAD-6/7) and,
+when `gateways/dicom/storage.py` is present, Storage (RAD-8). Handlers live in their own
+modules and receive their dependencies here. pynetdicom runs each association in a
+thread; anything that needs Temporal goes through `LoopBridge` to this event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+from typing import Any
+
+from pynetdicom import AE, evt
+from pynetdicom.events import Event
+from pynetdicom.presentation import DEFAULT_TRANSFER_SYNTAXES
+from pynetdicom.sop_class import ModalityPerformedProcedureStep, ModalityWorklistInformationFind, Verification
+from pynetdicom.transport import ThreadedAssociationServer
+
+from gateways.dicom.bridge import LoopBridge
+from gateways.dicom.mpps import MppsService
+from gateways.dicom.mpps_store import MppsStore
+from gateways.dicom.tcp import set_nodelay
+from gateways.dicom.worklist import WorklistService
+from gateways.dicom.worklist_store import WorklistStore
+from radflow.ordering import OrderService
+from radflow.settings import Settings
+
+log = logging.getLogger("radflow.dicom")
+
+NOT_RECOGNISED = "calling AE title not recognised"
+
+
+def _on_echo(event: Event) -> int:
+    return 0x0000
+
+
+def _on_rejected(event: Event) -> None:
+    requestor = event.assoc.requestor
+    allowed = [a.strip() for a in event.assoc.ae.require_calling_aet]
+    calling = requestor.ae_title.strip()
+    reason = NOT_RECOGNISED if allowed and calling not in allowed else "rejected (association limit or called AE)"
+    log.warning("association rejected: %s", reason,
+                extra={"calling_ae": calling, "peer": f"{requestor.address}:{requestor.port}"})
+
+
+class DicomGateway:
+    def __init__(self, settings: Settings, service: OrderService, *, worklist_store: WorklistStore | None = None,
+                 mpps_store: MppsStore | None = None, storage: Any = None) -> None:
+        self.settings = settings
+        self.service = service
+        self.worklist_store = worklist_store or WorklistStore(settings.mwl_db_path())
+        self.mpps_store = mpps_store or MppsStore(settings.mpps_db_path())
+        self.storage = storage
+        self.ae: AE | None = None
+        self.server: ThreadedAssociationServer | None = None
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None, "gateway not started"
+        return int(self.server.server_address[1])
+
+    def _record_unmatched(self, key: str, details: dict[str, Any]) -> Any:
+        from radflow.unmatched import record_unmatched
+
+        return record_unmatched(self.service.client, "mpps", key, details, reason="MPPS matches no order",
+                                task_queue=self.service.task_queue,
+                                rpc_timeout_s=self.service.rpc_timeout.total_seconds())
+
+    def build_ae(self, loop: asyncio.AbstractEventLoop) -> tuple[AE, list[tuple]]:
+        s = self.settings
+        ae = AE(ae_title=s.dicom_ae_title)
+        ae.maximum_associations = s.dicom_max_associations
+        ae.network_timeout = s.dicom_network_timeout_s
+        ae.dimse_timeout = s.dicom_dimse_timeout_s
+        if s.dicom_allowed_aets:
+            # pynetdicom answers A-ASSOCIATE-RJ (permanent, service-user, reason 3).
+            ae.require_calling_aet = list(s.dicom_allowed_aets)
+        for uid in (Verification, ModalityWorklistInformationFind, ModalityPerformedProcedureStep):
+            ae.add_supported_context(uid, DEFAULT_TRANSFER_SYNTAXES)
+
+        # Bounded wait for Temporal, a little past the OrderService's own RPC timeout.
+        bridge = LoopBridge(loop, timeout_s=self.service.rpc_timeout.total_seconds() + 5.0)
+        worklist = WorklistService(self.worklist_store, show_started=s.mwl_show_started, max_results=s.mwl_max_results)
+        mpps = MppsService(self.service, self.mpps_store, self.worklist_store, bridge, self._record_unmatched)
+        handlers: list[tuple] = [
+            (evt.EVT_CONN_OPEN, set_nodelay),
+            (evt.EVT_REJECTED, _on_rejected),
+            (evt.EVT_C_ECHO, _on_echo),
+            (evt.EVT_C_FIND, worklist.on_find),
+            (evt.EVT_N_CREATE, mpps.on_n_create),
+            (evt.EVT_N_SET, mpps.on_n_set),
+        ]
+        if self.storage is not None:
+            for cx in self.storage.contexts():
+                ae.add_supported_context(cx.abstract_syntax, cx.transfer_syntax)
+            handlers += list(self.storage.handlers())
+        return ae, handlers
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.storage is not None:
+            await self.storage.start()
+        self.ae, handlers = self.build_ae(loop)
+        self.server = self.ae.start_server((self.settings.dicom_host, self.settings.dicom_port), block=False,
+                                           evt_handlers=handlers)
+        log.info("DICOM gateway listening", extra={"ae_title": self.settings.dicom_ae_title, "port": self.port,
+                                                   "storage": self.storage is not None})
+
+    async def stop(self) -> None:
+        """Stop accepting, let running associations finish, then stop storage."""
+        if self.server is not None:
+            # shutdown() joins association threads, which may be waiting on this loop (bridge).
+            await asyncio.to_thread(self.server.shutdown)
+            self.server = None
+        if self.storage is not None:
+            await self.storage.stop()
+        log.info("DICOM gateway stopped")
+
+
+def storage_available() -> bool:
+    return importlib.util.find_spec("gateways.dicom.storage") is not None
+
+
+async def start_dicom_gateway(settings: Settings, service: OrderService, *, with_storage: bool = True) -> DicomGateway:
+    storage = None
+    if with_storage and storage_available():
+        from gateways.dicom.storage import StorageService
+
+        storage = StorageService(settings, service, asyncio.get_running_loop())
+    gateway = DicomGateway(settings, service, storage=storage)
+    await gateway.start()
+    return gateway

@@ -1,0 +1,184 @@
+"""Acceptance 1: DCMTK `findscu -W` against radflow's worklist after an HL7 ORM NW over MLLP.
+
+Real Temporal dev server, real worker (sync_worklist activity), real MLLP gateway, the
+DicomGateway on a loopback port, DCMTK by absolute path.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+
+from domain.dicom.uids import study_uid_for_accession
+from domain.order import EventKind
+from tests.factories import event
+from tests.gateways.dicom.dcmtk import dump2dcm, findscu, require_dcmtk
+from tests.gateways.dicom.gateway_stack import DicomStack, dicom_settings, dicom_stack, orm
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+SPS = "ScheduledProcedureStepSequence[0]"
+RETURN_KEYS = [
+    "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex", "AccessionNumber",
+    "StudyInstanceUID", "RequestedProcedureID", "RequestedProcedureDescription", "ReferringPhysicianName",
+    "AdmissionID", "RequestedProcedurePriority",
+    f"{SPS}.Modality", f"{SPS}.ScheduledProcedureStepStartDate", f"{SPS}.ScheduledProcedureStepStartTime",
+    f"{SPS}.ScheduledProcedureStepID", f"{SPS}.ScheduledProcedureStepDescription",
+    f"{SPS}.ScheduledProcedureStepStatus",
+]
+
+
+def uniq(prefix: str) -> str:
+    return prefix + uuid.uuid4().hex[:8].upper()
+
+
+@pytest.fixture(scope="module")
+async def mwl(client: Client, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[DicomStack]:
+    require_dcmtk()
+    settings = dicom_settings(f"tq-mwl-{uuid.uuid4().hex[:8]}", tmp_path_factory.mktemp("mwl"))
+    async with dicom_stack(client, settings) as stack:
+        yield stack
+
+
+async def order_via_hl7(mwl: DicomStack, *, station: str, start: str, family: str = "Testperson", given: str = "Alex",
+                        msh18: str = "", encoding: str = "latin-1") -> tuple[str, float]:
+    """Send ORM NW; return the accession and the seconds from the AA until the row is on the worklist."""
+    acc = uniq("A")
+    ack = await mwl.send_hl7(orm(uniq("C"), accession=acc, mrn=uniq("M"), family=family, given=given, station=station,
+                                 start=start, msh18=msh18, encoding=encoding))
+    assert "MSA|AA" in ack, ack
+    acked = time.monotonic()
+    row = await eventually(lambda: _row(mwl, acc), lambda r: r is not None and r.visible, timeout_s=10, every_s=0.01)
+    assert row is not None and row.visible, f"{acc} never reached the worklist"
+    return acc, time.monotonic() - acked
+
+
+async def _row(mwl: DicomStack, acc: str):
+    return mwl.gateway.worklist_store.get(acc)
+
+
+def by_station(station: str, *more: str) -> list[str]:
+    return [f"{SPS}.ScheduledStationAETitle={station}", *RETURN_KEYS, *more]
+
+
+async def test_hl7_order_appears_with_patient_accession_station_and_sps(mwl: DicomStack) -> None:
+    station = uniq("CT")[:16]
+    acc, latency = await order_via_hl7(mwl, station=station, start="20300115093000", family="Doe", given="Jane")
+    assert latency < 1.0, f"order took {latency:.3f} s from ACK to worklist (target < 1 s)"
+    found = await findscu(mwl.port, by_station(station))
+    assert found.returncode == 0, found.output
+    assert len(found.responses) == 1, found.output
+    ds = found.responses[0]
+    assert str(ds.PatientName) == "Doe^Jane" and ds.PatientID.startswith("M") and ds.IssuerOfPatientID == "HOSP"
+    assert ds.PatientBirthDate == "19800101" and ds.PatientSex == "F"
+    assert ds.AccessionNumber == acc and ds.RequestedProcedureID == acc and ds.AdmissionID == "V" + acc
+    assert ds.StudyInstanceUID == study_uid_for_accession(acc)
+    assert str(ds.ReferringPhysicianName) == "Referrer^Rae" and ds.RequestedProcedurePriority == "ROUTINE"
+    sps = ds.ScheduledProcedureStepSequence[0]
+    assert sps.ScheduledStationAETitle == station and sps.Modality == "CT"
+    assert (sps.ScheduledProcedureStepStartDate, sps.ScheduledProcedureStepStartTime) == ("20300115", "093000")
+    assert sps.ScheduledProcedureStepID == acc and sps.ScheduledProcedureStepStatus == "SCHEDULED"
+    assert sps.ScheduledProcedureStepDescription == "CT head"
+    # only requested keys come back (plus nothing else at top level)
+    assert "ReasonForTheRequestedProcedure" not in ds and "ScheduledProtocolCodeSequence" not in sps
+
+    other = await findscu(mwl.port, by_station(station + "X"))
+    assert other.returncode == 0 and other.responses == [], other.output
+
+
+async def test_date_ranges_and_combined_date_time(mwl: DicomStack) -> None:
+    station = uniq("DR")[:16]
+    accs = [(await order_via_hl7(mwl, station=station, start=start))[0]
+            for start in ("20300301080000", "20300302120000", "20300303160000")]
+
+    async def query(date: str, time: str = "") -> list[str]:
+        keys = by_station(station, f"{SPS}.ScheduledProcedureStepStartDate={date}")
+        if time:
+            keys.append(f"{SPS}.ScheduledProcedureStepStartTime={time}")
+        res = await findscu(mwl.port, keys)
+        assert res.returncode == 0, res.output
+        return sorted(r.AccessionNumber for r in res.responses)
+
+    assert await query("20300301-20300302") == sorted(accs[:2])
+    assert await query("20300303-") == [accs[2]]
+    assert await query("-20300301") == [accs[0]]
+    assert await query("20300302") == [accs[1]]
+    assert await query("20300304-") == []
+    # 1 March 09:00 .. 3 March 15:00 as one period: excludes 08:00 on the 1st and 16:00 on the 3rd
+    assert await query("20300301-20300303", "0900-1500") == [accs[1]]
+
+
+async def test_non_ascii_names_come_back_with_their_character_set(mwl: DicomStack) -> None:
+    station = uniq("NA")[:16]
+    latin, _ = await order_via_hl7(mwl, station=station, start="20300401090000", family="Müller", given="Jürgen",
+                                   msh18="8859/1", encoding="latin-1")
+    cjk, _ = await order_via_hl7(mwl, station=station, start="20300401100000", family="山田", given="太郎",
+                                 msh18="UNICODE UTF-8", encoding="utf-8")
+    res = await findscu(mwl.port, by_station(station))
+    assert res.returncode == 0, res.output
+    by_acc = {r.AccessionNumber: r for r in res.responses}
+    assert set(by_acc) == {latin, cjk}
+    assert by_acc[latin].SpecificCharacterSet == "ISO_IR 100" and str(by_acc[latin].PatientName) == "Müller^Jürgen"
+    assert by_acc[cjk].SpecificCharacterSet == "ISO_IR 192" and str(by_acc[cjk].PatientName) == "山田^太郎"
+
+    # A Latin-1 query file (built with dump2dcm) matches the accented name case-insensitively.
+    query = await dump2dcm(
+        "(0008,0005) CS [ISO_IR 100]\n(0008,0050) SH []\n(0010,0010) PN [MÜLLER*]\n"
+        f"(0040,0100) SQ (Sequence with explicit length #=1)\n(fffe,e000) na (Item with explicit length #=1)\n"
+        f"(0040,0001) AE [{station}]\n(fffe,e00d) na (ItemDelimitationItem for re-encoding)\n"
+        "(fffe,e0dd) na (SequenceDelimitationItem for re-encoding)\n",
+        Path(__file__).parent / f".q-{uuid.uuid4().hex[:6]}.dcm",
+    )
+    try:
+        res = await findscu(mwl.port, [], query_file=query)
+    finally:
+        query.unlink(missing_ok=True)
+        query.with_suffix(".dump").unlink(missing_ok=True)
+    assert res.returncode == 0, res.output
+    assert [r.AccessionNumber for r in res.responses] == [latin]
+
+
+async def test_cancelled_and_started_orders_leave_the_worklist(mwl: DicomStack) -> None:
+    station = uniq("CX")[:16]
+    cancelled, _ = await order_via_hl7(mwl, station=station, start="20300501090000")
+    started, _ = await order_via_hl7(mwl, station=station, start="20300501100000")
+    kept, _ = await order_via_hl7(mwl, station=station, start="20300501110000")
+    ack = await mwl.send_hl7(orm(uniq("C"), accession=cancelled, mrn="M1", family="X", given="Y", station=station,
+                                 start="20300501090000", order_control="CA"))
+    assert "MSA|AA" in ack, ack
+    await mwl.service.send_event(started, event(EventKind.PROCEDURE_STARTED))
+
+    async def listed() -> list[str]:
+        res = await findscu(mwl.port, by_station(station))
+        return sorted(r.AccessionNumber for r in res.responses)
+
+    assert await eventually(listed, lambda accs: accs == [kept], timeout_s=10) == [kept]
+
+
+BULK = 2000
+
+
+async def test_cancel_stops_a_long_answer(mwl: DicomStack) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from domain.definitions import OrderStatus
+    from domain.dicom.mwl import entry_from_state
+    from domain.order import OrderState
+    from tests.factories import make_order
+
+    station = uniq("BULK")[:16]
+    t0 = datetime(2030, 6, 1, 8, tzinfo=UTC)
+    entries = [entry_from_state(OrderState(order=make_order(uniq("B"), station=station, start=t0 + timedelta(minutes=i)),
+                                           status=OrderStatus.SCHEDULED, created_at=t0, updated_at=t0)) for i in range(BULK)]
+    mwl.gateway.worklist_store.apply_many(entries)
+    res = await findscu(mwl.port, [f"{SPS}.ScheduledStationAETitle={station}", "AccessionNumber"], extra=["-v", "--cancel", "3"])
+    assert res.returncode == 0, res.output
+    # The SCP checks for the C-CANCEL between matches: it stops long before the end.
+    assert 3 <= len(res.responses) < BULK // 2, f"{len(res.responses)} responses after C-CANCEL"
+    assert "Final Find Response (Cancel" in res.output, res.output[-2000:]
