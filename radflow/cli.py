@@ -158,7 +158,6 @@ async def _connect_or_none(settings: Settings):  # noqa: ANN202 - temporalio Cli
         return await connect(settings)
     except Exception as err:
         log.error("cannot connect to temporal", extra={"address": settings.temporal_address, "error": str(err)[:300]})
-        print(f"radflow: cannot connect to Temporal at {settings.temporal_address}: {err}", file=sys.stderr)
         return None
 
 

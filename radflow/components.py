@@ -118,6 +118,9 @@ class MllpComponent:
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
+            close_clients = getattr(self.server, "close_clients", None)  # Python >= 3.13
+            if close_clients is not None:
+                close_clients()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.server.wait_closed(), timeout=5)
         close = getattr(self.gateway, "aclose", None)
