@@ -77,6 +77,7 @@ class OrderData(BaseModel):
 
     accession: str
     placer_number: str = ""
+    placer_system: str = ""  # identifier system a FHIR placer used (kept so its searches match); "" = ours
     filler_number: str = ""
     patient: Patient
     visit: Visit = Field(default_factory=Visit)

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from domain.fhir.common import DCM, V2_0203
 from domain.fhir.config import DICOM_UID_SYSTEM, FhirMappingConfig, uid_from_value
-from domain.fhir.patient import GENDER, PATIENT_CLASS
+from domain.fhir.patient import GENDER
 from domain.order import OrderData, Patient, PersonName, Procedure, Provider, Schedule, Visit
 
 CREATE_STATUSES = ("active", "draft")
@@ -87,7 +87,7 @@ def order_from_service_request(
         )
     contained = {c.get("id"): c for c in resource.get("contained") or [] if isinstance(c, dict)}
     idents = _identifiers(resource, cfg)
-    if not idents["accession"] and not idents["placer"]:
+    if not for_update and not idents["accession"] and not idents["placer"]:
         raise FhirInputError(
             "ServiceRequest.identifier needs an accession (type ACSN) or placer (type PLAC) identifier,"
             " so a resend finds the same order",
@@ -97,6 +97,7 @@ def order_from_service_request(
     return OrderData(
         accession=idents["accession"],
         placer_number=idents["placer"],
+        placer_system=idents["placer_system"],
         filler_number=idents["filler"],
         study_instance_uid=idents["study"],
         patient=_patient(resource.get("subject") or {}, contained, patient, cfg),
@@ -111,15 +112,9 @@ def order_from_service_request(
     )
 
 
-def placer_key(resource: dict, cfg: FhirMappingConfig) -> str:
-    """Allocator key for an order without accession: placer number ^ placer system."""
-    for ident in resource.get("identifier") or []:
-        if _type_code(ident) == "PLAC" or ident.get("system") == cfg.placer_system:
-            return f"{ident.get('value', '')}^{ident.get('system', '')}"
-    for ident in resource.get("identifier") or []:
-        if not _type_code(ident) and ident.get("value"):
-            return f"{ident['value']}^{ident.get('system', '')}"
-    return ""
+def placer_key(order: OrderData, cfg: FhirMappingConfig) -> str:
+    """Allocator key for an order that came without accession: placer number ^ placer system."""
+    return f"{order.placer_number}^{order.placer_system or cfg.placer_system}"
 
 
 # ---------------------------------------------------------------------- parts
@@ -131,8 +126,8 @@ def _type_code(ident: dict) -> str:
 
 
 def _identifiers(resource: dict, cfg: FhirMappingConfig) -> dict[str, str]:
-    out = {"accession": "", "placer": "", "filler": "", "study": ""}
-    untyped: list[str] = []
+    out = {"accession": "", "placer": "", "placer_system": "", "filler": "", "study": ""}
+    untyped: list[tuple[str, str]] = []
     for ident in resource.get("identifier") or []:
         value = (ident.get("value") or "").strip()
         if not value:
@@ -142,16 +137,19 @@ def _identifiers(resource: dict, cfg: FhirMappingConfig) -> dict[str, str]:
         if kind == "ACSN" or system == cfg.accession_system:
             out["accession"] = out["accession"] or value
         elif kind == "PLAC" or system == cfg.placer_system:
-            out["placer"] = out["placer"] or value
+            if not out["placer"]:
+                out["placer"], out["placer_system"] = value, system
         elif kind == "FILL" or system == cfg.filler_system:
             out["filler"] = out["filler"] or value
         elif system == DICOM_UID_SYSTEM:
             out["study"] = uid_from_value(value)
         elif not kind:
-            untyped.append(value)
+            untyped.append((value, system))
     # An identifier without type is the placer's own order number (what an EHR sends first).
     if not out["placer"] and untyped:
-        out["placer"] = untyped[0]
+        out["placer"], out["placer_system"] = untyped[0]
+    if out["placer_system"] == cfg.placer_system:
+        out["placer_system"] = ""
     if len(out["accession"]) > 16:
         raise FhirInputError(
             "accession identifier longer than 16 characters (DICOM AccessionNumber is SH)", "ServiceRequest.identifier", "value"
@@ -291,7 +289,8 @@ def _provider(ref: dict | None, contained: dict, cfg: FhirMappingConfig) -> Prov
     target = ref.get("reference") or ""
     resource = contained.get(target[1:]) if target.startswith("#") else None
     if target.startswith("#") and resource is None:
-        raise FhirInputError(f"requester points to {target} but no contained resource has that id", "ServiceRequest.requester", "not-found")
+        message = f"requester points to {target} but no contained resource has that id"
+        raise FhirInputError(message, "ServiceRequest.requester", "not-found")
     if resource is not None and resource.get("resourceType") == "Practitioner":
         try:
             R4Practitioner.model_validate({**resource, "id": resource.get("id") or "pr"})

@@ -66,7 +66,7 @@ def service_request(state: OrderState, cfg: FhirMappingConfig, refs: Refs | None
     order = state.order
     idents = [accession_key(state, cfg)]
     if order.placer_number:
-        idents.append(identifier(cfg.placer_system, order.placer_number, "PLAC"))
+        idents.append(identifier(order.placer_system or cfg.placer_system, order.placer_number, "PLAC"))
     if order.filler_number:
         idents.append(identifier(cfg.filler_system, order.filler_number, "FILL"))
     uid = study_uid(state)

@@ -1,0 +1,45 @@
+"""The read facade's resources: built from one order's live state, id = the accession.
+
+Every facade resource of an order shares the order's accession as its logical id
+(ServiceRequest/A1, Task/A1, ImagingStudy/A1, DiagnosticReport/A1), so links between
+them resolve on this server; patients and encounters are not served and stay logical
+(identifier) references.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from domain.fhir import FhirMappingConfig, diagnostic_report, endpoint, imaging_study, service_request, task
+from domain.fhir.common import fhir_datetime
+from domain.fhir.keys import study_key
+from domain.order import OrderState
+
+BUILDERS: dict[str, Callable[..., dict | None]] = {
+    "ServiceRequest": service_request,
+    "Task": task,
+    "ImagingStudy": imaging_study,
+    "DiagnosticReport": diagnostic_report,
+}
+
+
+def facade_refs(state: OrderState, cfg: FhirMappingConfig) -> dict[str, str]:
+    acc = state.order.accession
+    refs = {"ServiceRequest": f"ServiceRequest/{acc}", "Endpoint": f"Endpoint/{cfg.endpoint_name}"}
+    if study_key(state) is not None:
+        refs["ImagingStudy"] = f"ImagingStudy/{acc}"
+    return refs
+
+
+def facade_resource(kind: str, state: OrderState, cfg: FhirMappingConfig) -> dict | None:
+    """The order's resource of `kind`, with id and meta; None when the order has none yet."""
+    built = BUILDERS[kind](state, cfg, facade_refs(state, cfg))
+    if built is None:
+        return None
+    meta = {"lastUpdated": fhir_datetime(state.updated_at)}
+    return {"resourceType": kind, "id": state.order.accession, "meta": meta, **{k: v for k, v in built.items() if k != "resourceType"}}
+
+
+def facade_endpoint(cfg: FhirMappingConfig) -> dict:
+    res = endpoint(cfg)
+    return {"resourceType": "Endpoint", "id": cfg.endpoint_name, **{k: v for k, v in res.items() if k != "resourceType"}}

@@ -1,0 +1,64 @@
+"""FHIR over HTTP: the media type, OperationOutcome errors and searchset Bundles."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+FHIR_JSON = "application/fhir+json"
+
+
+class FhirResponse(JSONResponse):
+    media_type = FHIR_JSON
+
+    def render(self, content: Any) -> bytes:
+        # Names and report text stay readable UTF-8, as FHIR JSON is defined to be.
+        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class FhirError(Exception):
+    """Raised anywhere in the FHIR routes; answered as an OperationOutcome."""
+
+    def __init__(
+        self, status: int, message: str, code: str = "processing", expression: str = "", headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.expression = expression
+        self.headers = headers
+
+
+def operation_outcome(message: str, code: str, expression: str = "", severity: str = "error") -> dict:
+    issue: dict[str, Any] = {"severity": severity, "code": code, "diagnostics": message}
+    if expression:
+        issue["expression"] = [expression]
+    return {"resourceType": "OperationOutcome", "issue": [issue]}
+
+
+def error_response(err: FhirError) -> FhirResponse:
+    return FhirResponse(operation_outcome(err.message, err.code, err.expression), status_code=err.status, headers=err.headers)
+
+
+def base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
+def searchset(request: Request, resources: list[dict], total: int) -> dict:
+    base = base_url(request)
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": total,
+        "link": [{"relation": "self", "url": str(request.url)}],
+    }
+    if resources:  # FHIR JSON has no empty arrays
+        bundle["entry"] = [
+            {"fullUrl": f"{base}/{r['resourceType']}/{r['id']}", "resource": r, "search": {"mode": "match"}}
+            for r in resources
+        ]
+    return bundle
