@@ -17,6 +17,7 @@ from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowHandle,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -157,6 +158,9 @@ class OrderService:
             )
         except WorkflowUpdateFailedError as err:
             raise _update_failure(err) from err
+        except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+            # No worker completed the update in time (worker down or overloaded): not accepted.
+            raise TemporalUnavailable(f"order {accession} did not answer in time") from err
         except RPCError as err:
             raise _map_rpc(err, accession) from err
         except (asyncio.TimeoutError, OSError) as err:
