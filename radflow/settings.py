@@ -59,6 +59,15 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # --- HL7 / MLLP (domain/hl7/, gateways/mllp.py, gateways/hl7_gateway.py, activities/hl7_delivery.py) ---
+    # Where the Scheduled Station AE title comes from, first non-empty wins (IPC-9 in OMI; OBR-21 by site convention).
+    hl7_station_ae_fields: list[str] = ["IPC-9", "OBR-21"]
+    mllp_max_frame: int = 1024 * 1024  # larger frames are answered AR and skipped
+    hl7_merge_resweep_s: float = 2.0  # A40: second visibility sweep before the ACK (0 = none)
+    ehr_receiving_application: str = "EHR"  # MSH-5/6 of the ORU radflow sends
+    ehr_receiving_facility: str = ""
+    # --- end HL7 / MLLP ---
+
     # --- API client, CLI and dev stack (api/, radflow/cli.py, radflow/logs.py) ---
     api_url: str = "http://localhost:8000"  # where `radflow orders ...` finds the API
     dev_host: str = "127.0.0.1"  # `radflow dev` binds every listener here (not exposed by default)

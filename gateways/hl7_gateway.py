@@ -1,0 +1,192 @@
+"""HL7 v2 gateway: one MLLP frame in, its ACK out, with Temporal in between.
+
+AA is answered only after OrderService returned (the start or update is durable in
+Temporal); a message that parses but cannot be applied now gets AE (unknown order,
+refused transition, Temporal unreachable: the sender keeps it and retries); a message
+we cannot use gets AR (malformed, unsupported version/type/event, missing segment).
+Resends are harmless: starts use the accession as workflow id, events use
+"HL7:<MSH-10>" as update id, so a duplicate is acknowledged AA and changes nothing.
+
+Logs carry message type, control id and accession; patient names and MRNs stay out of INFO.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from domain.definitions import EventSource
+from domain.hl7.ack import AckCode, AckHeader, build_ack, build_batch
+from domain.hl7.decode import Decoded, EncodingChars, decode, split_batch
+from domain.hl7.mapping import CommandKind, Hl7Command, MappingConfig, map_message
+from domain.hl7.parse import ErrorCode, Hl7Error, parse_message
+from domain.order import EventKind
+from gateways.mllp import serve_mllp
+from radflow.ordering import EventRejected, OrderNotFound, OrderService, TemporalUnavailable
+from radflow.settings import Settings
+
+log = logging.getLogger("radflow.hl7")
+
+
+class _Nack(Exception):
+    def __init__(self, code: AckCode, error: ErrorCode, reason: str, location: str = "") -> None:
+        super().__init__(reason)
+        self.code, self.error, self.reason, self.location = code, error, reason, location
+
+
+class Hl7Gateway:
+    def __init__(self, service: OrderService, settings: Settings) -> None:
+        self.service = service
+        self.settings = settings
+        self.config = MappingConfig.from_settings(settings)
+        self.merge_resweep_s = float(getattr(settings, "hl7_merge_resweep_s", 2.0))
+
+    async def serve(self, host: str | None = None, port: int | None = None) -> asyncio.Server:
+        """Start the MLLP listener for this gateway (settings give the defaults)."""
+        return await serve_mllp(
+            self.handle,
+            host if host is not None else self.settings.mllp_host,
+            port if port is not None else self.settings.mllp_port,
+            max_frame=int(getattr(self.settings, "mllp_max_frame", 1024 * 1024)),
+        )
+
+    # ------------------------------------------------------------------ frames
+    async def handle(self, raw: bytes) -> bytes:
+        """Frame payload in, ACK payload out; a batch (or several MSH) gets a batch of ACKs."""
+        decoded = decode(raw)
+        envelope = split_batch(decoded.text)
+        if not envelope.messages:
+            ack = self._ack(AckHeader(), AckCode.AR, "empty message", ErrorCode.SEGMENT_SEQUENCE)
+            return ack.encode(decoded.codec, errors="replace")
+        acks = [await self._handle_message(text, decoded) for text in envelope.messages]
+        if envelope.batch or len(acks) > 1:
+            enc = EncodingChars.from_msh(envelope.header or envelope.messages[0])
+            out = build_batch(acks, envelope.header, enc, application=self.settings.hl7_sending_application,
+                              facility=self.settings.hl7_sending_facility)
+        else:
+            out = acks[0]
+        return out.encode(decoded.codec, errors="replace")
+
+    async def _handle_message(self, text: str, decoded: Decoded) -> str:
+        header = AckHeader.from_text(text)
+        try:
+            pm = parse_message(text, decoded.codec)
+        except Hl7Error as err:
+            log.info("hl7 rejected control=%s: %s", header.control_id or "-", err.reason)
+            return self._ack(header, AckCode.AR, err.reason, err.code, err.location)
+        commands = map_message(pm, self.config, decoded.charset)
+        if commands and commands[0].kind == CommandKind.UNSUPPORTED:
+            cmd = commands[0]
+            log.info("hl7 %s rejected control=%s: %s", cmd.label, cmd.control_id, cmd.reason)
+            return self._ack(header, AckCode.AR, cmd.reason, ErrorCode(cmd.error_code), cmd.location)
+        try:
+            for cmd in commands:
+                await self._execute(cmd)
+        except _Nack as nack:
+            log.info("hl7 %s control=%s: %s %s", pm.label, pm.control_id, nack.code.value, nack.reason)
+            return self._ack(header, nack.code, nack.reason, nack.error, nack.location)
+        return self._ack(header, AckCode.AA)
+
+    def _ack(self, header: AckHeader, code: AckCode, text: str = "", error: ErrorCode | None = None,
+             location: str = "") -> str:
+        return build_ack(header, code, text, error, location, application=self.settings.hl7_sending_application,
+                         facility=self.settings.hl7_sending_facility)
+
+    # ------------------------------------------------------------------ commands
+    async def _execute(self, cmd: Hl7Command) -> None:
+        try:
+            if cmd.kind == CommandKind.START_ORDER:
+                await self._start(cmd)
+            elif cmd.kind == CommandKind.ORDER_EVENT:
+                await self._order_event(cmd)
+            elif cmd.kind == CommandKind.PATIENT_FANOUT:
+                await self._patient_fanout(cmd)
+        except _Nack:
+            raise
+        except OrderNotFound as err:
+            raise _Nack(AckCode.AE, ErrorCode.UNKNOWN_KEY, str(err)) from err
+        except EventRejected as err:
+            raise _Nack(AckCode.AE, ErrorCode.INTERNAL_ERROR, f"not applied: {err}") from err
+        except TemporalUnavailable as err:
+            raise _Nack(AckCode.AE, ErrorCode.INTERNAL_ERROR, "order store unavailable, retry later") from err
+        except Exception as err:  # e.g. the client never connected: never AA without Temporal's answer
+            log.warning("hl7 %s control=%s failed: %s", cmd.label, cmd.control_id, type(err).__name__)
+            raise _Nack(AckCode.AE, ErrorCode.INTERNAL_ERROR, "internal error, retry later") from err
+
+    async def _start(self, cmd: Hl7Command) -> None:
+        order = cmd.order
+        assert order is not None
+        if not order.accession:
+            accession = await self.service.allocate_accession(cmd.placer_key)
+            order = order.model_copy(update={"accession": accession})
+            log.info("hl7 %s control=%s: accession %s allocated", cmd.label, cmd.control_id, accession)
+        result = await self.service.start_order(order, EventSource.HL7, cmd.control_id)
+        log.info("hl7 %s control=%s accession=%s %s", cmd.label, cmd.control_id, order.accession,
+                 "started" if result.created else "already exists (resend)")
+
+    async def _order_event(self, cmd: Hl7Command) -> None:
+        assert cmd.event is not None
+        accession = cmd.accession or await self._by_placer(cmd)
+        try:
+            result = await self.service.send_event(accession, self._for(cmd, accession))
+        except OrderNotFound:
+            # The accession field may hold a filler number that is not the accession;
+            # the placer number still finds orders whose accession radflow allocated.
+            other = await self._by_placer(cmd) if cmd.accession and cmd.placer_number else ""
+            if not other or other == accession:
+                raise
+            accession = other
+            result = await self.service.send_event(accession, self._for(cmd, accession))
+        log.info("hl7 %s control=%s accession=%s -> %s%s", cmd.label, cmd.control_id, accession, result.status.value,
+                 " (resend)" if result.duplicate else "")
+
+    async def _by_placer(self, cmd: Hl7Command) -> str:
+        found = await self.service.accession_for_placer(cmd.placer_number, cmd.placer_key) if cmd.placer_number else None
+        if not found:
+            raise OrderNotFound(f"unknown order (placer {cmd.placer_number or '-'}, accession {cmd.accession or '-'})")
+        return found
+
+    @staticmethod
+    def _for(cmd: Hl7Command, accession: str):
+        event = cmd.event
+        assert event is not None
+        if event.order is not None and event.order.accession != accession:
+            event = event.model_copy(update={"order": event.order.model_copy(update={"accession": accession})})
+        return event
+
+    async def _patient_fanout(self, cmd: Hl7Command) -> None:
+        """Send the patient event to every open order of the MRN.
+
+        Open orders come from Temporal visibility, which is eventually consistent: an
+        order started a moment ago may not be listed yet. For merges (where a missed
+        order keeps a retired MRN) a second sweep runs after `hl7_merge_resweep_s`
+        before the ACK; orders reached by the first sweep are skipped, and every update
+        id is "HL7:<MSH-10>:<accession>", so a resent A40 or an overlap changes nothing.
+        Orders started after the second sweep with the retired MRN are not re-keyed.
+        """
+        reached = await self._sweep(cmd, set())
+        if cmd.event is not None and cmd.event.kind == EventKind.PATIENT_MERGED and self.merge_resweep_s > 0:
+            await asyncio.sleep(self.merge_resweep_s)
+            reached = await self._sweep(cmd, reached)
+        log.info("hl7 %s control=%s: %d open order(s) notified", cmd.label, cmd.control_id, len(reached))
+
+    async def _sweep(self, cmd: Hl7Command, done: set[str]) -> set[str]:
+        accessions = [a for a in await self.service.open_orders_of_patient(cmd.fanout_mrn) if a not in done]
+        results = await asyncio.gather(*(self._notify(cmd, a) for a in accessions), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return done | set(accessions)
+
+    async def _notify(self, cmd: Hl7Command, accession: str) -> None:
+        assert cmd.event is not None
+        event = cmd.event.model_copy(update={"control_id": f"{cmd.control_id}:{accession}"})
+        try:
+            result = await self.service.send_event(accession, event)
+        except (EventRejected, OrderNotFound) as err:
+            # A closed order (cancelled, in its retention period) or one already gone:
+            # the patient change does not apply to it, which is not the sender's error.
+            log.info("hl7 %s control=%s accession=%s not applied: %s", cmd.label, cmd.control_id, accession, err)
+            return
+        log.info("hl7 %s control=%s accession=%s -> %s%s", cmd.label, cmd.control_id, accession, result.status.value,
+                 " (unchanged)" if not result.changed else "")

@@ -1,0 +1,189 @@
+"""MLLP listener: <VT> payload <FS><CR> frames over asyncio TCP, one handler call per frame.
+
+Each connection is served by one task, so its messages are handled and answered in the
+order they arrived; connections run concurrently. Bad framing never ends the listener or
+the connection: bytes outside a frame are skipped, a frame that ends without its start
+byte or grows past `max_frame` is answered with an AR built from its first bytes (so
+the sender learns why instead of waiting for a timeout), and the reader resynchronises
+on the next start byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+
+from domain.hl7.ack import AckCode, AckHeader, build_ack
+from domain.hl7.parse import ErrorCode
+
+log = logging.getLogger("radflow.mllp")
+
+START = 0x0B
+END = 0x1C
+CR = 0x0D
+START_BYTE = b"\x0b"
+END_BYTES = b"\x1c\x0d"
+DEFAULT_MAX_FRAME = 1024 * 1024
+_HEAD_KEPT = 4096  # enough of an oversized frame to read its MSH for the AR
+
+Handler = Callable[[bytes], Awaitable[bytes]]
+Rejecter = Callable[[bytes, str], bytes]
+
+
+def frame(payload: bytes) -> bytes:
+    return START_BYTE + payload + END_BYTES
+
+
+def reject_frame(head: bytes, reason: str) -> bytes:
+    """AR for bytes we could not hand to the handler (framing error, oversized frame)."""
+    text = head.decode("latin-1")
+    header = AckHeader.from_text(text)
+    return build_ack(header, AckCode.AR, reason, ErrorCode.SEGMENT_SEQUENCE).encode("latin-1", errors="replace")
+
+
+class FrameReader:
+    """Incremental MLLP deframer: feed bytes, get complete frames and framing errors.
+
+    Emits ("frame", payload) and ("error", head, reason) items. Lenient on the trailer:
+    a frame ends at <FS>; the <CR> after it is consumed when it comes.
+    """
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self.max_frame = max_frame
+        self._buf = bytearray()
+        self._in_frame = False
+        self._oversized = False
+        self._head = b""
+        self._skip_cr = False
+        self._junk = bytearray()  # bytes seen outside a frame (kept short)
+
+    def feed(self, data: bytes) -> list[tuple[str, bytes, str]]:
+        out: list[tuple[str, bytes, str]] = []
+        i, n = 0, len(data)
+        while i < n:
+            if self._skip_cr:
+                self._skip_cr = False
+                if data[i] == CR:
+                    i += 1
+                    continue
+            if not self._in_frame:
+                start = data.find(START_BYTE, i)
+                end = data.find(b"\x1c", i)
+                if end != -1 and (start == -1 or end < start):
+                    # A frame end without its start byte: answer it if it looks like HL7.
+                    self._junk += data[i:end][: _HEAD_KEPT]
+                    if b"MSH" in self._junk:
+                        out.append(("error", bytes(self._junk[:_HEAD_KEPT]), "MLLP framing error: missing start block (0x0B)"))
+                    elif self._junk.strip():
+                        log.warning("mllp: %d bytes outside a frame discarded", len(self._junk))
+                    self._junk.clear()
+                    self._skip_cr = True
+                    i = end + 1
+                    continue
+                if start == -1:
+                    if len(self._junk) < _HEAD_KEPT:
+                        self._junk += data[i : i + _HEAD_KEPT]
+                    break
+                if start > i or self._junk:
+                    if (self._junk + data[i:start]).strip():
+                        log.warning("mllp: %d bytes before a start block discarded", len(self._junk) + start - i)
+                    self._junk.clear()
+                self._in_frame = True
+                self._oversized = False
+                self._buf.clear()
+                i = start + 1
+                continue
+            # inside a frame: look for its end, or a new start (the previous frame was cut off)
+            end = data.find(b"\x1c", i)
+            restart = data.find(START_BYTE, i)
+            stop = end if end != -1 else n
+            if restart != -1 and restart < stop:
+                self._add(data[i:restart])
+                head = bytes(self._buf[:_HEAD_KEPT]) if not self._oversized else self._head
+                out.append(("error", head, "MLLP framing error: frame interrupted by a new start block"))
+                self._buf.clear()
+                self._oversized = False
+                i = restart + 1
+                continue
+            self._add(data[i:stop])
+            if end == -1:
+                break
+            if self._oversized:
+                out.append(("error", self._head, f"frame larger than {self.max_frame} bytes"))
+            else:
+                out.append(("frame", bytes(self._buf), ""))
+            self._buf.clear()
+            self._in_frame = False
+            self._skip_cr = True
+            i = end + 1
+        return out
+
+    def _add(self, chunk: bytes) -> None:
+        if self._oversized:
+            return
+        self._buf += chunk
+        if len(self._buf) > self.max_frame:
+            self._oversized = True
+            self._head = bytes(self._buf[:_HEAD_KEPT])
+            self._buf.clear()
+
+
+async def serve_mllp(
+    handler: Handler,
+    host: str,
+    port: int,
+    *,
+    max_frame: int = DEFAULT_MAX_FRAME,
+    reject: Rejecter = reject_frame,
+    read_size: int = 65536,
+) -> asyncio.Server:
+    """Start listening; the caller owns the server (`close()` + `wait_closed()`)."""
+
+    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = writer.get_extra_info("peername")
+        frames = FrameReader(max_frame)
+        try:
+            while True:
+                data = await reader.read(read_size)
+                if not data:
+                    break
+                for kind, payload, reason in frames.feed(data):
+                    if kind == "frame":
+                        response = await _call(handler, payload, reject)
+                    else:
+                        log.warning("mllp %s: %s", peer, reason)
+                        response = reject(payload, reason)
+                    writer.write(frame(response))
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # one broken connection must not take the listener down
+            log.exception("mllp %s: connection failed", peer)
+        finally:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except (ConnectionError, OSError):
+                pass
+
+    return await asyncio.start_server(on_connection, host, port, limit=max(read_size, 65536))
+
+
+async def _call(handler: Handler, payload: bytes, reject: Rejecter) -> bytes:
+    try:
+        return await handler(payload)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        # The handler should answer every message itself; if it cannot, the sender gets
+        # an AE (retry later), never silence and never AA.
+        log.exception("mllp handler failed")
+        header = AckHeader.from_text(payload[:_HEAD_KEPT].decode("latin-1"))
+        return build_ack(header, AckCode.AE, "internal error", ErrorCode.INTERNAL_ERROR).encode("latin-1", errors="replace")
