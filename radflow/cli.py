@@ -2,6 +2,8 @@
 
   radflow dev                  everything locally (Temporal dev server + UI, worker, MLLP, API)
   radflow worker|mllp|api      one production process each, against any Temporal cluster
+  radflow dicom                the DICOM gateway (Verification, MWL, MPPS, Storage)
+  radflow worklist-rebuild     re-sync the worklist read model from the open orders
   radflow setup                register radflow's search attributes in a namespace
   radflow send-hl7 FILE...     send HL7 v2 files over MLLP, print each ACK
   radflow orders ...           list/show/act on orders through the HTTP API
@@ -56,6 +58,7 @@ _FLAG_TO_SETTING = {
     "mllp_port": "mllp_port",
     "api_port": "api_port",
     "bind": "dev_host",
+    "dicom_port": "dicom_port",
 }
 
 
@@ -134,6 +137,45 @@ def cmd_api(args: argparse.Namespace) -> int:
     return _run_forever(run())
 
 
+def cmd_dicom(args: argparse.Namespace) -> int:
+    from gateways.dicom.component import DicomComponent
+    from radflow.wiring import order_service
+
+    settings = settings_from(args)
+    updates = {k: v for k, v in (("dicom_host", args.host), ("dicom_port", args.port), ("dicom_ae_title", args.ae_title)) if v}
+    settings = settings.model_copy(update=updates)
+    _setup_logging(settings)
+
+    async def run() -> int:
+        from radflow.runner import banner_text, run_components
+
+        client = await _connect_or_none(settings)
+        if client is None:
+            return 1
+        comp = DicomComponent(order_service(client, settings), settings, settings.dicom_host, settings.dicom_port)
+        return await run_components([comp], banner=lambda c: banner_text("radflow DICOM gateway is running", c))
+
+    return _run_forever(run())
+
+
+def cmd_worklist_rebuild(args: argparse.Namespace) -> int:
+    from activities.worklist_sync import WorklistSync, rebuild_worklist
+    from radflow.wiring import order_service
+
+    settings = settings_from(args)
+    _setup_logging(settings)
+
+    async def run() -> int:
+        client = await _connect_or_none(settings)
+        if client is None:
+            return 1
+        counts = await rebuild_worklist(client, WorklistSync.from_settings(settings), order_service(client, settings))
+        print(f"worklist {settings.mwl_db_path()}: {counts['applied']} orders re-applied, {counts['hidden']} rows hidden")
+        return 0
+
+    return asyncio.run(run())
+
+
 def cmd_setup(args: argparse.Namespace) -> int:
     from radflow.temporal import ensure_search_attributes
 
@@ -203,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--ui-port", type=int, help="Temporal Web UI port (default 8233)")
     dev.add_argument("--mllp-port", type=int, help="HL7 MLLP port (default 2575)")
     dev.add_argument("--api-port", type=int, help="HTTP API port (default 8000)")
+    dev.add_argument("--dicom-port", type=int, help="DICOM port (default 11112)")
     dev.add_argument("--bind", help="address every listener binds to (default 127.0.0.1)")
     dev.add_argument("--headless", action="store_true", help="no Temporal Web UI")
     _log_flags(dev)
@@ -226,6 +269,21 @@ def build_parser() -> argparse.ArgumentParser:
     _temporal_flags(api)
     _log_flags(api)
     api.set_defaults(func=cmd_api)
+
+    dicom = sub.add_parser("dicom", help="run the DICOM gateway (Verification, MWL, MPPS, Storage)")
+    dicom.add_argument("--host", help="bind address (default RADFLOW_DICOM_HOST)")
+    dicom.add_argument("--port", type=int, help="port (default RADFLOW_DICOM_PORT, 11112)")
+    dicom.add_argument("--ae-title", help="our AE title (default RADFLOW_DICOM_AE_TITLE, RADFLOW)")
+    dicom.add_argument("--data-dir", type=Path, help="worklist/MPPS/spool files, shared with the worker (default .radflow)")
+    _temporal_flags(dicom)
+    _log_flags(dicom)
+    dicom.set_defaults(func=cmd_dicom)
+
+    rebuild = sub.add_parser("worklist-rebuild", help="re-apply every open order to the worklist read model")
+    rebuild.add_argument("--data-dir", type=Path, help="where worklist.db lives (default .radflow)")
+    _temporal_flags(rebuild)
+    _log_flags(rebuild)
+    rebuild.set_defaults(func=cmd_worklist_rebuild)
 
     setup = sub.add_parser("setup", help="register radflow's search attributes in the namespace")
     _temporal_flags(setup)

@@ -183,4 +183,7 @@ class ApiComponent:
 
 def gateway_components(settings: Settings, service: OrderService, host: str) -> list[Component]:
     """Inbound gateways `radflow dev` runs next to the worker and the API (add new ones here)."""
-    return [MllpComponent(service, settings, host, settings.mllp_port)]
+    from gateways.dicom.component import DicomComponent
+
+    return [MllpComponent(service, settings, host, settings.mllp_port),
+            DicomComponent(service, settings, host, settings.dicom_port)]

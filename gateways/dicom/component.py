@@ -1,0 +1,34 @@
+"""The DICOM gateway as a radflow component (same start/stop shape as the others)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from gateways.dicom.server import DicomGateway, start_dicom_gateway
+from radflow.ordering import OrderService
+from radflow.settings import Settings
+
+
+class DicomComponent:
+    name = "dicom"
+
+    def __init__(self, service: OrderService, settings: Settings, host: str, port: int) -> None:
+        self.service = service
+        self.settings = settings.model_copy(update={"dicom_host": host, "dicom_port": port})
+        self.gateway: DicomGateway | None = None
+
+    async def start(self) -> None:
+        self.gateway = await start_dicom_gateway(self.settings, self.service)
+
+    async def stop(self) -> None:
+        if self.gateway is not None:
+            await self.gateway.stop()
+
+    def endpoints(self) -> list[tuple[str, str]]:
+        s = self.settings
+        port = self.gateway.port if self.gateway and self.gateway.server else s.dicom_port
+        services = "Verification, MWL, MPPS" + (", Storage" if self.gateway and self.gateway.storage else "")
+        return [("DICOM", f"{s.dicom_ae_title}@{s.dicom_host}:{port}  ({services}; worklist {s.mwl_db_path()})")]
+
+    def failed(self) -> asyncio.Task | None:
+        return None
