@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -31,15 +32,25 @@ NODE_MODULES = HERE / "node_modules"
 BASE_PATH = "/fhir/R4"
 
 
+def _installed() -> bool:
+    """Every pinned dependency present at its pinned version (a bumped pin reinstalls)."""
+    wanted = json.loads((HERE / "package.json").read_text())["dependencies"]
+    for name, version in wanted.items():
+        manifest = NODE_MODULES / name / "package.json"
+        if not manifest.exists() or json.loads(manifest.read_text()).get("version") != version:
+            return False
+    return True
+
+
 def ensure_node_modules() -> None:
-    if (NODE_MODULES / "@medplum" / "fhir-router" / "package.json").exists():
+    if _installed():
         return
     npm = shutil.which("npm")
     if npm is None or shutil.which("node") is None:
         raise RuntimeError("node and npm are needed for the test FHIR server (apt-get install nodejs npm)")
     with open(HERE / ".npm-install.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if (NODE_MODULES / "@medplum" / "fhir-router" / "package.json").exists():
+        if _installed():
             return
         cmd = [npm, "ci" if (HERE / "package-lock.json").exists() else "install", "--no-audit", "--no-fund"]
         done = subprocess.run(cmd, cwd=HERE, capture_output=True, text=True, timeout=600)
