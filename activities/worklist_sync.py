@@ -23,7 +23,7 @@ from domain import definitions as d
 from domain.dicom.mwl import entry_from_state
 from domain.order import OrderState, StepRequest, StepResult
 from gateways.dicom.worklist_store import WorklistStore
-from radflow.ordering import OrderNotFound, OrderService
+from radflow.ordering import OrderError, OrderNotFound, OrderService
 from radflow.settings import Settings
 
 log = logging.getLogger("radflow.worklist")
@@ -61,9 +61,10 @@ async def rebuild_worklist(client: Client, sync: WorklistSync, service: OrderSer
     service = service or OrderService(client)
     open_statuses = ", ".join(d.quote_visibility(s) for s in ("SCHEDULED", "IN_PROGRESS", "NEEDS_ATTENTION", "ORDERED"))
     query = (f"WorkflowType = {d.quote_visibility(d.ORDER_WORKFLOW)} AND ExecutionStatus = 'Running' "
+             f"AND TaskQueue = {d.quote_visibility(service.task_queue)} "
              f"AND {d.SA_ORDER_STATUS.name} IN ({open_statuses})")
     seen: set[str] = set()
-    applied = 0
+    applied = failed = 0
     async for wf in client.list_workflows(query):
         accession = d.accession_from_workflow_id(wf.id)
         if not accession:
@@ -71,6 +72,10 @@ async def rebuild_worklist(client: Client, sync: WorklistSync, service: OrderSer
         try:
             state = await service.get_state(accession)
         except OrderNotFound:
+            continue
+        except OrderError as err:
+            log.warning("order state unavailable; row left as is", extra={"accession": accession, "error": str(err)[:200]})
+            failed += 1
             continue
         seen.add(accession)
         ok, _ = await asyncio.to_thread(sync.apply_state, state)
@@ -86,7 +91,11 @@ async def rebuild_worklist(client: Client, sync: WorklistSync, service: OrderSer
             await asyncio.to_thread(sync.store.hide, accession)
             hidden += 1
             continue
+        except OrderError as err:
+            log.warning("order state unavailable; row left as is", extra={"accession": accession, "error": str(err)[:200]})
+            failed += 1
+            continue
         ok, status = await asyncio.to_thread(sync.apply_state, state)
         hidden += int(not status)
-    log.info("worklist rebuilt", extra={"applied": applied, "hidden": hidden})
-    return {"applied": applied, "hidden": hidden}
+    log.info("worklist rebuilt", extra={"applied": applied, "hidden": hidden, "failed": failed})
+    return {"applied": applied, "hidden": hidden, "failed": failed}

@@ -170,8 +170,9 @@ def cmd_worklist_rebuild(args: argparse.Namespace) -> int:
         if client is None:
             return 1
         counts = await rebuild_worklist(client, WorklistSync.from_settings(settings), order_service(client, settings))
-        print(f"worklist {settings.mwl_db_path()}: {counts['applied']} orders re-applied, {counts['hidden']} rows hidden")
-        return 0
+        print(f"worklist {settings.mwl_db_path()}: {counts['applied']} orders re-applied, {counts['hidden']} rows hidden, "
+              f"{counts['failed']} orders unreadable")
+        return 1 if counts["failed"] else 0
 
     return asyncio.run(run())
 

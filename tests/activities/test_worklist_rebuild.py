@@ -1,0 +1,48 @@
+"""Rebuilding the worklist read model from the order workflows (after losing the SQLite file)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+
+from activities.worklist_sync import WorklistSync, rebuild_worklist
+from domain.definitions import EventSource
+from domain.order import EventKind
+from gateways.dicom.worklist_store import WorklistStore
+from radflow.worker import build_worker
+from radflow.wiring import order_service
+from tests.factories import event, make_order
+from tests.gateways.dicom.gateway_stack import dicom_settings
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+
+async def test_rebuild_restores_open_orders_and_hides_closed_ones(client: Client, task_queue: str, tmp_path: Path) -> None:
+    settings = dicom_settings(task_queue, tmp_path / "live")
+    service = order_service(client, settings)
+    async with build_worker(client, settings):
+        kept, cancelled = (make_order(f"RB{uuid.uuid4().hex[:8].upper()}") for _ in range(2))
+        for order in (kept, cancelled):
+            await service.start_order(order, EventSource.HL7, uuid.uuid4().hex)
+        # A stale copy of the store (e.g. restored from a backup) still shows the cancelled order.
+        lost = WorklistSync(WorklistStore(tmp_path / "restored" / "worklist.db"))
+        for order in (kept, cancelled):
+            lost.apply_state(await service.get_state(order.accession))
+        await service.send_event(cancelled.accession, event(EventKind.CANCEL))
+        # Visibility is eventually consistent: wait until it lists the scheduled order.
+        query = f"AccessionNumber = '{kept.accession}' AND OrderStatus = 'SCHEDULED'"
+        found = await eventually(lambda: _count(client, query), lambda n: n == 1, timeout_s=10)
+        assert found == 1
+
+        counts = await rebuild_worklist(client, lost, service)
+    assert counts["applied"] >= 1 and counts["hidden"] >= 1
+    assert lost.store.get(kept.accession).visible
+    assert not lost.store.get(cancelled.accession).visible
+
+
+async def _count(client: Client, query: str) -> int:
+    return len([wf async for wf in client.list_workflows(query)])
