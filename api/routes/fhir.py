@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime
 import logging
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
+from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.service import RPCError
 
 from api.deps import ServiceDep, SettingsDep
 from api.fhir_facade import facade_endpoint, facade_resource
@@ -55,9 +58,13 @@ def fhir_errors(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitab
             return error_response(FhirError(404, str(err) or "unknown resource", "not-found"))
         except EventRejected as err:
             return error_response(FhirError(409, str(err), "business-rule"))
-        except TemporalUnavailable as err:
-            message = f"Temporal unavailable, nothing was applied: {err}"
+        except (TemporalUnavailable, RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
+            # Not confirmed by Temporal: the client must retry, never read this as success.
+            message = f"Temporal unavailable, nothing confirmed: {err}"
             return error_response(FhirError(503, message, "transient", headers={"Retry-After": "2"}))
+        except Exception:
+            log.exception("fhir route failed")
+            return error_response(FhirError(500, "internal error (logged); nothing may be assumed applied", "exception"))
 
     return wrapped
 
@@ -122,11 +129,15 @@ async def create_service_request(
     control_id = idempotency_key or f"fhir-create-{order.accession}"
     try:
         result = await service.start_order(order, EventSource.FHIR, control_id)
-        created = result.created
     except EventRejected:
         # The accession belongs to an order that already finished: the resend still gets it.
+        state = await service.get_state(order.accession)
         created = False
-    state = await service.get_state(order.accession)
+    else:
+        created = result.created
+        # A new order's state is what we just started it with (no query, so the answer
+        # does not wait on a worker); a resend shows the order as it is now.
+        state = _initial_state(order, result.status) if created else await service.get_state(order.accession)
     log.info("fhir order intake", extra={"accession": order.accession, "created": created})
     body = _resource_or_404("ServiceRequest", state, settings)
     location = f"{base_url(request)}/ServiceRequest/{order.accession}"
@@ -278,6 +289,11 @@ async def _read_resource(request: Request) -> dict:
     if not isinstance(resource, dict):
         raise FhirError(400, "the body is not a JSON object (a FHIR resource)", "structure")
     return resource
+
+
+def _initial_state(order: OrderData, status: OrderStatus) -> OrderState:
+    now = datetime.now(UTC)
+    return OrderState(order=order, status=status, created_at=now, updated_at=now)
 
 
 def _resource_or_404(kind: str, state: OrderState, settings: Settings) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +17,11 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
 
 from api.app import create_app
+from domain import definitions as d
 from radflow.devstack import free_port
 from radflow.ordering import OrderService
 from radflow.settings import Settings
@@ -65,7 +68,7 @@ def stack_settings(task_queue: str, tmp: Path) -> Settings:
         fhir_base_url="",
         fhir_identifier_base=IDENT_BASE,
         dicomweb_base_url="https://pacs.test/dicom-web",
-        accession_prefix="FX",
+        accession_prefix="F" + uuid.uuid4().hex[:5].upper(),
         step_max_attempts=2,
         step_initial_interval_s=0.1,
         step_max_interval_s=0.2,
@@ -73,10 +76,24 @@ def stack_settings(task_queue: str, tmp: Path) -> Settings:
     )
 
 
+async def reset_allocator(client: Client, task_queue: str) -> None:
+    """The accession allocator is one workflow bound to the task queue it started on; each
+    test has its own queue, so one left by an earlier test would never be served. Prefixes
+    are unique per test, so a fresh allocator cannot hand out a number already in use."""
+    handle = client.get_workflow_handle(d.ALLOCATOR_WORKFLOW_ID)
+    try:
+        desc = await handle.describe()
+    except RPCError:
+        return
+    if desc.status == WorkflowExecutionStatus.RUNNING and desc.task_queue != task_queue:
+        await handle.terminate("test: allocator moves to this test's task queue")
+
+
 @pytest.fixture
 async def fhir_stack(client: Client, task_queue: str, tmp_path: Path) -> AsyncIterator[FhirStack]:
     settings = stack_settings(task_queue, tmp_path)
     service = order_service(client, settings)
+    await reset_allocator(client, task_queue)
     async with build_worker(client, settings), serve(create_app(settings, service)) as url:
         async with httpx.AsyncClient(base_url=url, timeout=15.0) as http:
             yield FhirStack(http, service, settings)

@@ -193,3 +193,16 @@ async def test_errors_are_operation_outcomes(fhir_stack: FhirStack):
     assert no_report.status_code == 404
     other_type = await get_bundle(fhir_stack, "/fhir/Task", **{"based-on": f"Patient/{acc}"})
     assert other_type["total"] == 0
+
+
+async def test_searches_beyond_the_limit_are_refused_not_truncated(fhir_stack: FhirStack):
+    mrn = "M" + uid()
+    accs = [await new_order(fhir_stack, mrn) for _ in range(3)]
+    full = await eventually(lambda: get_bundle(fhir_stack, "/fhir/ServiceRequest", patient=mrn), lambda b: b["total"] == 3)
+    assert sorted(ids(full)) == sorted(accs)
+    fhir_stack.settings.fhir_search_max = 2
+    resp = await fhir_stack.http.get("/fhir/ServiceRequest", params={"patient": mrn})
+    assert resp.status_code == 400
+    body = resp.json()
+    OperationOutcome.model_validate(body)
+    assert body["issue"][0]["code"] == "too-costly"

@@ -130,7 +130,7 @@ async def test_order_without_accession_gets_one_allocated_once(fhir_stack: FhirS
     again = await fhir_stack.http.post("/fhir/ServiceRequest", json=body, headers=FHIR)
     assert (first.status_code, again.status_code) == (201, 200), first.text
     acc = first.json()["id"]
-    assert acc.startswith("FX")
+    assert acc.startswith(fhir_stack.settings.accession_prefix)
     assert again.json()["id"] == acc
     idents = {i["type"]["coding"][0]["code"]: i for i in first.json()["identifier"] if "type" in i}
     assert idents["ACSN"]["value"] == acc
