@@ -230,3 +230,26 @@ async def test_temporal_down_answers_503_never_success(client: Client, task_queu
         resp = await http.post("/fhir/ServiceRequest", json=service_request(accession="FA" + uid()), headers=FHIR)
     assert resp.status_code == 503, resp.text
     assert outcome(resp)["code"] == "transient"
+
+
+async def test_get_modify_put_round_trip_keeps_what_the_resource_cannot_carry(fhir_stack: FhirStack):
+    acc = "FA" + uid()
+    assert (await fhir_stack.http.post("/fhir/ServiceRequest", json=service_request(accession=acc), headers=FHIR)).status_code == 201
+    current = (await fhir_stack.http.get(f"/fhir/ServiceRequest/{acc}")).json()
+    resp = await fhir_stack.http.put(f"/fhir/ServiceRequest/{acc}", json={**current, "priority": "routine"}, headers=FHIR)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["priority"] == "routine"
+    state = await fhir_stack.service.get_state(acc)
+    assert state.order.priority == "R"
+    # The facade's subject is a logical reference: demographics from the POST are kept.
+    assert (state.order.patient.name.family, state.order.patient.birth_date) == ("Fhirtest", "19700506")
+    assert state.order.schedule.station_ae == "CT07"
+    assert state.order.reason == "Persistent cough"
+
+
+async def test_contained_patient_is_validated_as_r4(fhir_stack: FhirStack):
+    body = service_request(accession="FA" + uid())
+    body["contained"][0]["birthDate"] = "19700506"  # HL7 style, not a FHIR date
+    resp = await fhir_stack.http.post("/fhir/ServiceRequest", json=body, headers=FHIR)
+    assert resp.status_code == 400
+    assert "birthDate" in outcome(resp)["diagnostics"]
