@@ -13,7 +13,7 @@ import importlib.util
 import logging
 from typing import Any
 
-from pynetdicom import AE, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.events import Event
 from pynetdicom.presentation import DEFAULT_TRANSFER_SYNTAXES
 from pynetdicom.sop_class import ModalityPerformedProcedureStep, ModalityWorklistInformationFind, Verification
@@ -31,6 +31,14 @@ from radflow.settings import Settings
 log = logging.getLogger("radflow.dicom")
 
 NOT_RECOGNISED = "calling AE title not recognised"
+
+
+def quiet_pynetdicom(log_level: str) -> None:
+    """pynetdicom logs whole identifiers (patient names, IDs) at INFO: PHI stays out of INFO logs."""
+    debug = log_level.upper() == "DEBUG"
+    _config.LOG_REQUEST_IDENTIFIERS = debug
+    _config.LOG_RESPONSE_IDENTIFIERS = debug
+    logging.getLogger("pynetdicom").setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
 def _on_echo(event: Event) -> int:
@@ -101,6 +109,7 @@ class DicomGateway:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        quiet_pynetdicom(self.settings.log_level)
         if self.storage is not None:
             await self.storage.start()
         self.ae, handlers = self.build_ae(loop)

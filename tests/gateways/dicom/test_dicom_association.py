@@ -116,3 +116,27 @@ async def test_unsupported_keys_answer_pending_with_warning(gateway: DicomGatewa
     answers = await asyncio.to_thread(_find, gateway.port, query)
     assert [status for status, _ in answers] == [0xFF01, 0x0000]
     assert answers[0][1] is not None and answers[0][1].AccessionNumber == "UNSUP1"
+
+
+async def test_no_patient_data_in_info_logs(gateway: DicomGateway, caplog: pytest.LogCaptureFixture) -> None:
+    from datetime import UTC, datetime
+
+    from domain.definitions import OrderStatus
+    from domain.dicom.mwl import entry_from_state
+    from domain.order import OrderState, PersonName
+    from tests.factories import make_order
+
+    order = make_order("PHI1", mrn="MRN-SECRET-7")
+    order.patient.name = PersonName(family="Secretname", given="Hidden")
+    t0 = datetime(2030, 1, 1, tzinfo=UTC)
+    gateway.worklist_store.apply(entry_from_state(OrderState(order=order, status=OrderStatus.SCHEDULED, created_at=t0,
+                                                             updated_at=t0)))
+    caplog.set_level(logging.INFO)
+    query = Dataset()
+    query.PatientName = "Secretname*"
+    query.PatientID = ""
+    answers = await asyncio.to_thread(_find, gateway.port, query)
+    assert answers[0][1] is not None and answers[0][1].PatientID == "MRN-SECRET-7"
+    text = "\n".join(f"{r.getMessage()} {vars(r)}" for r in caplog.records if r.levelno >= logging.INFO)
+    assert "MWL query answered" in text
+    assert "Secretname" not in text and "MRN-SECRET-7" not in text
