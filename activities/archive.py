@@ -2,7 +2,7 @@
 
 Idempotent by construction: an instance is marked forwarded in the spool index only after
 the archive's success status, so a retry (or a worker crash) resends only what was not
-confirmed. The order becomes ACQUIRED only after the archive's own C-FIND count equals
+confirmed (plus what the archive acknowledged but does not list, see below). The order becomes ACQUIRED only after the archive's own C-FIND count equals
 what radflow received; a mismatch is a retryable ArchiveCountMismatch (after the last
 attempt the order goes to NEEDS_ATTENTION with the numbers).
 
@@ -22,8 +22,7 @@ from temporalio.exceptions import ApplicationError
 from domain.definitions import ErrorType
 from domain.order import StepRequest, StepResult
 from gateways.dicom.archive_client import ArchiveClient, ArchiveUnreachable
-from gateways.dicom.spool import Spool
-from gateways.dicom.storage import spool_dir
+from gateways.dicom.spool import Spool, spool_dir
 from radflow.settings import Settings
 
 log = logging.getLogger("radflow.activities.archive")
@@ -98,7 +97,16 @@ class ArchiveActivities:
             raise ApplicationError(f"forwarded {report.stored} instances this attempt, {left} left: continuing",
                                    type=ErrorType.ARCHIVE_FORWARD_INCOMPLETE)
         archived = self.client.count_instances(study_uid)
-        note = ""
+        notes = []
         if report.failed:
-            note = f"{len(report.failed)} C-STORE failures, e.g. {next(iter(report.failed.values()))}"
-        return count_verdict(archived, received, note)
+            notes.append(f"{len(report.failed)} C-STORE failures, e.g. {next(iter(report.failed.values()))}")
+        if archived != received:
+            # An archive may answer success and still not keep an instance (filters, lost
+            # storage): whatever it does not list is sent again on the next attempt.
+            present = self.client.list_instances(study_uid)
+            lost = [i.sop_instance_uid for i in spool.instances(study_uid)
+                    if i.forwarded and i.sop_instance_uid not in present]
+            if lost:
+                spool.unmark_forwarded(lost)
+                notes.append(f"{len(lost)} acknowledged but missing, to be sent again")
+        return count_verdict(archived, received, "; ".join(notes))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio.client import (
@@ -96,25 +96,28 @@ async def get_unmatched(client: Client, kind: str, key: str, *, rpc_timeout_s: f
         raise _map_rpc(err) from err
 
 
-async def list_unmatched(client: Client, kind: str | None = None, *, rpc_timeout_s: float = 10.0) -> list[UnmatchedItem]:
-    """Open (unresolved) items, oldest first.
+async def list_unmatched(client: Client, kind: str | None = None, *, task_queue: str = d.TASK_QUEUE,
+                         rpc_timeout_s: float = 10.0) -> list[UnmatchedItem]:
+    """Open (unresolved) items of this deployment (task queue), oldest first.
 
     Membership comes from Temporal visibility (eventually consistent: an item reported a
     moment ago may be missing for a short while); each item's content is read by query, exact.
+    An item whose query fails is still listed, with its key and the reason in `reason`.
     """
-    query = f"WorkflowType = {d.quote_visibility(d.UNMATCHED_WORKFLOW)} AND ExecutionStatus = 'Running'"
+    query = (f"WorkflowType = {d.quote_visibility(d.UNMATCHED_WORKFLOW)} AND ExecutionStatus = 'Running'"
+             f" AND TaskQueue = {d.quote_visibility(task_queue)}")
     prefix = d.unmatched_workflow_id(kind, "") if kind else d.UNMATCHED_ID_PREFIX
-    ids: list[str] = []
+    found: list[tuple[str, datetime]] = []
     try:
         async for wf in client.list_workflows(query):
             if wf.id.startswith(prefix):
-                ids.append(wf.id)
+                found.append((wf.id, wf.start_time))
     except RPCError as err:
         raise _map_rpc(err) from err
     gate = asyncio.Semaphore(_LIST_CONCURRENCY)
     timeout = timedelta(seconds=rpc_timeout_s)
 
-    async def read(workflow_id: str) -> UnmatchedItem | None:
+    async def read(workflow_id: str, started: datetime) -> UnmatchedItem | None:
         async with gate:
             try:
                 return await client.get_workflow_handle(workflow_id).query(
@@ -124,10 +127,12 @@ async def list_unmatched(client: Client, kind: str | None = None, *, rpc_timeout
                 # Resolved (closed) since the listing: no longer open.
                 if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
                     return None
-                raise _map_rpc(err) from err
+                item_kind, _, item_key = workflow_id[len(d.UNMATCHED_ID_PREFIX):].partition("-")
+                return UnmatchedItem(kind=item_kind, key=item_key, first_seen=started, last_seen=started,
+                                     reason=f"details unavailable: {err.message}")
 
-    items = [i for i in await asyncio.gather(*(read(w) for w in ids)) if i is not None and not i.resolved]
-    return sorted(items, key=lambda i: i.first_seen)
+    items = await asyncio.gather(*(read(w, t) for w, t in found))
+    return sorted((i for i in items if i is not None and not i.resolved), key=lambda i: i.first_seen)
 
 
 async def resolve_unmatched(client: Client, kind: str, key: str, accession: str, note: str = "", *,

@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.transitions import apply_event, effective_status, ready_for_acquisition, set_status
 
 SEEN_IDS_KEPT = 200
+PATCH_LATE_INSTANCES = "archive-late-instances"  # histories before it never re-ran acquisition steps
 HISTORY_SOFT_LIMIT = 8_000
 
 
@@ -183,6 +184,10 @@ class ImagingOrderWorkflow:
 
     def _check_acquisition(self) -> None:
         ready, waiting = ready_for_acquisition(self.state)
+        if not ready and self._late_instances() and workflow.patched(PATCH_LATE_INSTANCES):
+            # Instances that arrived after ACQUIRED still go to the archive, which confirms the new count.
+            self._enqueue_each(self.policy.acquisition_consumers, d.ACQUISITION_ACTIVITIES, d.MILESTONE_ACQUISITION)
+            return
         if waiting:
             self._record(EventSource.SYSTEM, "WAITING", waiting)
         if not ready:
@@ -191,6 +196,16 @@ class ImagingOrderWorkflow:
             self._enqueue_each(self.policy.acquisition_consumers, d.ACQUISITION_ACTIVITIES, d.MILESTONE_ACQUISITION)
         else:
             self._apply_internal(EventKind.ACQUISITION_CONFIRMED, "acquisition complete (no archive configured)")
+
+    def _late_instances(self) -> bool:
+        """Acquired, and the study grew beyond what the acquisition steps last confirmed."""
+        if effective_status(self.state) not in (OrderStatus.ACQUIRED, OrderStatus.REPORTED, OrderStatus.DELIVERED):
+            return False
+        if self.state.study.instance_count == 0:
+            return False
+        prefix = f"n{self.state.study.instance_count}:"
+        return any(not self.state.deliveries.get(f"acquisition:{c}", "").startswith(prefix)
+                   for c in self.policy.acquisition_consumers if c in d.ACQUISITION_ACTIVITIES)
 
     def _apply_internal(self, kind: EventKind, reason: str) -> None:
         event = OrderEvent(kind=kind, source=EventSource.SYSTEM, reason=reason)

@@ -71,8 +71,11 @@ class StudyAggregator:
         self._runner = asyncio.create_task(self._run(), name="dicom-study-aggregator")
 
     async def recover(self) -> None:
+        # The quiet period restarts now: senders whose associations broke with us are
+        # about to resend, and a study declared stable in between would be acquired short.
+        now = self.clock()
         for rec in await asyncio.to_thread(self.spool.pending_studies):
-            self._studies[rec.study_uid] = _Study(rec.study_uid, rec.last_received,
+            self._studies[rec.study_uid] = _Study(rec.study_uid, max(rec.last_received, now),
                                                   dirty=rec.stable_sent_count != rec.instance_count)
         if self._studies:
             log.info("aggregator recovered pending studies", extra={"studies": len(self._studies)})

@@ -133,6 +133,22 @@ class ArchiveClient:
             if assoc.is_established:
                 assoc.release()
 
+    def list_instances(self, study_uid: str) -> set[str]:
+        """SOP Instance UIDs the archive holds for the study (IMAGE level), to find what is missing."""
+        ae = self._ae()
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+        assoc = self._associate(ae)
+        try:
+            query = Dataset()
+            query.QueryRetrieveLevel = "IMAGE"
+            query.StudyInstanceUID = study_uid
+            query.SeriesInstanceUID = None
+            query.SOPInstanceUID = None
+            return {str(m.get("SOPInstanceUID", "")) for m in self._find(assoc, query)} - {""}
+        finally:
+            if assoc.is_established:
+                assoc.release()
+
     @staticmethod
     def _find(assoc: Association, query: Dataset) -> list[Dataset]:
         matches: list[Dataset] = []

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from domain.order import SeriesInfo, StudyInfo
+from radflow.settings import Settings
 
 _UID = re.compile(r"^[0-9.]{1,64}$")
 
@@ -107,6 +108,10 @@ class StudyRecord:
     def target_accession(self) -> str:
         """Where the study's events go: the operator's link wins over the dataset's accession."""
         return self.linked_accession or self.accession
+
+
+def spool_dir(settings: Settings) -> Path:
+    return settings.dicom_spool_dir or settings.data_dir / "spool"
 
 
 def _name(uid: str) -> str:
@@ -249,6 +254,12 @@ class Spool:
         with self._lock:
             self._db.execute("UPDATE instances SET forwarded_at = ? WHERE sop_instance_uid = ?",
                              (self.clock(), sop_instance_uid))
+
+    def unmark_forwarded(self, sop_instance_uids: list[str]) -> None:
+        """The archive lost (or silently dropped) these: send them again on the next attempt."""
+        with self._lock:
+            self._db.executemany("UPDATE instances SET forwarded_at = NULL WHERE sop_instance_uid = ?",
+                                 [(uid,) for uid in sop_instance_uids])
 
     def save_progress(self, study_uid: str, *, arriving_sent: bool | None = None, stable_sent_count: int | None = None,
                       linked_accession: str | None = None, unmatched: bool | None = None) -> None:

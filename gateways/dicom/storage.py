@@ -13,7 +13,6 @@ import asyncio
 import logging
 import sqlite3
 from io import BytesIO
-from pathlib import Path
 
 from pydicom.filereader import read_dataset
 from pydicom.uid import (
@@ -37,7 +36,7 @@ from pynetdicom.events import Event
 from pynetdicom.presentation import AllStoragePresentationContexts, PresentationContext, build_context
 
 from gateways.dicom.aggregator import StudyAggregator
-from gateways.dicom.spool import InstanceHeader, Spool
+from gateways.dicom.spool import InstanceHeader, Spool, spool_dir
 from radflow.ordering import OrderService
 from radflow.settings import Settings
 
@@ -91,10 +90,6 @@ def read_header(event: Event) -> InstanceHeader:
         study_date=str(ds.get("StudyDate", "") or ""),
         calling_ae=str(event.assoc.requestor.ae_title).strip(),
     )
-
-
-def spool_dir(settings: Settings) -> Path:
-    return settings.dicom_spool_dir or settings.data_dir / "spool"
 
 
 class StorageService:

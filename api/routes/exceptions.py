@@ -1,0 +1,146 @@
+"""/exceptions (unmatched studies and MPPS) and /orders/{accession}/link-study.
+
+Linking tells the order first (STUDY_LINKED with the study's counts) and resolves the
+unmatched item after, so a failure in between leaves the item open and a retry completes
+it (the event's control id makes the second send a no-op).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path as FsPath
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Query
+from pydantic import BaseModel, Field
+
+from api.deps import ServiceDep, SettingsDep
+from domain.definitions import EventSource, OrderStatus, UnmatchedKind
+from domain.order import EventKind, OrderEvent, StudyInfo
+from domain.unmatched import UnmatchedItem
+from radflow.ordering import OrderService
+from radflow.settings import Settings
+from radflow.unmatched import UnmatchedConflict, UnmatchedNotFound, get_unmatched, list_unmatched, resolve_unmatched
+
+log = logging.getLogger("radflow.api")
+
+router = APIRouter(tags=["exceptions"])
+
+Accession = Annotated[str, Path(min_length=1, max_length=64, description="the order's accession number")]
+
+
+class ExceptionPublic(BaseModel):
+    kind: str = Field(description="study (unsolicited images) or mpps (unscheduled procedure step)")
+    key: str = Field(description="StudyInstanceUID for a study, the MPPS SOP Instance UID for an MPPS")
+    reason: str
+    details: dict[str, Any] = Field(description="what the gateway knows: accession as sent, patient, counts...")
+    first_seen: datetime
+    last_seen: datetime
+    reports: int = Field(description="how many times the gateway reported it")
+    resolved: bool
+    linked_accession: str
+
+
+class ExceptionListPublic(BaseModel):
+    items: list[ExceptionPublic]
+    consistency: str = "membership from Temporal visibility (eventually consistent); each item read exactly"
+
+
+class LinkStudyRequest(BaseModel):
+    study_instance_uid: str = Field(min_length=1, max_length=64)
+    note: str = Field(default="", max_length=500)
+
+
+class LinkStudyResult(BaseModel):
+    accession: str
+    study_instance_uid: str
+    series_count: int
+    instance_count: int
+    status: OrderStatus
+    resolved: bool
+
+
+class DismissRequest(BaseModel):
+    note: str = Field(default="", max_length=500)
+
+
+def _public(item: UnmatchedItem) -> ExceptionPublic:
+    return ExceptionPublic(kind=item.kind, key=item.key, reason=item.reason, details=item.details,
+                           first_seen=item.first_seen, last_seen=item.last_seen, reports=item.notes,
+                           resolved=item.resolved, linked_accession=item.linked_accession)
+
+
+@router.get("/exceptions", response_model=ExceptionListPublic, summary="Open unmatched studies and MPPS")
+async def list_exceptions(
+    service: ServiceDep,
+    kind: Annotated[UnmatchedKind | None, Query(description="only this kind")] = None,
+) -> ExceptionListPublic:
+    items = await list_unmatched(service.client, kind.value if kind else None, task_queue=service.task_queue,
+                                 rpc_timeout_s=service.rpc_timeout.total_seconds())
+    return ExceptionListPublic(items=[_public(i) for i in items])
+
+
+@router.get("/exceptions/{kind}/{key}", response_model=ExceptionPublic, summary="One unmatched item (open or resolved)")
+async def get_exception(service: ServiceDep, kind: UnmatchedKind, key: Annotated[str, Path(max_length=64)]) -> ExceptionPublic:
+    item = await get_unmatched(service.client, kind.value, key, rpc_timeout_s=service.rpc_timeout.total_seconds())
+    if item is None:
+        raise UnmatchedNotFound(f"no unmatched {kind.value} {key}")
+    return _public(item)
+
+
+@router.post("/exceptions/{kind}/{key}/dismiss", response_model=ExceptionPublic,
+             summary="Close an unmatched item without linking it (e.g. a test study)")
+async def dismiss_exception(service: ServiceDep, kind: UnmatchedKind, key: Annotated[str, Path(max_length=64)],
+                            body: Annotated[DismissRequest, Body()] = DismissRequest()) -> ExceptionPublic:
+    item = await resolve_unmatched(service.client, kind.value, key, "", body.note or "dismissed",
+                                   rpc_timeout_s=service.rpc_timeout.total_seconds())
+    log.info("unmatched item dismissed", extra={"kind": kind.value, "key": key})
+    return _public(item)
+
+
+@router.post("/orders/{accession}/link-study", response_model=LinkStudyResult,
+             summary="Link an unmatched (unsolicited) study to this order")
+async def link_study(accession: Accession, body: LinkStudyRequest, service: ServiceDep,
+                     settings: SettingsDep) -> LinkStudyResult:
+    uid = body.study_instance_uid
+    item = await get_unmatched(service.client, UnmatchedKind.STUDY.value, uid,
+                               rpc_timeout_s=service.rpc_timeout.total_seconds())
+    if item is None:
+        raise UnmatchedNotFound(f"no unmatched study {uid}")
+    if item.resolved and item.linked_accession != accession:
+        raise UnmatchedConflict(f"study {uid} is already resolved (linked to {item.linked_accession or 'nothing'})")
+    study = _study_counts(settings, uid, item)
+    result = await _tell_order(service, accession, study)
+    if not item.resolved:
+        await resolve_unmatched(service.client, UnmatchedKind.STUDY.value, uid, accession,
+                                body.note or "linked by operator", rpc_timeout_s=service.rpc_timeout.total_seconds())
+    log.info("unmatched study linked", extra={"accession": accession, "study_uid": uid, "instances": study.instance_count})
+    return LinkStudyResult(accession=accession, study_instance_uid=uid, series_count=study.series_count,
+                           instance_count=study.instance_count, status=result, resolved=True)
+
+
+async def _tell_order(service: OrderService, accession: str, study: StudyInfo) -> OrderStatus:
+    event = OrderEvent(kind=EventKind.STUDY_LINKED, source=EventSource.API,
+                       control_id=f"link:{study.study_instance_uid}:{study.instance_count}", study=study)
+    return (await service.send_event(accession, event)).status
+
+
+def _study_counts(settings: Settings, uid: str, item: UnmatchedItem) -> StudyInfo:
+    """The spool's counts when this process sees it (same host as the gateway), else the item's."""
+    from gateways.dicom.spool import Spool, spool_dir
+
+    root: FsPath = spool_dir(settings)
+    if (root / "index.sqlite").exists():
+        spool = Spool(root)
+        try:
+            info = spool.study_info(uid)
+        finally:
+            spool.close()
+        if info.instance_count:
+            info.stable = True
+            return info
+    d = item.details
+    return StudyInfo(study_instance_uid=uid, series_count=int(d.get("series_count") or 0),
+                     instance_count=int(d.get("instance_count") or 0), modality=str(d.get("modality") or ""),
+                     stable=True)
