@@ -1,0 +1,262 @@
+"""ORM^O01 NW ingest over MLLP vs raw `client.start_workflow`, on the same dev server, same run.
+
+    .venv/bin/python bench/mllp_ingest.py [--n 600] [--concurrency 16] [--rounds 2]
+
+Starts its own Temporal dev server (SQLite file in a temp dir, as `radflow dev` does), a
+worker process and an MLLP gateway process, then alternates two phases per round:
+  raw   N `client.start_workflow` of the order workflow, C concurrent starters, with the
+        exact arguments OrderService uses (id, id-conflict policy, search attributes)
+  mllp  N ORM^O01 NW over MLLP on C concurrent connections; each ACK (AA) arrives only
+        after the gateway's durable start
+and prints msgs/s, per-message latency p50/p99 and the ratio mllp/raw (goal >= 0.9).
+The machine may be shared: rounds alternate phases so drift hits both, but the figure
+is still noisy; compare ratios, not absolute rates, across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from temporalio.client import Client  # noqa: E402
+from temporalio.common import WorkflowIDConflictPolicy  # noqa: E402
+from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
+
+from domain import definitions as d  # noqa: E402
+from domain.definitions import EventSource, OrderStatus  # noqa: E402
+from domain.hl7.ack import read_ack  # noqa: E402
+from domain.hl7.decode import decode  # noqa: E402
+from domain.hl7.mapping import map_message  # noqa: E402
+from domain.hl7.parse import parse_message  # noqa: E402
+from domain.order import OrderPolicy, StartOrder  # noqa: E402
+from radflow.devstack import DevServer, free_port  # noqa: E402
+from radflow.mllp_client import MllpClient  # noqa: E402
+from radflow.ordering import order_search_attributes  # noqa: E402
+
+
+def orm(i: int, run: str) -> bytes:
+    """A ~0.6 KB v2.3 ORM^O01 NW, scheduled, unique accession/placer/MRN per message."""
+    obr = ["OBR", "1", f"P{run}{i}^CPOE", f"F{run}{i}^RIS", "CTHEAD^CT head without contrast^L", "R", "20240301085500"]
+    obr += [""] * 9 + ["0456^Orderer^Olga^M^^Dr", "", f"A{run}{i}", f"RP{i}", f"SPS{i}", "CT01", "", "", "CT", "", "",
+                       "1^^^20300305143000^^R", "", "", "", "^Headache after fall"]
+    segs = [
+        f"MSH|^~\\&|CPOE|GENHOSP|RADFLOW|RAD|20240301090000||ORM^O01|M{run}{i}|P|2.3",
+        f"PID|1||MRN{run}{i}^^^GENHOSP^MR~99887766^^^SSA^SS||Benchpatient^Alpha^Q^Jr^Mr||19750412|F|||1 Synthetic Way^^Springfield^^00000",
+        "PV1|1|O|RAD^R101^1^GENHOSP||||0123^Referrer^Rita^^^Dr||||||||||||V5001",
+        f"ORC|NW|P{run}{i}^CPOE|F{run}{i}^RIS||SC||1^^^20300305143000^^R||20240301085900|||0456^Orderer^Olga^M^^Dr",
+        "|".join(obr),
+        "ZDS|1.2.826.0.1.3680043.9.7777.1001^RADFLOW^Application^DICOM",
+    ]
+    return "\r".join(segs).encode()
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+# ------------------------------------------------------------------ child processes
+def _child_settings(address: str, task_queue: str, data_dir: str):
+    from radflow.settings import Settings
+
+    return Settings(_env_file=None, temporal_address=address, task_queue=task_queue, data_dir=Path(data_dir),
+                    sync_consumers=[], report_consumers=[], acquisition_consumers=[])
+
+
+async def _role_worker(address: str, task_queue: str, data_dir: str) -> None:
+    from radflow.temporal import connect
+    from radflow.worker import build_worker
+
+    settings = _child_settings(address, task_queue, data_dir)
+    client = await connect(settings)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with build_worker(client, settings, task_queue=task_queue):
+        print("READY", flush=True)
+        await stop.wait()
+
+
+async def _role_gateway(address: str, task_queue: str, data_dir: str, port: int) -> None:
+    from gateways.hl7_gateway import Hl7Gateway
+    from radflow.ordering import OrderService
+    from radflow.temporal import connect
+
+    settings = _child_settings(address, task_queue, data_dir)
+    client = await connect(settings)
+    service = OrderService(client, task_queue=task_queue, policy=settings.order_policy())
+    server = await Hl7Gateway(service, settings).serve("127.0.0.1", port)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    print("READY", flush=True)
+    await stop.wait()
+    server.close()
+
+
+def _spawn(args: list[str], log: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, stderr=open(log, "ab"),
+                            cwd=ROOT, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if line.strip() != "READY":
+        proc.kill()
+        raise RuntimeError(f"{args[1]} process failed to start (see {log})")
+    return proc
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# ------------------------------------------------------------------ phases
+async def phase_raw(client: Client, task_queue: str, messages: list[bytes], concurrency: int) -> tuple[float, list[float]]:
+    # Parsing happens before the clock starts: the baseline is Temporal's start rate alone.
+    orders = []
+    for raw in messages:
+        dec = decode(raw)
+        [cmd] = map_message(parse_message(dec.text, dec.codec), charset=dec.charset)
+        assert cmd.order is not None
+        orders.append(cmd.order)
+    policy = OrderPolicy(sync_consumers=[], report_consumers=[], acquisition_consumers=[])
+    latencies: list[float] = []
+    queue: asyncio.Queue = asyncio.Queue()
+    for order in orders:
+        queue.put_nowait(order)
+
+    async def starter() -> None:
+        while not queue.empty():
+            order = queue.get_nowait()
+            status = OrderStatus.SCHEDULED if order.schedule.is_scheduled() else OrderStatus.ORDERED
+            t0 = time.perf_counter()
+            await client.start_workflow(
+                d.ORDER_WORKFLOW,
+                StartOrder(order=order, source=EventSource.HL7, control_id=order.accession, policy=policy),
+                id=d.order_workflow_id(order.accession),
+                task_queue=task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                search_attributes=order_search_attributes(order, status),
+            )
+            latencies.append(time.perf_counter() - t0)
+
+    t = time.perf_counter()
+    await asyncio.gather(*(starter() for _ in range(concurrency)))
+    return time.perf_counter() - t, latencies
+
+
+async def phase_mllp(port: int, messages: list[bytes], concurrency: int) -> tuple[float, list[float], int]:
+    latencies: list[float] = []
+    not_aa = 0
+    chunks = [messages[i::concurrency] for i in range(concurrency)]
+
+    async def connection(chunk: list[bytes]) -> None:
+        nonlocal not_aa
+        async with MllpClient("127.0.0.1", port, timeout_s=60) as mllp:
+            for raw in chunk:
+                t0 = time.perf_counter()
+                ack = read_ack((await mllp.send(raw)).decode("latin-1"))
+                latencies.append(time.perf_counter() - t0)
+                if ack is None or ack.code != "AA":
+                    not_aa += 1
+
+    t = time.perf_counter()
+    await asyncio.gather(*(connection(c) for c in chunks if c))
+    return time.perf_counter() - t, latencies, not_aa
+
+
+async def main(args: argparse.Namespace) -> int:
+    tmp = Path(tempfile.mkdtemp(prefix="radflow-bench-"))
+    server = DevServer(db_file=tmp / "temporal.db", port=free_port(), ui_port=None, log_file=tmp / "temporal.log")
+    await server.start()
+    task_queue = f"bench-{uuid.uuid4().hex[:8]}"
+    gw_port = free_port()
+    procs: list[subprocess.Popen] = []
+    try:
+        procs.append(_spawn(["--role", "worker", server.address, task_queue, str(tmp)], tmp / "worker.log"))
+        procs.append(_spawn(["--role", "gateway", server.address, task_queue, str(tmp), str(gw_port)], tmp / "gateway.log"))
+        client = await Client.connect(server.address, data_converter=pydantic_data_converter)
+
+        print(f"dev server (SQLite) {server.address}; worker and MLLP gateway in their own processes; "
+              f"N={args.n} C={args.concurrency} rounds={args.rounds}; cpus={os.cpu_count()}")
+        warm = [orm(i, "W" + uuid.uuid4().hex[:4]) for i in range(args.warmup)]
+        await phase_raw(client, task_queue, warm[: len(warm) // 2], args.concurrency)
+        await phase_mllp(gw_port, warm[len(warm) // 2 :], args.concurrency)
+
+        totals = {"raw": [0.0, 0, []], "mllp": [0.0, 0, []]}
+        failures = 0
+        for r in range(args.rounds):
+            for phase in ("raw", "mllp") if r % 2 == 0 else ("mllp", "raw"):
+                run = f"{phase[0].upper()}{r}{uuid.uuid4().hex[:4]}"
+                msgs = [orm(i, run) for i in range(args.n)]
+                await asyncio.sleep(args.pause)  # let the worker finish the previous phase's first tasks
+                if phase == "raw":
+                    elapsed, lat = await phase_raw(client, task_queue, msgs, args.concurrency)
+                else:
+                    elapsed, lat, bad = await phase_mllp(gw_port, msgs, args.concurrency)
+                    failures += bad
+                totals[phase][0] += elapsed
+                totals[phase][1] += len(msgs)
+                totals[phase][2] += lat
+                print(f"  round {r + 1} {phase:4s}: {len(msgs)} in {elapsed:6.2f} s = {len(msgs) / elapsed:7.1f}/s   "
+                      f"p50 {statistics.median(lat) * 1000:6.1f} ms  p99 {pct(lat, 99) * 1000:6.1f} ms")
+
+        rates = {k: v[1] / v[0] for k, v in totals.items()}
+        print()
+        for name, label in (("raw", "raw client.start_workflow"), ("mllp", "ORM^O01 NW over MLLP -> AA")):
+            lat = totals[name][2]
+            print(f"{label:30s} {rates[name]:7.1f} msgs/s   p50 {statistics.median(lat) * 1000:6.1f} ms   "
+                  f"p99 {pct(lat, 99) * 1000:6.1f} ms")
+        print(f"ratio mllp/raw = {rates['mllp'] / rates['raw']:.2f} (goal >= 0.9); non-AA ACKs: {failures}")
+
+        expected = args.warmup + 2 * args.n * args.rounds
+        count = 0
+        for _ in range(100):
+            count = (await client.count_workflows(f"WorkflowType = '{d.ORDER_WORKFLOW}'")).count
+            if count >= expected:
+                break
+            await asyncio.sleep(0.2)
+        print(f"order workflows in visibility: {count} of {expected} started")
+        return 0 if failures == 0 and count == expected else 1
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
+        server.stop()
+
+
+def cli() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--role":
+        role, rest = sys.argv[2], sys.argv[3:]
+        coro = _role_worker(*rest) if role == "worker" else _role_gateway(*rest[:3], int(rest[3]))
+        try:
+            asyncio.run(coro)
+        finally:
+            os._exit(0)  # temporalio workers may crash at interpreter exit (sdk-python#300)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=600, help="orders per phase and round")
+    p.add_argument("--concurrency", "-c", type=int, default=16, help="concurrent starters / MLLP connections")
+    p.add_argument("--rounds", type=int, default=2, help="rounds; phases alternate their order each round")
+    p.add_argument("--warmup", type=int, default=40)
+    p.add_argument("--pause", type=float, default=2.0, help="seconds between phases")
+    code = asyncio.run(main(p.parse_args()))
+    sys.stdout.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    cli()
