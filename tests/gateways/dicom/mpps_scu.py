@@ -53,12 +53,17 @@ def in_progress(*, accession: str = "", requested_procedure_id: str = "", study_
 
 def completed(series: dict[str, int]) -> Dataset:
     """N-SET COMPLETED referencing `count` new instances per series UID."""
+    return completed_refs({uid: [generate_uid() for _ in range(count)] for uid, count in series.items()})
+
+
+def completed_refs(series: dict[str, list[str]]) -> Dataset:
+    """N-SET COMPLETED referencing exactly these SOP instance UIDs per series UID."""
     ds = Dataset()
     ds.PerformedProcedureStepStatus = "COMPLETED"
     ds.PerformedProcedureStepEndDate = "20300101"
     ds.PerformedProcedureStepEndTime = "093000"
     items = []
-    for series_uid, count in series.items():
+    for series_uid, sops in series.items():
         s = Dataset()
         s.SeriesInstanceUID = series_uid
         s.PerformingPhysicianName = ""
@@ -67,10 +72,10 @@ def completed(series: dict[str, int]) -> Dataset:
         s.SeriesDescription = ""
         s.RetrieveAETitle = ""
         refs = []
-        for _ in range(count):
+        for sop in sops:
             r = Dataset()
             r.ReferencedSOPClassUID = CT_IMAGE
-            r.ReferencedSOPInstanceUID = generate_uid()
+            r.ReferencedSOPInstanceUID = sop
             refs.append(r)
         s.ReferencedImageSequence = refs
         s.ReferencedNonImageCompositeSOPInstanceSequence = []
