@@ -413,7 +413,7 @@ def _failure_reason(err: ActivityError) -> str:
     cause = err.cause
     while cause is not None and getattr(cause, "cause", None) is not None and not isinstance(cause, ApplicationError):
         cause = cause.cause
-    message = str(cause) if cause is not None else str(err)
-    kind = getattr(cause, "type", None)
-    return f"{kind}: {message}" if kind else message
+    if isinstance(cause, ApplicationError):
+        return f"{cause.type}: {cause.message}" if cause.type else cause.message
+    return str(cause) if cause is not None else str(err)
 
