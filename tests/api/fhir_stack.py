@@ -89,11 +89,25 @@ async def reset_allocator(client: Client, task_queue: str) -> None:
         await handle.terminate("test: allocator moves to this test's task queue")
 
 
+async def release_allocator(client: Client, task_queue: str) -> None:
+    """Terminate an allocator this test bound to its queue: its worker is gone after the test."""
+    handle = client.get_workflow_handle(d.ALLOCATOR_WORKFLOW_ID)
+    try:
+        desc = await handle.describe()
+        if desc.status == WorkflowExecutionStatus.RUNNING and desc.task_queue == task_queue:
+            await handle.terminate("test finished: its task queue has no worker any more")
+    except RPCError:
+        pass
+
+
 @pytest.fixture
 async def fhir_stack(client: Client, task_queue: str, tmp_path: Path) -> AsyncIterator[FhirStack]:
     settings = stack_settings(task_queue, tmp_path)
     service = order_service(client, settings)
     await reset_allocator(client, task_queue)
-    async with build_worker(client, settings), serve(create_app(settings, service)) as url:
-        async with httpx.AsyncClient(base_url=url, timeout=15.0) as http:
-            yield FhirStack(http, service, settings)
+    try:
+        async with build_worker(client, settings), serve(create_app(settings, service)) as url:
+            async with httpx.AsyncClient(base_url=url, timeout=15.0) as http:
+                yield FhirStack(http, service, settings)
+    finally:
+        await release_allocator(client, task_queue)
