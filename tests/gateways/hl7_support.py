@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from domain.definitions import OrderStatus
 from domain.hl7.ack import AckReceived, read_ack
 from domain.order import OrderState
 from gateways.hl7_gateway import Hl7Gateway
-from radflow.mllp_client import MllpClient, send_messages
+from radflow.mllp_client import send_messages
 from radflow.ordering import OrderService
 from radflow.settings import Settings
 from radflow.worker import build_worker
@@ -102,9 +102,6 @@ class Hl7Stack:
         finally:
             writer.close()
 
-    def connect(self) -> MllpClient:
-        return MllpClient(self.host, self.port, timeout_s=20)
-
     async def state(self, accession: str) -> OrderState:
         return await self.service.get_state(accession)
 
@@ -127,15 +124,6 @@ class Hl7Stack:
             if n >= expected or asyncio.get_running_loop().time() > deadline:
                 return n
             await asyncio.sleep(0.1)
-
-
-async def eventually(probe: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> bool:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await probe():
-        if asyncio.get_running_loop().time() > deadline:
-            return False
-        await asyncio.sleep(0.1)
-    return True
 
 
 def stack_settings(tmp_path: Path, task_queue: str, **overrides: object) -> Settings:
