@@ -21,7 +21,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom.events import Event
 
-from domain.definitions import EventSource
+from domain.definitions import ErrorType, EventSource, OrderStatus
 from domain.dicom.mpps import (
     COMPLETED,
     DISCONTINUED,
@@ -34,6 +34,7 @@ from domain.dicom.mpps import (
     validate_set,
 )
 from domain.order import EventKind, OrderEvent
+from domain.transitions import effective_status
 from gateways.dicom.bridge import LoopBridge
 from gateways.dicom.mpps_store import MppsStore
 from gateways.dicom.worklist_store import WorklistStore
@@ -51,6 +52,9 @@ NO_SUCH_SOP_INSTANCE = 0x0112
 # carrying this Error ID.
 NO_LONGER_UPDATABLE_ERROR_ID = 0xA710
 NO_LONGER_UPDATABLE = "Performed Procedure Step Object may no longer be updated"
+
+_LATE_OK = (EventKind.PROCEDURE_STARTED, EventKind.PROCEDURE_COMPLETED)
+_PAST_ACQUISITION = (OrderStatus.ACQUIRED, OrderStatus.REPORTED, OrderStatus.DELIVERED)
 
 RecordUnmatched = Callable[[str, dict[str, Any]], Awaitable[Any]]  # (key, details)
 Reply = tuple[int | Dataset, Dataset | None]
@@ -175,8 +179,27 @@ class MppsService:
                     raise
                 log.warning("MPPS names an unknown accession", extra={"accession": acc})
                 continue
+            except EventRejected as err:
+                if not self._late_report(acc, event, err):
+                    raise
             matched.append(acc)
         return matched
+
+    def _late_report(self, accession: str, event: OrderEvent, err: EventRejected) -> bool:
+        """A start/completion that arrives after the images already made the order ACQUIRED.
+
+        Common when the quiet period ends before the modality sends N-SET COMPLETED. The
+        order has moved on and recorded the late report in its timeline (as an exception),
+        so the step is accepted: a failure would only make the modality retry forever.
+        """
+        if err.error_type != ErrorType.INVALID_TRANSITION or event.kind not in _LATE_OK:
+            return False
+        status = effective_status(self.bridge.run(self.service.get_state(accession)))
+        if status not in _PAST_ACQUISITION:
+            return False
+        log.info("MPPS after acquisition accepted", extra={"accession": accession, "kind": event.kind.value,
+                                                            "status": status.value})
+        return True
 
     @staticmethod
     def _event_for(new_status: str, uid: str, step: PerformedStep) -> OrderEvent | None:

@@ -195,3 +195,20 @@ async def test_n_set_after_gateway_restart_still_validates(mpps: DicomStack) -> 
     finally:
         await restarted.stop()
     assert (await mpps.service.get_state(acc)).study.expected_instance_count == 1
+
+
+async def test_mpps_after_the_images_made_the_order_acquired_is_accepted(mpps: DicomStack) -> None:
+    from domain.order import EventKind
+    from tests.factories import event, stable_study
+
+    acc = await new_order(mpps)
+    # Images were quicker than the modality's MPPS: the order is already ACQUIRED.
+    await mpps.service.send_event(acc, event(EventKind.STUDY_STABLE, study=stable_study(), source=EventSource.DICOM))
+    assert (await mpps.service.get_state(acc)).status == OrderStatus.ACQUIRED
+    uid = generate_uid()
+    assert (await asyncio.to_thread(scu(mpps).create, in_progress(accession=acc), uid)).status == 0x0000
+    assert (await asyncio.to_thread(scu(mpps).set, completed({generate_uid(): 2}), uid)).status == 0x0000
+    state = await mpps.service.get_state(acc)
+    assert state.status == OrderStatus.ACQUIRED
+    late = [e for e in state.timeline if e.source == EventSource.DICOM and e.exception]
+    assert [e.kind for e in late] == ["PROCEDURE_STARTED", "PROCEDURE_COMPLETED"]  # visible to operators
