@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -131,14 +132,8 @@ def _whole(item: Item) -> Dataset:
         if isinstance(value, list):
             ds.add(DataElement(tag, "SQ", Sequence([_whole(v) for v in value])))
         else:
-            ds.add(DataElement(tag, _vr(tag), value or None))
+            ds.add(DataElement(tag, dictionary_VR(tag), value or None))
     return ds
-
-
-def _vr(tag: int) -> str:
-    from pydicom.datadict import dictionary_VR
-
-    return dictionary_VR(tag)
 
 
 # ----------------------------------------------------------------- compile

@@ -12,8 +12,8 @@ from activities.worklist_sync import WorklistSync, rebuild_worklist
 from domain.definitions import EventSource
 from domain.order import EventKind
 from gateways.dicom.worklist_store import WorklistStore
-from radflow.worker import build_worker
 from radflow.wiring import order_service
+from radflow.worker import build_worker
 from tests.factories import event, make_order
 from tests.gateways.dicom.gateway_stack import dicom_settings
 from tests.waiting import eventually

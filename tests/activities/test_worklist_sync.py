@@ -7,9 +7,9 @@ from pathlib import Path
 
 from temporalio.testing import ActivityEnvironment
 
+from activities.worklist_sync import WorklistSync
 from domain.definitions import OrderStatus
 from domain.order import OrderState, StepRequest
-from activities.worklist_sync import WorklistSync
 from gateways.dicom.worklist_store import WorklistStore
 from tests.factories import make_order
 
