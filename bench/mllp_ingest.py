@@ -62,6 +62,17 @@ def orm(i: int, run: str) -> bytes:
     return "\r".join(segs).encode()
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """User+system CPU of a process (this one when pid is None), from /proc on Linux."""
+    if pid is None:
+        return time.process_time()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
@@ -193,7 +204,8 @@ async def main(args: argparse.Namespace) -> int:
         client = await Client.connect(server.address, data_converter=pydantic_data_converter)
 
         print(f"dev server (SQLite) {server.address}; worker and MLLP gateway in their own processes; "
-              f"N={args.n} C={args.concurrency} rounds={args.rounds}; cpus={os.cpu_count()}")
+              f"N={args.n} C={args.concurrency} rounds={args.rounds}; cpus={os.cpu_count()}; "
+              f"load average {os.getloadavg()[0]:.1f} (a busy machine makes the figures noisy)")
         warm = [orm(i, "W" + uuid.uuid4().hex[:4]) for i in range(args.warmup)]
         await phase_raw(client, task_queue, warm[: len(warm) // 2], args.concurrency)
         await phase_mllp(gw_port, warm[len(warm) // 2 :], args.concurrency)
@@ -205,16 +217,22 @@ async def main(args: argparse.Namespace) -> int:
                 run = f"{phase[0].upper()}{r}{uuid.uuid4().hex[:4]}"
                 msgs = [orm(i, run) for i in range(args.n)]
                 await asyncio.sleep(args.pause)  # let the worker finish the previous phase's first tasks
+                cpu_before = [cpu_seconds(), *(cpu_seconds(p.pid) for p in procs)]
                 if phase == "raw":
                     elapsed, lat = await phase_raw(client, task_queue, msgs, args.concurrency)
                 else:
                     elapsed, lat, bad = await phase_mllp(gw_port, msgs, args.concurrency)
                     failures += bad
+                cpu = [after - before for after, before in
+                       zip([cpu_seconds(), *(cpu_seconds(p.pid) for p in procs)], cpu_before, strict=True)]
                 totals[phase][0] += elapsed
                 totals[phase][1] += len(msgs)
                 totals[phase][2] += lat
+                per_msg = " ".join(f"{name} {c / len(msgs) * 1000:.1f}" for name, c in zip(("bench", "worker", "gateway"), cpu,
+                                                                                         strict=True))
                 print(f"  round {r + 1} {phase:4s}: {len(msgs)} in {elapsed:6.2f} s = {len(msgs) / elapsed:7.1f}/s   "
-                      f"p50 {statistics.median(lat) * 1000:6.1f} ms  p99 {pct(lat, 99) * 1000:6.1f} ms")
+                      f"p50 {statistics.median(lat) * 1000:6.1f} ms  p99 {pct(lat, 99) * 1000:6.1f} ms   "
+                      f"CPU ms/msg: {per_msg}")
 
         rates = {k: v[1] / v[0] for k, v in totals.items()}
         print()
