@@ -142,10 +142,9 @@ class Spool:
     def store(self, header: InstanceHeader, encoded: bytes) -> bool:
         """Make the instance durable. Returns False for a SOP Instance UID already spooled
         (a resend): the first copy is kept, like an archive answering "already stored"."""
-        if self.contains(header.sop_instance_uid):
-            return False
         rel = Path("studies") / _name(header.study_uid) / f"{_name(header.sop_instance_uid)}.dcm"
-        self._write_durably(self.root / rel, encoded)
+        if not self._write_durably(self.root / rel, encoded, header.sop_instance_uid):
+            return False
         now = self.clock()
         with self._lock:
             cur = self._db.cursor()
@@ -158,6 +157,13 @@ class Spool:
                      header.series_uid, header.modality, header.accession, str(rel), len(encoded), now),
                 )
                 new = cur.rowcount == 1
+                stray = False
+                if not new:
+                    # Indexed meanwhile: by a twin on another association (same file, keep it)
+                    # or under another study (a corrected resend: the first copy wins).
+                    row = cur.execute("SELECT path FROM instances WHERE sop_instance_uid = ?",
+                                      (header.sop_instance_uid,)).fetchone()
+                    stray = row is not None and row[0] != str(rel)
                 if new:
                     cur.execute(
                         "INSERT INTO studies (study_uid, accession, patient_id, patient_name, study_date, calling_ae,"
@@ -171,9 +177,12 @@ class Spool:
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
+        if stray:
+            (self.root / rel).unlink(missing_ok=True)
         return new
 
-    def _write_durably(self, path: Path, data: bytes) -> None:
+    def _write_durably(self, path: Path, data: bytes, sop_instance_uid: str) -> bool:
+        """False (nothing written) when the instance is already spooled."""
         directory = path.parent
         if str(directory) not in self._known_dirs:
             created = not directory.exists()
@@ -181,21 +190,34 @@ class Spool:
             if created and self.fsync:
                 _fsync_dir(directory.parent)
             self._known_dirs.add(str(directory))
-        # Written aside then renamed: a reader (the archive forwarder) never sees half a file,
-        # even when two associations deliver the same instance at once.
-        part = path.with_name(f"{path.name}.{threading.get_ident()}.part")
-        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        try:
+            # Straight to the final name: on ext4 the file's fsync then commits its directory
+            # entry in the same journal transaction, so the directory fsync below is nearly
+            # free (a rename afterwards would cost a second journal commit per instance).
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        except FileExistsError:
+            if self.contains(sop_instance_uid):
+                return False  # a resend: the first copy stays, like an archive's "already stored"
+            # An orphan of a crash, or the same instance arriving on two associations at once:
+            # written aside and renamed, so a reader never sees half a file.
+            part = path.with_name(f"{path.name}.{threading.get_ident()}.part")
+            self._write_fd(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640), data)
+            os.replace(part, path)
+        else:
+            self._write_fd(fd, data)
+        if self.fsync:
+            _fsync_dir(directory)
+        return True
+
+    def _write_fd(self, fd: int, data: bytes) -> None:
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
             if self.fsync:
-                os.fsync(fd)
+                os.fdatasync(fd)  # data + the size needed to read it back; mtime may lag
         finally:
             os.close(fd)
-        os.replace(part, path)
-        if self.fsync:
-            _fsync_dir(directory)
 
     # ------------------------------------------------------------------ read
     def contains(self, sop_instance_uid: str) -> bool:

@@ -92,6 +92,11 @@ def read_header(event: Event) -> InstanceHeader:
     )
 
 
+def storage_contexts() -> list[PresentationContext]:
+    """Every storage SOP class pynetdicom knows (images, SR, documents...), each with the syntaxes above."""
+    return [build_context(cx.abstract_syntax, STORAGE_TRANSFER_SYNTAXES) for cx in AllStoragePresentationContexts]
+
+
 class StorageService:
     def __init__(self, settings: Settings, service: OrderService, loop: asyncio.AbstractEventLoop, *,
                  spool: Spool | None = None, aggregator: StudyAggregator | None = None) -> None:
@@ -101,7 +106,7 @@ class StorageService:
         self.aggregator = aggregator or StudyAggregator(self.spool, service, stable_age_s=settings.dicom_stable_age_s)
 
     def contexts(self) -> list[PresentationContext]:
-        return [build_context(cx.abstract_syntax, STORAGE_TRANSFER_SYNTAXES) for cx in AllStoragePresentationContexts]
+        return storage_contexts()
 
     def handlers(self) -> list[tuple]:
         return [(evt.EVT_C_STORE, self.on_c_store)]

@@ -30,7 +30,6 @@ def test_store_writes_file_and_index(tmp_path: Path) -> None:
     [inst] = spool.instances("1.2.3")
     assert inst.path.read_bytes() == b"DICM-bytes-1"
     assert inst.path.is_relative_to(tmp_path / "studies") and not inst.forwarded
-    assert not list(inst.path.parent.glob("*.part")), "temporary file left behind"
     rec = spool.study("1.2.3")
     assert rec is not None and rec.instance_count == 1 and rec.accession == "ACC1" and rec.calling_ae == "CT01"
 
@@ -102,9 +101,50 @@ def test_store_fsyncs_file_and_directory(tmp_path: Path, monkeypatch: pytest.Mon
         real(fd)
 
     monkeypatch.setattr(os, "fsync", spy)
+    monkeypatch.setattr(os, "fdatasync", spy)
     spool = Spool(tmp_path, clock=Clock())
     spool.store(header("1.2.3.1.1"), b"x")
-    study_dir = str((tmp_path / "studies" / "1.2.3").resolve())
-    assert any(p.endswith(".part") for p in synced), synced  # the file's bytes, before the rename
-    assert study_dir in synced  # the directory entry of the renamed file
-    assert str((tmp_path / "studies").resolve()) in synced  # the new study directory itself
+    study_dir = (tmp_path / "studies" / "1.2.3").resolve()
+    assert synced == [str(tmp_path.resolve() / "studies"), str(study_dir / "1.2.3.1.1.dcm"), str(study_dir)]
+    synced.clear()
+    spool.store(header("1.2.3.1.2"), b"y")  # known study directory: file, then its directory entry
+    assert synced == [str(study_dir / "1.2.3.1.2.dcm"), str(study_dir)]
+
+
+def test_orphan_file_of_a_crash_is_replaced(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, clock=Clock())
+    orphan = tmp_path / "studies" / "1.2.3" / "1.2.3.1.1.dcm"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"half a fi")  # written, never indexed, never acknowledged
+    assert spool.store(header("1.2.3.1.1"), b"the whole file")
+    assert orphan.read_bytes() == b"the whole file"
+    assert not list(orphan.parent.glob("*.part"))
+
+
+def test_same_instance_on_two_associations_at_once_is_kept_once(tmp_path: Path) -> None:
+    import threading
+
+    spool = Spool(tmp_path, clock=Clock())
+    go = threading.Barrier(8)
+    results: list[bool] = []
+
+    def deliver() -> None:
+        go.wait()
+        results.append(spool.store(header("1.2.3.1.1"), b"same bytes"))
+
+    threads = [threading.Thread(target=deliver) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(True) == 1
+    [inst] = spool.instances("1.2.3")
+    assert inst.path.read_bytes() == b"same bytes" and spool.study("1.2.3").instance_count == 1
+
+
+def test_corrected_resend_under_another_study_keeps_the_first(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, clock=Clock())
+    assert spool.store(header("1.2.3.1.1"), b"first")
+    assert not spool.store(header("1.2.3.1.1", study="4.5.6"), b"second")
+    assert not (tmp_path / "studies" / "4.5.6" / "1.2.3.1.1.dcm").exists()
+    assert [i.path.read_bytes() for i in spool.instances("1.2.3")] == [b"first"]
