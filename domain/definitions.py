@@ -14,7 +14,12 @@ TASK_QUEUE = "radflow-orders"
 
 ORDER_WORKFLOW = "ImagingOrder"
 ALLOCATOR_WORKFLOW = "AccessionAllocator"
-ALLOCATOR_WORKFLOW_ID = "radflow-accession-allocator"
+ALLOCATOR_ID_PREFIX = "radflow-accession-allocator"
+
+
+def allocator_workflow_id(task_queue: str) -> str:
+    """One accession sequence per task queue: the allocator runs where its orders run."""
+    return ALLOCATOR_ID_PREFIX if task_queue == TASK_QUEUE else f"{ALLOCATOR_ID_PREFIX}-{task_queue}"
 
 # Handler names (also what an operator types in the Temporal UI).
 EVENT_UPDATE = "event"  # every inbound event (HL7, DICOM, FHIR, API) for an existing order

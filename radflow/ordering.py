@@ -182,7 +182,7 @@ class OrderService:
         op = WithStartWorkflowOperation(
             d.ALLOCATOR_WORKFLOW,
             AllocatorState(),
-            id=d.ALLOCATOR_WORKFLOW_ID,
+            id=d.allocator_workflow_id(self.task_queue),
             task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
@@ -202,7 +202,7 @@ class OrderService:
     async def accession_for_placer(self, placer_number: str, placer_key: str) -> str | None:
         """Find the accession of an order known only by its placer number."""
         try:
-            found = await self.client.get_workflow_handle(d.ALLOCATOR_WORKFLOW_ID).query(
+            found = await self.client.get_workflow_handle(d.allocator_workflow_id(self.task_queue)).query(
                 d.LOOKUP_QUERY, placer_key, result_type=str | None, rpc_timeout=self.rpc_timeout
             )
         except RPCError as err:
@@ -233,8 +233,12 @@ class OrderService:
             raise _map_rpc(err, accession) from err
 
     async def open_orders_of_patient(self, mrn: str) -> list[str]:
-        """Accessions of running orders for an MRN, from visibility (eventually consistent)."""
-        query = f"{d.SA_PATIENT_ID.name} = {d.quote_visibility(mrn)} AND ExecutionStatus = 'Running'"
+        """Accessions of open orders for an MRN (not cancelled/discontinued), from visibility (eventually consistent)."""
+        closed = ", ".join(d.quote_visibility(s.value) for s in d.CLOSED_STATUSES)
+        query = (
+            f"{d.SA_PATIENT_ID.name} = {d.quote_visibility(mrn)} AND ExecutionStatus = 'Running'"
+            f" AND {d.SA_ORDER_STATUS.name} NOT IN ({closed})"
+        )
         out: list[str] = []
         try:
             async for wf in self.client.list_workflows(query):

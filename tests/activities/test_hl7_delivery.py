@@ -26,7 +26,7 @@ from radflow.devstack import free_port
 from radflow.ordering import OrderService
 from radflow.worker import build_worker
 from tests.factories import make_order, report
-from tests.gateways.hl7_support import ack_of, fixture, release_allocator, reset_allocator, stack_settings
+from tests.gateways.hl7_support import ack_of, fixture, stack_settings
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -134,30 +134,26 @@ async def test_report_from_the_gateway_reaches_the_ehr(client: Client, task_queu
     gateway = Hl7Gateway(service, settings)
     tag = task_queue[-6:].upper()
     acc = f"ACC1001{tag}"
-    try:
-        async with build_worker(client, settings, task_queue=task_queue):
-            await reset_allocator(client, service)
-            for name in ("orm_o01_nw_v23.hl7", "oru_r01_f_v23.hl7"):
-                assert ack_of(await gateway.handle(fixture(name, tag))).code == "AA"
-            for _ in range(200):
-                state = await service.get_state(acc)
-                if state.status == OrderStatus.DELIVERED:
-                    break
-                await asyncio.sleep(0.05)
-            assert state.status == OrderStatus.DELIVERED and state.deliveries["hl7"] == "v1:delivered"
-            [oru] = ehr.received
-            assert f"|{acc}|".encode() in oru and b"|F|" in oru and b"FINDINGS:" in oru
+    async with build_worker(client, settings, task_queue=task_queue):
+        for name in ("orm_o01_nw_v23.hl7", "oru_r01_f_v23.hl7"):
+            assert ack_of(await gateway.handle(fixture(name, tag))).code == "AA"
+        for _ in range(200):
+            state = await service.get_state(acc)
+            if state.status == OrderStatus.DELIVERED:
+                break
+            await asyncio.sleep(0.05)
+        assert state.status == OrderStatus.DELIVERED and state.deliveries["hl7"] == "v1:delivered"
+        [oru] = ehr.received
+        assert f"|{acc}|".encode() in oru and b"|F|" in oru and b"FINDINGS:" in oru
 
-            ehr.code = AckCode.AR
-            corrected = fixture("oru_r01_c_v251.hl7", tag)  # finds the order through ORC-3
-            assert ack_of(await gateway.handle(corrected)).code == "AA"
-            for _ in range(200):
-                state = await service.get_state(acc)
-                if state.status == OrderStatus.NEEDS_ATTENTION:
-                    break
-                await asyncio.sleep(0.05)
-            assert state.status == OrderStatus.NEEDS_ATTENTION
-            assert state.attention is not None and "DeliveryRejected" in state.attention.reason
-            assert len(ehr.received) == 2  # rejected once, not retried
-    finally:
-        await release_allocator(client, task_queue)
+        ehr.code = AckCode.AR
+        corrected = fixture("oru_r01_c_v251.hl7", tag)  # finds the order through ORC-3
+        assert ack_of(await gateway.handle(corrected)).code == "AA"
+        for _ in range(200):
+            state = await service.get_state(acc)
+            if state.status == OrderStatus.NEEDS_ATTENTION:
+                break
+            await asyncio.sleep(0.05)
+        assert state.status == OrderStatus.NEEDS_ATTENTION
+        assert state.attention is not None and "DeliveryRejected" in state.attention.reason
+        assert len(ehr.received) == 2  # rejected once, not retried

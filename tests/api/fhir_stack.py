@@ -17,11 +17,9 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError
+from temporalio.client import Client
 
 from api.app import create_app
-from domain import definitions as d
 from radflow.devstack import free_port
 from radflow.ordering import OrderService
 from radflow.settings import Settings
@@ -76,38 +74,10 @@ def stack_settings(task_queue: str, tmp: Path) -> Settings:
     )
 
 
-async def reset_allocator(client: Client, task_queue: str) -> None:
-    """The accession allocator is one workflow bound to the task queue it started on; each
-    test has its own queue, so one left by an earlier test would never be served. Prefixes
-    are unique per test, so a fresh allocator cannot hand out a number already in use."""
-    handle = client.get_workflow_handle(d.ALLOCATOR_WORKFLOW_ID)
-    try:
-        desc = await handle.describe()
-    except RPCError:
-        return
-    if desc.status == WorkflowExecutionStatus.RUNNING and desc.task_queue != task_queue:
-        await handle.terminate("test: allocator moves to this test's task queue")
-
-
-async def release_allocator(client: Client, task_queue: str) -> None:
-    """Terminate an allocator this test bound to its queue: its worker is gone after the test."""
-    handle = client.get_workflow_handle(d.ALLOCATOR_WORKFLOW_ID)
-    try:
-        desc = await handle.describe()
-        if desc.status == WorkflowExecutionStatus.RUNNING and desc.task_queue == task_queue:
-            await handle.terminate("test finished: its task queue has no worker any more")
-    except RPCError:
-        pass
-
-
 @pytest.fixture
 async def fhir_stack(client: Client, task_queue: str, tmp_path: Path) -> AsyncIterator[FhirStack]:
     settings = stack_settings(task_queue, tmp_path)
     service = order_service(client, settings)
-    await reset_allocator(client, task_queue)
-    try:
-        async with build_worker(client, settings), serve(create_app(settings, service)) as url:
-            async with httpx.AsyncClient(base_url=url, timeout=15.0) as http:
-                yield FhirStack(http, service, settings)
-    finally:
-        await release_allocator(client, task_queue)
+    async with build_worker(client, settings), serve(create_app(settings, service)) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=15.0) as http:
+            yield FhirStack(http, service, settings)

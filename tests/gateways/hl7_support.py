@@ -10,10 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError
+from temporalio.client import Client
 
-from domain import definitions as d
 from domain.definitions import OrderStatus
 from domain.hl7.ack import AckReceived, read_ack
 from domain.order import OrderState
@@ -36,38 +34,6 @@ def ack_of(raw: bytes) -> AckReceived:
     ack = read_ack(raw.decode("latin-1"))
     assert ack is not None, raw
     return ack
-
-
-async def reset_allocator(client: Client, service: OrderService) -> None:
-    """Bind the global accession allocator to this test's task queue (call with the worker running).
-
-    The allocator is one workflow bound to the task queue it started on; tests run their
-    worker on a fresh queue, so an allocator left by an earlier test would never be served
-    (allocations and placer look-ups would fail). Tests use unique accession prefixes, so
-    a fresh allocator cannot hand out a number that is already taken.
-    """
-    handle = client.get_workflow_handle(d.ALLOCATOR_WORKFLOW_ID)
-    try:
-        desc = await handle.describe()
-    except RPCError:
-        desc = None
-    if desc is not None and desc.task_queue == service.task_queue and desc.status == WorkflowExecutionStatus.RUNNING:
-        return
-    if desc is not None and desc.status == WorkflowExecutionStatus.RUNNING:
-        await handle.terminate("test: allocator moves to this test's task queue")
-    await service.allocate_accession(f"reset-{service.task_queue}^TEST")
-
-
-async def release_allocator(client: Client, task_queue: str) -> None:
-    """Terminate the allocator if it is bound to this test's queue, so whoever allocates
-    next (another test, on its own queue) starts a fresh one its worker serves."""
-    handle = client.get_workflow_handle(d.ALLOCATOR_WORKFLOW_ID)
-    try:
-        desc = await handle.describe()
-        if desc.status == WorkflowExecutionStatus.RUNNING and desc.task_queue == task_queue:
-            await handle.terminate("test finished: its task queue has no worker any more")
-    except RPCError:
-        pass
 
 
 @dataclass
@@ -149,9 +115,7 @@ async def hl7_stack(client: Client, task_queue: str, tmp_path: Path) -> AsyncIte
     host, port = server.sockets[0].getsockname()[:2]
     try:
         async with build_worker(client, settings, task_queue=task_queue):
-            await reset_allocator(client, service)
             yield Hl7Stack(client, service, gateway, settings, host, port, uuid.uuid4().hex[:6].upper())
     finally:
-        await release_allocator(client, task_queue)
         server.close()
         await server.wait_closed()

@@ -18,6 +18,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
+from domain import definitions as d
 from domain.definitions import EventSource, ReportStatus
 from domain.order import EventKind, OperatorAction, OrderPolicy, StepRequest, StepResult
 from radflow.devstack import DevServer, free_port
@@ -100,7 +101,7 @@ async def main() -> None:
                 history = await svc.handle(acc).fetch_history()
                 name = acc.rstrip("0123456789ABCDEF") or acc
                 (HISTORIES / f"order_{name.lower()}.json").write_text(json.dumps(json.loads(history.to_json()), indent=1))
-            history = await client.get_workflow_handle("radflow-accession-allocator").fetch_history()
+            history = await client.get_workflow_handle(d.allocator_workflow_id(tq)).fetch_history()
             (HISTORIES / "allocator.json").write_text(json.dumps(json.loads(history.to_json()), indent=1))
     finally:
         server.stop()
