@@ -70,6 +70,7 @@ def by_station(station: str, *more: str) -> list[str]:
 async def test_hl7_order_appears_with_patient_accession_station_and_sps(mwl: DicomStack) -> None:
     station = uniq("CT")[:16]
     acc, latency = await order_via_hl7(mwl, station=station, start="20300115093000", family="Doe", given="Jane")
+    print(f"HL7 AA -> worklist row: {latency * 1000:.0f} ms")
     assert latency < 1.0, f"order took {latency:.3f} s from ACK to worklist (target < 1 s)"
     found = await findscu(mwl.port, by_station(station))
     assert found.returncode == 0, found.output
