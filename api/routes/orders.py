@@ -49,7 +49,7 @@ _REFUSED = {409: {"model": ErrorPublic, "description": "the order refused the ev
     description=(
         "Built from Temporal visibility (the search attributes every order upserts), so a change "
         "shows up here shortly after it was applied, not necessarily at once. Read one order with "
-        "GET /orders/{accession} for its exact current state. Newest first; page with next_page_token."
+        "GET /orders/{accession} for its exact current state. Page with next_page_token."
     ),
 )
 async def list_orders(
