@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, timedelta
+from typing import TypeVar
 
 from temporalio.client import (
     Client,
@@ -19,11 +21,16 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+)
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain import definitions as d
+from domain.definitions import EventSource, OrderStatus
 from domain.order import (
     AllocateRequest,
     AllocatorState,
@@ -37,9 +44,9 @@ from domain.order import (
     StartOrder,
     TimelineEntry,
 )
-from domain.definitions import EventSource, OrderStatus
 
 log = logging.getLogger("radflow.ordering")
+T = TypeVar("T")
 
 
 class OrderError(Exception):
@@ -122,13 +129,39 @@ class OrderService:
     def handle(self, accession: str) -> WorkflowHandle:
         return self.client.get_workflow_handle(d.order_workflow_id(accession))
 
+    async def _guard(self, call: Awaitable[T], accession: str = "", update_error: str = d.ErrorType.INVALID_TRANSITION) -> T:
+        """Run one Temporal call with a hard deadline and map every failure to an OrderError.
+
+        The SDK retries refused connections on its own, beyond `rpc_timeout`; the outer
+        deadline keeps a sender from waiting on a dead cluster. A call cut short may still
+        have been applied: the caller answers negatively and the sender's resend is idempotent.
+        """
+        try:
+            return await asyncio.wait_for(call, self.rpc_timeout.total_seconds() + 1.0)
+        except WorkflowAlreadyStartedError as err:
+            # A closed workflow holds this id (the order finished): the key is taken for good.
+            raise EventRejected(f"order {accession} already exists and is closed") from err
+        except WorkflowUpdateFailedError as err:
+            raise _update_failure(err, update_error) from err
+        except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+            # No worker completed the update in time (worker down or overloaded): not accepted.
+            raise TemporalUnavailable(f"order {accession} did not answer in time") from err
+        except RPCError as err:
+            if err.status == RPCStatusCode.ALREADY_EXISTS:
+                raise EventRejected(f"order {accession} already exists and is closed") from err
+            raise _map_rpc(err, accession) from err
+        except (asyncio.TimeoutError, OSError) as err:
+            raise TemporalUnavailable(f"Temporal did not answer: {err or 'timeout'}") from err
+        except RuntimeError as err:  # lazy client: "Failed client connect"
+            raise TemporalUnavailable(str(err)) from err
+
     # ----------------------------------------------------------- writes
     async def start_order(self, order: OrderData, source: EventSource, control_id: str = "") -> StartResult:
         """Create the order's workflow; a resend of the same order changes nothing."""
         status = OrderStatus.SCHEDULED if order.schedule.is_scheduled() else OrderStatus.ORDERED
         start = StartOrder(order=order, source=source, control_id=control_id, policy=self.policy)
-        try:
-            handle = await self.client.start_workflow(
+        handle = await self._guard(
+            self.client.start_workflow(
                 d.ORDER_WORKFLOW,
                 start,
                 id=d.order_workflow_id(order.accession),
@@ -136,46 +169,29 @@ class OrderService:
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 search_attributes=order_search_attributes(order, status),
                 rpc_timeout=self.rpc_timeout,
-            )
-        except WorkflowAlreadyStartedError as err:
-            # Closed workflow with this id (order finished): the key is taken for good.
-            raise EventRejected(f"order {order.accession} already exists and is closed") from err
-        except RPCError as err:
-            if err.status == RPCStatusCode.ALREADY_EXISTS:
-                # Closed workflow with this id (order finished): the key is taken for good.
-                raise EventRejected(f"order {order.accession} already exists and is closed") from err
-            raise _map_rpc(err, order.accession) from err
-        except (asyncio.TimeoutError, OSError) as err:
-            raise TemporalUnavailable(str(err)) from err
-        created = _was_started(handle)
-        return StartResult(accession=order.accession, created=created, status=status)
+            ),
+            order.accession,
+        )
+        return StartResult(accession=order.accession, created=_was_started(handle), status=status)
 
     async def send_event(self, accession: str, event: OrderEvent) -> EventResult:
         update_id = d.event_update_id(event.source.value, event.control_id) if event.control_id else None
-        try:
-            return await self.handle(accession).execute_update(
+        return await self._guard(
+            self.handle(accession).execute_update(
                 d.EVENT_UPDATE, event, id=update_id, result_type=EventResult, rpc_timeout=self.rpc_timeout
-            )
-        except WorkflowUpdateFailedError as err:
-            raise _update_failure(err) from err
-        except WorkflowUpdateRPCTimeoutOrCancelledError as err:
-            # No worker completed the update in time (worker down or overloaded): not accepted.
-            raise TemporalUnavailable(f"order {accession} did not answer in time") from err
-        except RPCError as err:
-            raise _map_rpc(err, accession) from err
-        except (asyncio.TimeoutError, OSError) as err:
-            raise TemporalUnavailable(str(err)) from err
+            ),
+            accession,
+        )
 
     async def operator_action(self, accession: str, action: OperatorAction, update_id: str | None = None) -> OperatorResult:
         # update_id (e.g. the API's Idempotency-Key) makes a retried request apply once.
-        try:
-            return await self.handle(accession).execute_update(
+        return await self._guard(
+            self.handle(accession).execute_update(
                 d.OPERATOR_UPDATE, action, id=update_id, result_type=OperatorResult, rpc_timeout=self.rpc_timeout
-            )
-        except WorkflowUpdateFailedError as err:
-            raise _update_failure(err, d.ErrorType.NO_ATTENTION_PENDING) from err
-        except RPCError as err:
-            raise _map_rpc(err, accession) from err
+            ),
+            accession,
+            d.ErrorType.NO_ATTENTION_PENDING,
+        )
 
     async def allocate_accession(self, placer_key: str) -> str:
         """Next accession from the durable sequence; the same placer key gets the same number."""
@@ -186,51 +202,42 @@ class OrderService:
             task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
-        try:
-            return await self.client.execute_update_with_start_workflow(
+        return await self._guard(
+            self.client.execute_update_with_start_workflow(
                 d.ALLOCATE_UPDATE,
                 AllocateRequest(placer_key=placer_key, prefix=self.accession_prefix),
                 start_workflow_operation=op,
                 result_type=str,
                 rpc_timeout=self.rpc_timeout,
-            )
-        except WorkflowUpdateFailedError as err:
-            raise _update_failure(err, d.ErrorType.INVALID_EVENT) from err
-        except RPCError as err:
-            raise _map_rpc(err) from err
+            ),
+            update_error=d.ErrorType.INVALID_EVENT,
+        )
 
     async def accession_for_placer(self, placer_number: str, placer_key: str) -> str | None:
         """Find the accession of an order known only by its placer number."""
+        allocator = self.client.get_workflow_handle(d.allocator_workflow_id(self.task_queue))
         try:
-            found = await self.client.get_workflow_handle(d.allocator_workflow_id(self.task_queue)).query(
-                d.LOOKUP_QUERY, placer_key, result_type=str | None, rpc_timeout=self.rpc_timeout
-            )
-        except RPCError as err:
-            if err.status != RPCStatusCode.NOT_FOUND:
-                raise _map_rpc(err) from err
+            found = await self._guard(allocator.query(d.LOOKUP_QUERY, placer_key, result_type=str | None, rpc_timeout=self.rpc_timeout))
+        except OrderNotFound:
             found = None
         if found:
             return found
         # Orders that arrived with an accession: visibility (eventually consistent).
         query = f"{d.SA_PLACER.name} = {d.quote_visibility(placer_number)}"
-        async for wf in self.client.list_workflows(query, limit=1):
-            return d.accession_from_workflow_id(wf.id)
-        return None
+        found_ids = await self._guard(self._list_ids(query, limit=1))
+        return found_ids[0] if found_ids else None
 
     # ----------------------------------------------------------- reads
     async def get_state(self, accession: str) -> OrderState:
-        try:
-            return await self.handle(accession).query(d.STATE_QUERY, result_type=OrderState, rpc_timeout=self.rpc_timeout)
-        except RPCError as err:
-            raise _map_rpc(err, accession) from err
+        return await self._guard(
+            self.handle(accession).query(d.STATE_QUERY, result_type=OrderState, rpc_timeout=self.rpc_timeout), accession
+        )
 
     async def get_timeline(self, accession: str) -> list[TimelineEntry]:
-        try:
-            return await self.handle(accession).query(
-                d.TIMELINE_QUERY, result_type=list[TimelineEntry], rpc_timeout=self.rpc_timeout
-            )
-        except RPCError as err:
-            raise _map_rpc(err, accession) from err
+        return await self._guard(
+            self.handle(accession).query(d.TIMELINE_QUERY, result_type=list[TimelineEntry], rpc_timeout=self.rpc_timeout),
+            accession,
+        )
 
     async def open_orders_of_patient(self, mrn: str) -> list[str]:
         """Accessions of open orders for an MRN (not cancelled/discontinued), from visibility (eventually consistent)."""
@@ -239,14 +246,14 @@ class OrderService:
             f"{d.SA_PATIENT_ID.name} = {d.quote_visibility(mrn)} AND ExecutionStatus = 'Running'"
             f" AND {d.SA_ORDER_STATUS.name} NOT IN ({closed})"
         )
+        return await self._guard(self._list_ids(query))
+
+    async def _list_ids(self, query: str, limit: int | None = None) -> list[str]:
         out: list[str] = []
-        try:
-            async for wf in self.client.list_workflows(query):
-                acc = d.accession_from_workflow_id(wf.id)
-                if acc:
-                    out.append(acc)
-        except RPCError as err:
-            raise _map_rpc(err) from err
+        async for wf in self.client.list_workflows(query, limit=limit, rpc_timeout=self.rpc_timeout):
+            acc = d.accession_from_workflow_id(wf.id)
+            if acc:
+                out.append(acc)
         return out
 
 
