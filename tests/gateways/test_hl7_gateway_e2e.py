@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from api.app import create_app
 from domain.definitions import OrderStatus, ReportStatus
 from domain.order import PersonName
 from gateways.hl7_gateway import Hl7Gateway
@@ -35,6 +37,15 @@ async def test_adt_then_orm_v23_then_reports_p_f(hl7_stack: Hl7Stack) -> None:
     assert state.order.schedule.station_ae == "CT01" and state.order.schedule.modality == "CT"
     assert state.order.schedule.start == datetime(2024, 3, 5, 14, 30, tzinfo=UTC)
     assert state.order.study_instance_uid == "1.2.826.0.1.3680043.9.7777.1001"
+
+    # The HTTP API reads the same order (workflow query behind GET /orders/{accession}).
+    transport = httpx.ASGITransport(app=create_app(s.settings, s.service))
+    async with httpx.AsyncClient(transport=transport, base_url="http://radflow") as api:
+        body = (await api.get(f"/orders/{acc}")).raise_for_status().json()
+    assert body["status"] == "SCHEDULED"
+    assert (body["patient"]["mrn"], body["patient"]["issuer"]) == (s.acc("MRN10001"), "GENHOSP")
+    assert body["patient"]["family_name"] == "Testpatient"
+    assert (body["procedure"]["code"], body["schedule"]["station_ae"]) == ("CTHEAD", "CT01")
 
     # The same NW again: AA, and still one workflow for the accession.
     [again] = await s.send(s.msg("orm_o01_nw_v23.hl7"))
