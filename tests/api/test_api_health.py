@@ -11,9 +11,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RetryConfig
 
 from api.app import create_app
+from radflow.components import ApiComponent
 from radflow.devstack import DevServer, free_port
 from radflow.ordering import OrderService
 from radflow.settings import Settings
+from tests.waiting import eventually
 
 
 async def test_healthz_ok_when_temporal_answers(api: httpx.AsyncClient, settings: Settings) -> None:
@@ -65,3 +67,18 @@ async def test_api_without_service_answers_503_until_connected() -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://radflow.test") as http:
         assert (await http.get("/healthz")).status_code == 503
         assert (await http.get("/orders/ANY")).status_code == 503
+
+
+async def test_lifespan_connects_to_temporal_from_settings(dev_server: DevServer, task_queue: str) -> None:
+    """`radflow api` shape: no service given, the app connects itself (real uvicorn, real port)."""
+    port = free_port()
+    app = create_app(Settings(temporal_address=dev_server.address, task_queue=task_queue))
+    api = ApiComponent(app, "127.0.0.1", port)
+    await api.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            health = await eventually(lambda: http.get("/healthz"), lambda r: r.status_code == 200, timeout_s=15)
+            assert health.status_code == 200 and health.json()["task_queue"] == task_queue
+            assert (await http.get("/orders/NOT-THERE")).status_code == 404
+    finally:
+        await api.stop()
