@@ -18,6 +18,7 @@ S = OrderStatus
 # Where each event may apply (status *underneath* NEEDS_ATTENTION).
 _OPEN_BEFORE_ACQUISITION = {S.ORDERED, S.SCHEDULED}
 _ACTIVE = {S.ORDERED, S.SCHEDULED, S.IN_PROGRESS, S.ACQUIRED, S.REPORTED, S.DELIVERED}
+_PAST_ACQUISITION = {S.ACQUIRED, S.REPORTED, S.DELIVERED}
 
 # HL7 ORC-5 order status -> target state for ORC-1 SC.
 ORC5_STATUS = {
@@ -37,6 +38,7 @@ class Outcome:
     duplicate: bool = False
     deliver_report: bool = False  # a report version must go to the consumers
     check_acquisition: bool = False  # study/MPPS news: the workflow checks completeness
+    note: bool = False  # nothing changed, but operators should see it on the timeline
 
     @property
     def ok(self) -> bool:
@@ -202,6 +204,9 @@ def _report(state: OrderState, event: OrderEvent, current: OrderStatus, now: dat
 def _procedure_started(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
     if current == S.IN_PROGRESS:
         return Outcome(changed=False, summary="procedure already in progress", duplicate=True)
+    if current in _PAST_ACQUISITION:
+        # MPPS often trails the images; a late step must not move the order back.
+        return Outcome(changed=False, summary=f"late procedure step ignored (order already {current.value})", note=True)
     if current not in _OPEN_BEFORE_ACQUISITION:
         return _refuse(event, current)
     _enter(state, S.IN_PROGRESS, now)
@@ -209,6 +214,8 @@ def _procedure_started(state: OrderState, event: OrderEvent, current: OrderStatu
 
 
 def _procedure_completed(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
+    if current in _PAST_ACQUISITION:
+        return Outcome(changed=False, summary=f"late procedure step ignored (order already {current.value})", note=True)
     if current not in {S.ORDERED, S.SCHEDULED, S.IN_PROGRESS}:
         return _refuse(event, current)
     study = event.study

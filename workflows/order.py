@@ -118,6 +118,8 @@ class ImagingOrderWorkflow:
             self.state.updated_at = now
             self._record(event.source, event.kind.value, outcome.summary, event.control_id)
             self._after_change(event.kind.value, outcome.deliver_report, outcome.check_acquisition)
+        elif outcome.note:
+            self._record(event.source, event.kind.value, outcome.summary, event.control_id)
         return EventResult(
             accession=acc, status=self.state.status, changed=outcome.changed, duplicate=outcome.duplicate, message=outcome.summary
         )

@@ -51,7 +51,7 @@ def test_allowed(start: S, ev, expected: S) -> None:
         (S.IN_PROGRESS, event(K.CANCEL), "discontinue it instead"),
         (S.ACQUIRED, event(K.STATUS_CHANGED, order_status="SC"), "not allowed from ACQUIRED"),
         (S.SCHEDULED, event(K.STATUS_CHANGED, order_status="ZZ"), "unsupported order status"),
-        (S.ACQUIRED, event(K.PROCEDURE_STARTED), "PROCEDURE_STARTED is not allowed"),
+        (S.CANCELLED, event(K.PROCEDURE_STARTED), "PROCEDURE_STARTED is not allowed"),
         (S.DISCONTINUED, event(K.STUDY_STABLE, study=stable_study()), "study for a discontinued order"),
         (S.SCHEDULED, event(K.REPORT, report=report(R.CORRECTED)), "corrected report before any final"),
         (S.SCHEDULED, event(K.SCHEDULE), "schedule needs a start time"),
@@ -102,3 +102,12 @@ def test_acquisition_waits_for_mpps_referenced_instances() -> None:
     apply_event(st, event(K.STUDY_STABLE, study=stable_study(uid="1.2", instances=50)), NOW)
     assert ready_for_acquisition(st) == (True, "")
     assert st.study.expected_instance_count == 50
+
+
+@pytest.mark.parametrize("kind", [K.PROCEDURE_STARTED, K.PROCEDURE_COMPLETED])
+@pytest.mark.parametrize("start", [S.ACQUIRED, S.REPORTED, S.DELIVERED])
+def test_late_mpps_is_a_no_op(start: S, kind: K) -> None:
+    st = state(start)
+    out = apply_event(st, event(kind, study=StudyInfo(expected_instance_count=3)), NOW)
+    assert out.ok and out.note and not out.changed and st.status == start
+    assert "late procedure step" in out.summary
