@@ -4,8 +4,10 @@ against a real Temporal server, started and stopped with the same components `ra
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
@@ -35,6 +37,8 @@ def stack_settings(task_queue: str, **overrides: Any) -> Settings:
         report_consumers=["hl7"],
         sync_consumers=[],
         acquisition_consumers=[],
+        # Worklist/MPPS/spool files go to a scratch dir, never into the working tree.
+        data_dir=Path(tempfile.mkdtemp(prefix="radflow-test-")),
     )
     values.update(overrides)
     return Settings(**values)
