@@ -14,6 +14,7 @@ import logging
 import sqlite3
 from io import BytesIO
 
+from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.filereader import read_dataset
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -36,6 +37,7 @@ from pynetdicom.events import Event
 from pynetdicom.presentation import AllStoragePresentationContexts, PresentationContext, build_context
 
 from gateways.dicom.aggregator import StudyAggregator
+from gateways.dicom.part10 import file_meta, scan_header
 from gateways.dicom.spool import InstanceHeader, Spool, spool_dir
 from radflow.ordering import OrderService
 from radflow.settings import Settings
@@ -65,13 +67,46 @@ OUT_OF_RESOURCES = 0xA700
 CANNOT_UNDERSTAND = 0xC000
 
 _LAST_HEADER_GROUP = 0x0020  # StudyInstanceUID/SeriesInstanceUID are the last tags needed
+_CHARSET, _ACCESSION, _MODALITY, _STUDY_DATE = 0x00080005, 0x00080050, 0x00080060, 0x00080020
+_PATIENT_NAME, _PATIENT_ID, _STUDY_UID, _SERIES_UID = 0x00100010, 0x00100020, 0x0020000D, 0x0020000E
+_HEADER_TAGS = frozenset({_CHARSET, _ACCESSION, _MODALITY, _STUDY_DATE, _PATIENT_NAME, _PATIENT_ID, _STUDY_UID, _SERIES_UID})
+_PN_DELIMITERS = {0x5E, 0x3D}  # ^ and =
 
 
 def read_header(event: Event) -> InstanceHeader:
-    """The few attributes the router needs, parsed up to group 0x0020 (never the pixels)."""
+    """The few attributes the router needs, read from the raw bytes up to group 0x0020 (never the pixels)."""
     request = event.request
     ts = UID(event.context.transfer_syntax)
-    if ts == DeflatedExplicitVRLittleEndian:
+    raw = request.DataSet.getvalue()  # type: ignore[union-attr]
+    values = None
+    if ts.is_little_endian and not ts.is_deflated:
+        values = scan_header(raw, _HEADER_TAGS, implicit_vr=ts.is_implicit_VR)
+    if values is None:
+        return _read_header_with_pydicom(event, ts)
+
+    def text(tag: int) -> str:
+        return values.get(tag, b"").decode("latin-1").strip(" \x00")
+
+    charsets = [c.strip() for c in text(_CHARSET).split("\\")] if _CHARSET in values else []
+    name = values.get(_PATIENT_NAME, b"")
+    return InstanceHeader(
+        sop_instance_uid=str(request.AffectedSOPInstanceUID or ""),
+        sop_class_uid=str(request.AffectedSOPClassUID or ""),
+        transfer_syntax=str(ts),
+        study_uid=text(_STUDY_UID),
+        series_uid=text(_SERIES_UID),
+        accession=text(_ACCESSION),
+        modality=text(_MODALITY),
+        patient_id=text(_PATIENT_ID),
+        patient_name=decode_bytes(name, convert_encodings(charsets or ["ISO_IR 6"]), _PN_DELIMITERS).strip() if name else "",
+        study_date=text(_STUDY_DATE),
+        calling_ae=str(event.assoc.requestor.ae_title).strip(),
+    )
+
+
+def _read_header_with_pydicom(event: Event, ts: UID) -> InstanceHeader:
+    request = event.request
+    if ts.is_deflated:
         ds = event.dataset  # pynetdicom inflates it
     else:
         raw = request.DataSet.getvalue()  # type: ignore[union-attr]
@@ -90,6 +125,12 @@ def read_header(event: Event) -> InstanceHeader:
         study_date=str(ds.get("StudyDate", "") or ""),
         calling_ae=str(event.assoc.requestor.ae_title).strip(),
     )
+
+
+def encoded_instance(event: Event, header: InstanceHeader) -> bytes:
+    """The instance as a Part 10 file: our File Meta, then the sender's bytes untouched."""
+    meta = file_meta(header.sop_class_uid, header.sop_instance_uid, header.transfer_syntax, header.calling_ae)
+    return meta + event.request.DataSet.getvalue()  # type: ignore[union-attr]
 
 
 def storage_contexts() -> list[PresentationContext]:
@@ -128,7 +169,7 @@ class StorageService:
             log.warning("C-STORE without SOP instance, study or series UID", extra={"calling_ae": header.calling_ae})
             return CANNOT_UNDERSTAND
         try:
-            self.spool.store(header, event.encoded_dataset())
+            self.spool.store(header, encoded_instance(event, header))
         except (OSError, sqlite3.Error) as err:
             # Not durable = not received: the sender keeps the instance and retries.
             log.error("spooling failed", extra={"study_uid": header.study_uid, "error": str(err)[:200]})

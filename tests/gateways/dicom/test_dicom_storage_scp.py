@@ -1,0 +1,95 @@
+"""Storage SCP handler over real associations (pynetdicom SCU -> AE with StorageService), no Temporal."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE
+
+from gateways.dicom.spool import Spool
+from gateways.dicom.storage import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, SUCCESS, StorageService
+from gateways.dicom.tcp import NODELAY_HANDLER
+from radflow.devstack import free_port
+from radflow.settings import Settings
+from tests.dicom_synth import SyntheticStudy
+
+
+class Notes:
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def instance_received(self, study_uid: str, at: float) -> None:
+        self.seen.append(study_uid)
+
+
+@pytest.fixture
+def scp(tmp_path: Path) -> Iterator[tuple[StorageService, int, Notes]]:
+    loop = asyncio.new_event_loop()
+    notes = Notes()
+    service = StorageService(Settings(data_dir=tmp_path), None, loop,  # type: ignore[arg-type]
+                             aggregator=notes)  # type: ignore[arg-type]
+    ae = AE(ae_title="RADFLOW")
+    for cx in service.contexts():
+        ae.add_supported_context(cx.abstract_syntax, cx.transfer_syntax)
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[NODELAY_HANDLER, *service.handlers()])
+    yield service, port, notes
+    server.shutdown()
+    service.spool.close()
+    loop.run_until_complete(asyncio.sleep(0))  # run the notifications queued by the handler threads
+    loop.close()
+
+
+def send(port: int, datasets: list, syntax: str = ExplicitVRLittleEndian) -> list[int]:
+    ae = AE(ae_title="CT01")
+    for uid in {ds.SOPClassUID for ds in datasets}:
+        ae.add_requested_context(uid, syntax)
+    assoc = ae.associate("127.0.0.1", port, ae_title="RADFLOW")
+    assert assoc.is_established
+    try:
+        return [assoc.send_c_store(ds).Status for ds in datasets]
+    finally:
+        assoc.release()
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian])
+def test_instances_are_spooled_as_received_before_success(scp, syntax: str) -> None:
+    service, port, notes = scp
+    study = SyntheticStudy("ACC9", series=[("CT", 2), ("MR", 1)], size=16, patient_name="Müller^Jürgen")
+    sent = list(study.datasets())
+    assert send(port, sent, syntax) == [SUCCESS] * 3
+    spooled = {i.sop_instance_uid: i for i in service.spool.instances(study.study_uid)}
+    assert set(spooled) == {ds.SOPInstanceUID for ds in sent}
+    for ds in sent:
+        back = pydicom.dcmread(spooled[ds.SOPInstanceUID].path)
+        assert back.file_meta.TransferSyntaxUID == syntax and back.file_meta.SourceApplicationEntityTitle == "CT01"
+        assert back.PixelData == ds.PixelData and back.SeriesInstanceUID == ds.SeriesInstanceUID
+    rec = service.spool.study(study.study_uid)
+    assert (rec.accession, rec.patient_id, rec.patient_name, rec.calling_ae) == ("ACC9", "SYN0001", "Müller^Jürgen", "CT01")
+    info = service.spool.study_info(study.study_uid)
+    assert (info.series_count, info.instance_count, info.modality) == (2, 3, "CT\\MR")
+    service.loop.run_until_complete(asyncio.sleep(0))  # the hops queued by the association thread
+    assert notes.seen == [study.study_uid] * 3
+
+
+def test_unusable_dataset_and_full_disk_are_never_success(scp, monkeypatch: pytest.MonkeyPatch) -> None:
+    service, port, notes = scp
+    no_study = next(SyntheticStudy("ACC1", size=8).datasets())
+    del no_study.StudyInstanceUID
+    ok, broken = list(SyntheticStudy("ACC2", series=[("CT", 2)], size=8).datasets())
+    assert send(port, [no_study]) == [CANNOT_UNDERSTAND]
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    assert send(port, [ok]) == [SUCCESS]
+    monkeypatch.setattr(Spool, "_write_durably", full)
+    assert send(port, [broken]) == [OUT_OF_RESOURCES]
+    assert [i.sop_instance_uid for i in service.spool.instances(ok.StudyInstanceUID)] == [ok.SOPInstanceUID]
+    service.loop.run_until_complete(asyncio.sleep(0))
+    assert notes.seen == [ok.StudyInstanceUID]  # only what was answered success
