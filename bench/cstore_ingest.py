@@ -166,6 +166,8 @@ async def main() -> None:
                 print(f"  radflow without file fsync (index still FULL): {rate['radflow_nofsync']:7.1f} inst/s")
                 print(f"  ratio radflow / plain = {rate['radflow'] / rate['plain']:.2f}  (goal >= 0.90); "
                       f"without file fsync {rate['radflow_nofsync'] / rate['plain']:.2f}")
+                paired = [p / r for p, r in zip(results["plain"], results["radflow"], strict=True)]
+                print("  same-run ratios radflow / plain: " + ", ".join(f"{x:.2f}" for x in paired))
 
                 t0 = time.perf_counter()
                 while True:
