@@ -109,6 +109,9 @@ async def main() -> None:
     parser.add_argument("--instances", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--size", type=int, default=128, help="rows = columns (16-bit pixels)")
+    parser.add_argument("--sync-consumers", default="",
+                        help="comma-separated SYNC_CONSUMERS for the order (e.g. worklist,fhir); each adds "
+                             "one activity per applied change, i.e. to 6c")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="radflow-bench-cstore-"))
@@ -133,7 +136,8 @@ async def main() -> None:
         task_queue="bench-cstore", data_dir=tmp / "radflow", dicom_host="127.0.0.1", dicom_port=free_port(),
         dicom_ae_title=orthanc.known_aet, dicom_stable_age_s=2.0, dicom_archive_host="127.0.0.1",
         dicom_archive_port=orthanc.dicom_port, dicom_archive_ae_title=orthanc.aet, dicom_archive_timeout_s=30.0,
-        acquisition_consumers=["archive"], report_consumers=["hl7"], sync_consumers=[],
+        acquisition_consumers=["archive"], report_consumers=["hl7"],
+        sync_consumers=[c for c in args.sync_consumers.split(",") if c],
     )
     service = order_service(client, settings)
     nofsync = settings.model_copy(update={"data_dir": tmp / "radflow-nofsync", "dicom_port": free_port(),
@@ -180,7 +184,8 @@ async def main() -> None:
                 print(f"\norder {study.accession}: {state.status.value} {waited:.1f} s after the last C-STORE "
                       f"(stable age {settings.dicom_stable_age_s:.0f} s + forwarding {state.study.instance_count} instances "
                       f"to Orthanc + C-FIND)")
-                print(f"  history events for the images: {for_images} (goal <= 20); whole order history: {total}")
+                print(f"  history events for the images: {for_images} (goal <= 20); whole order history: {total}; "
+                      f"sync consumers: {settings.sync_consumers or 'none'}")
                 print("  " + ", ".join(f"{k.lower()} {n}" for k, n in sorted(kinds.items())))
                 print(f"  Orthanc holds {orthanc.study_instance_count(study.study_uid)} instances of the study")
             finally:
