@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from collections import Counter
@@ -154,7 +153,3 @@ def storescu(host: str, port: int, files: Sequence[Path], *, calling: str = "MOD
         pytest.fail(f"{STORESCU} missing: apt-get install -y dcmtk")
     cmd = [STORESCU, "-aet", calling, "-aec", called, *extra, host, str(port), *map(str, files)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=NODELAY_ENV)
-
-
-def have(binary: str) -> bool:
-    return Path(binary).exists() or shutil.which(binary) is not None

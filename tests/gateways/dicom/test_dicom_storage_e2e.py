@@ -40,7 +40,7 @@ from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
-STABLE_AGE_S = 1.0
+STABLE_AGE_S = 2.0  # long enough that a loaded machine's pause inside one storescu run is not a quiet period
 
 
 def settings_for(tmp_path: Path, task_queue: str, orthanc: Orthanc, **overrides) -> Settings:  # noqa: F811
@@ -84,6 +84,17 @@ class Radflow:
     async def wait_status(self, accession: str, *statuses: OrderStatus, timeout_s: float = 30.0) -> OrderState:
         return await eventually(lambda: self.state(accession), lambda s: s.status in statuses, timeout_s=timeout_s)
 
+    async def wait_acquired(self, accession: str, instances: int, timeout_s: float = 40.0) -> OrderState:
+        return await wait_acquired(self.service, accession, instances, timeout_s)
+
+
+async def wait_acquired(service: OrderService, accession: str, instances: int, timeout_s: float = 40.0) -> OrderState:
+    """ACQUIRED with the archive step confirmed for exactly this many instances."""
+    return await eventually(lambda: service.get_state(accession),
+                            lambda s: s.status == OrderStatus.ACQUIRED
+                            and s.deliveries.get("acquisition:archive") == f"n{instances}:delivered",
+                            timeout_s=timeout_s)
+
 
 @pytest.fixture
 async def radflow(client: Client, task_queue: str, tmp_path: Path, orthanc: Orthanc) -> AsyncIterator[Radflow]:  # noqa: F811
@@ -99,7 +110,7 @@ async def radflow(client: Client, task_queue: str, tmp_path: Path, orthanc: Orth
                 await gateway.stop()
 
 
-def assert_all_stored(result: subprocess.CompletedProcess, count: int) -> None:
+def assert_all_stored(result: subprocess.CompletedProcess) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Store Failed" not in result.stderr + result.stdout
 
@@ -116,9 +127,9 @@ async def test_study_via_radflow_reaches_orthanc_and_then_acquired(radflow: Radf
     study = SyntheticStudy(order.accession, series=[("CT", 6), ("CT", 4), ("OT", 2)], size=64)
     files = study.write(tmp_path / "study")
 
-    assert_all_stored(storescu("127.0.0.1", radflow.port, files, calling="CT01", called=radflow.settings.dicom_ae_title), 12)
+    assert_all_stored(storescu("127.0.0.1", radflow.port, files, calling="CT01", called=radflow.settings.dicom_ae_title))
 
-    state = await radflow.wait_status(order.accession, OrderStatus.ACQUIRED)
+    state = await radflow.wait_acquired(order.accession, 12)
     assert state.status == OrderStatus.ACQUIRED, timeline_text(state)
     assert orthanc.study_instance_count(study.study_uid) == 12
     s = state.study
@@ -141,7 +152,7 @@ async def test_archive_count_mismatch_needs_attention_then_operator_retry(radflo
     dropped_series = str(pydicom.dcmread(files[-1], stop_before_pixels=True).SeriesInstanceUID)
     orthanc.reject_series(dropped_series)  # the archive acknowledges these but keeps nothing
     try:
-        assert_all_stored(storescu("127.0.0.1", radflow.port, files, called=radflow.settings.dicom_ae_title), 8)
+        assert_all_stored(storescu("127.0.0.1", radflow.port, files, called=radflow.settings.dicom_ae_title))
         state = await radflow.wait_status(order.accession, OrderStatus.NEEDS_ATTENTION)
         assert state.status == OrderStatus.NEEDS_ATTENTION, timeline_text(state)
         assert state.status_before_attention == OrderStatus.IN_PROGRESS
@@ -152,7 +163,7 @@ async def test_archive_count_mismatch_needs_attention_then_operator_retry(radflo
         orthanc.reject_series(None)
 
     await radflow.service.operator_action(order.accession, OperatorAction(action="retry", note="archive fixed"))
-    state = await radflow.wait_status(order.accession, OrderStatus.ACQUIRED)
+    state = await radflow.wait_acquired(order.accession, 8)
     assert state.status == OrderStatus.ACQUIRED, timeline_text(state)
     assert orthanc.study_instance_count(study.study_uid) == 8
     receptions = orthanc.receptions()
@@ -168,7 +179,7 @@ async def test_unsolicited_study_is_an_exception_until_linked(radflow: Radflow, 
                                                              tmp_path: Path) -> None:
     study = SyntheticStudy(new_accession("NOPE"), series=[("CT", 3), ("CT", 2)], size=32)
     files = study.write(tmp_path / "study")
-    assert_all_stored(storescu("127.0.0.1", radflow.port, files, called=radflow.settings.dicom_ae_title), 5)
+    assert_all_stored(storescu("127.0.0.1", radflow.port, files, called=radflow.settings.dicom_ae_title))
 
     async def listed():
         r = await radflow.api.get("/exceptions", params={"kind": "study"})
@@ -202,7 +213,7 @@ async def test_unsolicited_study_is_an_exception_until_linked(radflow: Radflow, 
     assert conflict.status_code == 409
 
     assert await eventually(listed, lambda items: not items) == []
-    state = await radflow.wait_status(order.accession, OrderStatus.ACQUIRED)
+    state = await radflow.wait_acquired(order.accession, 5)
     assert state.status == OrderStatus.ACQUIRED, timeline_text(state)
     assert state.study.study_instance_uid == study.study_uid and state.study.instance_count == 5
     assert any(e.kind == "STUDY_LINKED" for e in state.timeline)
@@ -287,7 +298,7 @@ async def test_kill_9_gateway_loses_and_duplicates_nothing(client: Client, dev_s
         await service.start_order(order, EventSource.HL7, "ORM1")
         try:
             await gateway.start()
-            assert_all_stored(storescu("127.0.0.1", settings.dicom_port, files[:10], called=settings.dicom_ae_title), 10)
+            assert_all_stored(storescu("127.0.0.1", settings.dicom_port, files[:10], called=settings.dicom_ae_title))
             acked = await asyncio.to_thread(send_until_killed, settings.dicom_port, settings.dicom_ae_title,
                                             files[10:], 6, gateway.kill9)
             assert len(acked) == 6
@@ -303,10 +314,9 @@ async def test_kill_9_gateway_loses_and_duplicates_nothing(client: Client, dev_s
             await gateway.start()
             rest = [p for p in files if sop_of[p] not in set(acknowledged)]
             # The modality resends what it got no answer for, plus one it did (a retry storm).
-            assert_all_stored(storescu("127.0.0.1", settings.dicom_port, rest + files[:1], called=settings.dicom_ae_title), 0)
+            assert_all_stored(storescu("127.0.0.1", settings.dicom_port, rest + files[:1], called=settings.dicom_ae_title))
 
-            state = await eventually(lambda: service.get_state(order.accession),
-                                     lambda s: s.status == OrderStatus.ACQUIRED, timeout_s=40)
+            state = await wait_acquired(service, order.accession, 30)
         finally:
             gateway.stop()
     assert state.status == OrderStatus.ACQUIRED, timeline_text(state)
