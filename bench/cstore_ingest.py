@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -195,6 +196,7 @@ async def main() -> None:
         plain.shutdown()
         orthanc.stop()
         temporal.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
     sys.stdout.flush()
     # temporalio workers may crash at interpreter exit (sdk-python#300): leave without finalizing.
     os._exit(0)
