@@ -73,6 +73,17 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+async def drain(pids: list[int], max_wait_s: float, window_s: float = 0.5, idle_share: float = 0.05) -> None:
+    """Wait until the server and worker use under `idle_share` of a core, at most `max_wait_s`."""
+    deadline = time.monotonic() + max_wait_s
+    while time.monotonic() < deadline:
+        before = [cpu_seconds(pid) for pid in pids]
+        await asyncio.sleep(window_s)
+        used = sum(cpu_seconds(pid) - b for pid, b in zip(pids, before, strict=True))
+        if used < idle_share * window_s:
+            return
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
@@ -216,7 +227,9 @@ async def main(args: argparse.Namespace) -> int:
             for phase in ("raw", "mllp") if r % 2 == 0 else ("mllp", "raw"):
                 run = f"{phase[0].upper()}{r}{uuid.uuid4().hex[:4]}"
                 msgs = [orm(i, run) for i in range(args.n)]
-                await asyncio.sleep(args.pause)  # let the worker finish the previous phase's first tasks
+                # Each phase starts on an idle system: the previous phase's workflow tasks must not be
+                # processed (and billed) during this one.
+                await drain([server.process.pid, procs[0].pid], args.pause)
                 cpu_before = [cpu_seconds(), *(cpu_seconds(p.pid) for p in procs)]
                 if phase == "raw":
                     elapsed, lat = await phase_raw(client, task_queue, msgs, args.concurrency)
@@ -270,7 +283,7 @@ def cli() -> None:
     p.add_argument("--concurrency", "-c", type=int, default=16, help="concurrent starters / MLLP connections")
     p.add_argument("--rounds", type=int, default=2, help="rounds; phases alternate their order each round")
     p.add_argument("--warmup", type=int, default=40)
-    p.add_argument("--pause", type=float, default=2.0, help="seconds between phases")
+    p.add_argument("--pause", type=float, default=60.0, help="at most this long between phases, waiting for server and worker to go idle")
     code = asyncio.run(main(p.parse_args()))
     sys.stdout.flush()
     os._exit(code)
