@@ -62,6 +62,7 @@ class ImagingOrderWorkflow:
         self._operator = _Operator()
         self._done = False
         self._sa_last: dict[str, object] = {}
+        self._synced_key: tuple = ()
         if start.carried is not None:
             self.state = start.carried
             return
@@ -218,7 +219,24 @@ class ImagingOrderWorkflow:
             self._after_change(kind.value, outcome.deliver_report, outcome.check_acquisition)
 
     def _enqueue_sync(self, milestone: str) -> None:
+        # Mirrors only hear about what they mirror: a new study count before acquisition
+        # (every STUDY_STABLE) changes nothing they show, and would cost history per study.
+        key = self._mirrored_key()
+        if key == self._synced_key:
+            return
+        self._synced_key = key
         self._enqueue_each(self.policy.sync_consumers, d.SYNC_ACTIVITIES, milestone)
+
+    def _mirrored_key(self) -> tuple:
+        s = self.state
+        confirmed = s.study.archive_confirmed
+        return (
+            effective_status(s).value,
+            s.order.model_dump_json(),
+            s.report.version if s.report else 0,
+            confirmed,
+            s.study.instance_count if confirmed else 0,
+        )
 
     def _enqueue_each(self, consumers: list[str], registry: dict[str, str], milestone: str) -> None:
         for consumer in consumers:

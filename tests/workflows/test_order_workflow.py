@@ -102,3 +102,35 @@ async def test_accession_allocation_is_unique_and_idempotent(client: Client, tas
     a2 = await svc.allocate_accession(f"P-{task_queue}-1^EHR")
     assert a == a2 and a != b and a.startswith("ZZ")
     assert await svc.accession_for_placer(f"P-{task_queue}-1", f"P-{task_queue}-1^EHR") == a
+
+
+synced: list[str] = []
+
+
+@activity.defn(name="sync_worklist")
+async def fake_sync(req: StepRequest) -> StepResult:
+    synced.append(f"{req.accession}:{req.milestone}")
+    return StepResult(outcome="delivered")
+
+
+async def test_mirrors_hear_only_what_they_mirror(client: Client, task_queue: str) -> None:
+    """Study counts before acquisition are not mirrored: a study costs no sync per STUDY_STABLE."""
+    async with Worker(client, task_queue=task_queue, workflows=[ImagingOrderWorkflow, AccessionAllocatorWorkflow],
+                      activities=[fake_hl7_delivery, fake_sync]):
+        svc = OrderService(client, task_queue=task_queue, policy=OrderPolicy(sync_consumers=["worklist"]))
+        order = make_order()
+        order.study_instance_uid = stable_study().study_instance_uid  # known from the order
+        await svc.start_order(order, EventSource.HL7)
+        acc = order.accession
+        await svc.send_event(acc, event(EventKind.PROCEDURE_STARTED, source=EventSource.DICOM))
+        await svc.send_event(acc, event(EventKind.PROCEDURE_COMPLETED, source=EventSource.DICOM,
+                                        study=stable_study(instances=0).model_copy(update={"expected_instance_count": 50})))
+        for n in (10, 30):  # counts grow, not complete yet: nothing to mirror
+            await svc.send_event(acc, event(EventKind.STUDY_STABLE, study=stable_study(instances=n), source=EventSource.DICOM))
+        await svc.send_event(acc, event(EventKind.STUDY_STABLE, study=stable_study(instances=50), source=EventSource.DICOM))
+        for _ in range(100):
+            if f"{acc}:ACQUISITION_CONFIRMED" in synced:
+                break
+            await asyncio.sleep(0.05)
+        mine = [m.split(":", 1)[1] for m in synced if m.startswith(acc)]
+        assert mine == ["NEW_ORDER", "PROCEDURE_STARTED", "ACQUISITION_CONFIRMED"]
