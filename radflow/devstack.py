@@ -10,7 +10,12 @@ import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+from temporalio.client import Client
+from temporalio.service import RetryConfig, RPCError
 
 from radflow.temporal import dev_server_search_attribute_args
 
@@ -60,6 +65,8 @@ class DevServer:
         return cmd + dev_server_search_attribute_args()
 
     async def start(self, timeout_s: float = 30.0) -> None:
+        """Start and return once the frontend answers RPCs (an open port is not enough:
+        it says "Frontend is not healthy yet" for a moment after it listens)."""
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         self.process = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = asyncio.get_running_loop().time() + timeout_s
@@ -67,12 +74,13 @@ class DevServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"temporal dev server exited with {self.process.returncode} (see {self.log_file})")
             try:
-                _, writer = await asyncio.open_connection(self.host, self.port)
-                writer.close()
-                break
-            except OSError:
+                client = await Client.connect(self.address, retry_config=RetryConfig(max_retries=0))
+                await client.workflow_service.get_system_info(GetSystemInfoRequest(), timeout=timedelta(seconds=2))
+                await client.count_workflows()  # visibility (SQLite) is up too
+                return
+            except (RuntimeError, RPCError, OSError):
                 if asyncio.get_running_loop().time() > deadline:
-                    raise TimeoutError(f"temporal dev server not listening on {self.address}") from None
+                    raise TimeoutError(f"temporal dev server not ready on {self.address}") from None
                 await asyncio.sleep(0.1)
 
     def stop(self, timeout_s: float = 15.0) -> None:

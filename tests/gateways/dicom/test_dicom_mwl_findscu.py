@@ -178,8 +178,15 @@ async def test_cancel_stops_a_long_answer(mwl: DicomStack) -> None:
     entries = [entry_from_state(OrderState(order=make_order(uniq("B"), station=station, start=t0 + timedelta(minutes=i)),
                                            status=OrderStatus.SCHEDULED, created_at=t0, updated_at=t0)) for i in range(BULK)]
     mwl.gateway.worklist_store.apply_many(entries)
-    res = await findscu(mwl.port, [f"{SPS}.ScheduledStationAETitle={station}", "AccessionNumber"], extra=["-v", "--cancel", "3"])
-    assert res.returncode == 0, res.output
-    # The SCP checks for the C-CANCEL between matches: it stops long before the end.
-    assert 3 <= len(res.responses) < BULK // 2, f"{len(res.responses)} responses after C-CANCEL"
+    # The SCP checks for the C-CANCEL between matches, so it stops long before the end once the
+    # cancel has arrived. On a starved machine findscu itself can be slower than the 2,000 answers
+    # (seen under a load average of 5): up to three tries, one must be cut short.
+    counts = []
+    for _ in range(3):
+        res = await findscu(mwl.port, [f"{SPS}.ScheduledStationAETitle={station}", "AccessionNumber"], extra=["-v", "--cancel", "3"])
+        assert res.returncode == 0, res.output
+        counts.append(len(res.responses))
+        if len(res.responses) < BULK // 2:
+            break
+    assert 3 <= counts[-1] < BULK // 2, f"responses after C-CANCEL, per try: {counts}"
     assert "Final Find Response (Cancel" in res.output, res.output[-2000:]
