@@ -17,8 +17,9 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from radflow.settings import Settings
 
@@ -97,13 +98,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_mllp(args: argparse.Namespace) -> int:
     from radflow.components import MllpComponent
-    from radflow.wiring import order_service
 
     settings = settings_from(args)
-    if args.host:
-        settings = settings.model_copy(update={"mllp_host": args.host})
-    if args.port:
-        settings = settings.model_copy(update={"mllp_port": args.port})
+    updates = {k: v for k, v in (("mllp_host", args.host), ("mllp_port", args.port)) if v}
+    settings = settings.model_copy(update=updates)
+    return _serve_gateway(settings, "radflow MLLP gateway is running",
+                          lambda svc: MllpComponent(svc, settings, settings.mllp_host, settings.mllp_port))
+
+
+def _serve_gateway(settings: Settings, title: str, component: Callable[[Any], Any]) -> int:
+    """Run one gateway component against Temporal until SIGINT/SIGTERM."""
+    from radflow.wiring import order_service
+
     _setup_logging(settings)
 
     async def run() -> int:
@@ -112,8 +118,8 @@ def cmd_mllp(args: argparse.Namespace) -> int:
         client = await _connect_or_none(settings)
         if client is None:
             return 1
-        comp = MllpComponent(order_service(client, settings), settings, settings.mllp_host, settings.mllp_port)
-        return await run_components([comp], banner=lambda c: banner_text("radflow MLLP gateway is running", c))
+        comp = component(order_service(client, settings))
+        return await run_components([comp], banner=lambda c: banner_text(title, c))
 
     return _run_forever(run())
 
@@ -139,23 +145,12 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 def cmd_dicom(args: argparse.Namespace) -> int:
     from gateways.dicom.component import DicomComponent
-    from radflow.wiring import order_service
 
     settings = settings_from(args)
     updates = {k: v for k, v in (("dicom_host", args.host), ("dicom_port", args.port), ("dicom_ae_title", args.ae_title)) if v}
     settings = settings.model_copy(update=updates)
-    _setup_logging(settings)
-
-    async def run() -> int:
-        from radflow.runner import banner_text, run_components
-
-        client = await _connect_or_none(settings)
-        if client is None:
-            return 1
-        comp = DicomComponent(order_service(client, settings), settings, settings.dicom_host, settings.dicom_port)
-        return await run_components([comp], banner=lambda c: banner_text("radflow DICOM gateway is running", c))
-
-    return _run_forever(run())
+    return _serve_gateway(settings, "radflow DICOM gateway is running",
+                          lambda svc: DicomComponent(svc, settings, settings.dicom_host, settings.dicom_port))
 
 
 def cmd_worklist_rebuild(args: argparse.Namespace) -> int:
