@@ -9,14 +9,12 @@ only answers "does this step exist, and may it still change?".
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from pydicom.dataset import Dataset
+
+from gateways.dicom.sqlite_file import SqliteFile
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS mpps (
@@ -47,21 +45,8 @@ class MppsRecord:
         return bool(self.accessions)
 
 
-class MppsStore:
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
-        try:
-            yield db
-        finally:
-            db.close()
+class MppsStore(SqliteFile):
+    SCHEMA = SCHEMA
 
     def get(self, uid: str) -> MppsRecord | None:
         with self._connect() as db:

@@ -19,13 +19,11 @@ SQLite connections must not cross threads; WAL lets readers run beside the write
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 from domain.dicom.matching import Query
 from domain.dicom.mwl import SPS, Item, WorklistEntry
+from gateways.dicom.sqlite_file import SqliteFile
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS worklist (
@@ -78,21 +76,8 @@ _SPS_COLUMNS = {
 }
 
 
-class WorklistStore:
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
-        try:
-            yield db
-        finally:
-            db.close()
+class WorklistStore(SqliteFile):
+    SCHEMA = SCHEMA
 
     # ------------------------------------------------------------- writes (worker)
     def apply(self, entry: WorklistEntry) -> bool:
