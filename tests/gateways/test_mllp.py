@@ -156,3 +156,28 @@ async def test_client_timeout_and_refused() -> None:
         server.close()
     with pytest.raises(OSError):
         await send_messages("127.0.0.1", port, [b"x"], timeout_s=1)
+
+
+async def test_accepted_sockets_have_nagle_off(listener: tuple[str, int]) -> None:
+    """Every accepted connection has TCP_NODELAY, read back from the server-side socket.
+
+    (asyncio's selector transports also set it; serve_mllp sets it explicitly so a change of
+    event loop or transport cannot bring Nagle's ~40-200 ms back.)"""
+    import gc
+    import socket
+
+    async with MllpClient(*listener) as client:
+        await client.send(MSG)
+        local = client._writer.get_extra_info("sockname")[:2]  # our end = the accepted socket's peer
+        accepted = [s for s in gc.get_objects()
+                    if isinstance(s, socket.socket) and s.fileno() != -1 and s.type == socket.SOCK_STREAM
+                    and _peer(s) == local]
+        assert len(accepted) == 1
+        assert accepted[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+
+
+def _peer(sock) -> tuple | None:
+    try:
+        return sock.getpeername()[:2]
+    except OSError:
+        return None
