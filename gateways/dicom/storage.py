@@ -2,9 +2,11 @@
 
 The C-STORE handler runs in the association's thread and never waits for Temporal: it
 reads a handful of header attributes, spools the encoded dataset as received (no
-decode/re-encode) and answers success only once the instance is durable. The study's
-news reaches the order workflow through the aggregator on the event loop; forwarding to
-the archive is the worker's `archive_study` activity.
+decode/re-encode) and answers success only once the instance is durable, i.e. once the
+spool's single SQLite commit holding its bytes and index row is synced (spool.py); any
+failure before that answers 0xA700 so the sender keeps the instance. The study's news
+reaches the order workflow through the aggregator on the event loop; forwarding to the
+archive is the worker's `archive_study` activity.
 """
 
 from __future__ import annotations
@@ -143,7 +145,8 @@ class StorageService:
                  spool: Spool | None = None, aggregator: StudyAggregator | None = None) -> None:
         self.settings = settings
         self.loop = loop
-        self.spool = spool or Spool(spool_dir(settings), fsync=settings.dicom_spool_fsync)
+        self.spool = spool or Spool(spool_dir(settings), fsync=settings.dicom_spool_fsync,
+                                    file_threshold=settings.dicom_spool_file_threshold_bytes)
         self.aggregator = aggregator or StudyAggregator(self.spool, service, stable_age_s=settings.dicom_stable_age_s)
 
     def contexts(self) -> list[PresentationContext]:

@@ -1,8 +1,13 @@
-"""Spool: durable files + SQLite index, dedupe by SOP Instance UID, counts, progress, reopen."""
+"""Spool: instance bytes + index in one durable SQLite commit (big instances as files),
+dedupe by SOP Instance UID, counts, progress, reopen, crash safety."""
 
 from __future__ import annotations
 
 import os
+import signal
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,14 +29,27 @@ class Clock:
         return self.t
 
 
-def test_store_writes_file_and_index(tmp_path: Path) -> None:
+def test_store_commits_bytes_and_index_together(tmp_path: Path) -> None:
     spool = Spool(tmp_path, clock=Clock())
     assert spool.store(header("1.2.3.1.1"), b"DICM-bytes-1")
     [inst] = spool.instances("1.2.3")
-    assert inst.path.read_bytes() == b"DICM-bytes-1"
-    assert inst.path.is_relative_to(tmp_path / "studies") and not inst.forwarded
+    assert inst.path is None and inst.size == 12 and not inst.forwarded
+    assert spool.read("1.2.3.1.1") == b"DICM-bytes-1"
+    assert not any((tmp_path / "studies").rglob("*"))  # no file per instance
     rec = spool.study("1.2.3")
     assert rec is not None and rec.instance_count == 1 and rec.accession == "ACC1" and rec.calling_ae == "CT01"
+    # Committed when store() returned: another connection (the worker's process) sees both.
+    other = sqlite3.connect(tmp_path / "index.sqlite")
+    assert other.execute("SELECT b.data FROM instances i JOIN blobs b USING (sop_instance_uid)").fetchall() == [
+        (b"DICM-bytes-1",)]
+    other.close()
+
+
+def test_commit_is_synced_unless_fsync_is_off(tmp_path: Path) -> None:
+    durable = Spool(tmp_path / "a")
+    assert durable._db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert durable._db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL: the WAL is synced at commit
+    assert Spool(tmp_path / "b", fsync=False)._db.execute("PRAGMA synchronous").fetchone() == (1,)
 
 
 def test_resend_of_same_sop_instance_is_kept_once(tmp_path: Path) -> None:
@@ -39,8 +57,63 @@ def test_resend_of_same_sop_instance_is_kept_once(tmp_path: Path) -> None:
     assert spool.store(header("1.2.3.1.1"), b"first")
     assert not spool.store(header("1.2.3.1.1"), b"second")
     [inst] = spool.instances("1.2.3")
-    assert inst.path.read_bytes() == b"first"
+    assert spool.read(inst.sop_instance_uid) == b"first"
     assert spool.study("1.2.3").instance_count == 1
+
+
+def test_instances_above_the_threshold_are_files(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, clock=Clock(), file_threshold=8)
+    assert spool.store(header("1.2.3.1.1"), b"12345678")
+    assert spool.store(header("1.2.3.1.2"), b"123456789")
+    small, big = spool.instances("1.2.3")
+    assert small.path is None and spool.read(small.sop_instance_uid) == b"12345678"
+    assert big.path == tmp_path / "studies" / "1.2.3" / "1.2.3.1.2.dcm" and big.path.read_bytes() == b"123456789"
+    assert spool.read(big.sop_instance_uid) == b"123456789"
+    spool.close()
+    again = Spool(tmp_path)  # the default threshold reads both kinds the same way
+    assert [again.read(i.sop_instance_uid) for i in again.instances("1.2.3")] == [b"12345678", b"123456789"]
+    with pytest.raises(KeyError):
+        again.read("9.9.9")
+
+
+def test_full_database_stores_nothing_and_raises(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, clock=Clock())
+    assert spool.store(header("1.2.3.1.1"), b"x")
+    pages = spool._db.execute("PRAGMA page_count").fetchone()[0]
+    spool._db.execute(f"PRAGMA max_page_count = {pages}")  # as if the disk were full
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        spool.store(header("1.2.3.1.2"), os.urandom(64 * 1024))
+    assert [i.sop_instance_uid for i in spool.instances("1.2.3")] == ["1.2.3.1.1"]
+    assert spool.study("1.2.3").instance_count == 1
+    spool._db.execute("PRAGMA max_page_count = 1073741823")
+    assert spool.store(header("1.2.3.1.2"), b"y")  # the resend after space was freed
+    assert spool.study("1.2.3").instance_count == 2
+
+
+_WRITER = """
+import sys
+from gateways.dicom.spool import InstanceHeader, Spool
+spool = Spool(sys.argv[1])
+for i in range(10_000):
+    sop = f"1.2.3.9.{i}"
+    spool.store(InstanceHeader(sop, "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.1", "1.2.3", "1.2.3.9"),
+                sop.encode() * 1000)
+    print(sop, flush=True)  # the moment a C-STORE would be answered success
+"""
+
+
+def test_kill_9_after_success_loses_nothing(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[3])
+    acknowledged = [proc.stdout.readline().strip() for _ in range(50)]  # type: ignore[union-attr]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    spool = Spool(tmp_path)
+    spooled = {i.sop_instance_uid for i in spool.instances("1.2.3")}
+    assert set(acknowledged) <= spooled
+    for sop in acknowledged:
+        assert spool.read(sop) == sop.encode() * 1000
+    assert spool.study("1.2.3").instance_count == len(spooled)  # counters match what is stored
 
 
 def test_study_info_counts_series_and_modalities(tmp_path: Path) -> None:
@@ -58,7 +131,7 @@ def test_study_info_counts_series_and_modalities(tmp_path: Path) -> None:
 
 
 def test_unsafe_uids_never_become_paths(tmp_path: Path) -> None:
-    spool = Spool(tmp_path, clock=Clock())
+    spool = Spool(tmp_path, clock=Clock(), file_threshold=0)
     spool.store(header("../../etc/passwd", study="../evil"), b"x")
     [inst] = spool.instances("../evil")
     assert inst.path.resolve().is_relative_to((tmp_path / "studies").resolve())
@@ -92,7 +165,7 @@ def test_linked_accession_wins_over_the_datasets(tmp_path: Path) -> None:
     assert rec.target_accession == "RIGHT" and rec.unmatched
 
 
-def test_store_fsyncs_file_and_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_big_instance_fsyncs_file_and_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     synced: list[str] = []
     real = os.fsync
 
@@ -102,7 +175,7 @@ def test_store_fsyncs_file_and_directory(tmp_path: Path, monkeypatch: pytest.Mon
 
     monkeypatch.setattr(os, "fsync", spy)
     monkeypatch.setattr(os, "fdatasync", spy)
-    spool = Spool(tmp_path, clock=Clock())
+    spool = Spool(tmp_path, clock=Clock(), file_threshold=0)
     spool.store(header("1.2.3.1.1"), b"x")
     study_dir = (tmp_path / "studies" / "1.2.3").resolve()
     assert synced == [str(tmp_path.resolve() / "studies"), str(study_dir / "1.2.3.1.1.dcm"), str(study_dir)]
@@ -112,7 +185,7 @@ def test_store_fsyncs_file_and_directory(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_orphan_file_of_a_crash_is_replaced(tmp_path: Path) -> None:
-    spool = Spool(tmp_path, clock=Clock())
+    spool = Spool(tmp_path, clock=Clock(), file_threshold=0)
     orphan = tmp_path / "studies" / "1.2.3" / "1.2.3.1.1.dcm"
     orphan.parent.mkdir(parents=True)
     orphan.write_bytes(b"half a fi")  # written, never indexed, never acknowledged
@@ -121,10 +194,11 @@ def test_orphan_file_of_a_crash_is_replaced(tmp_path: Path) -> None:
     assert not list(orphan.parent.glob("*.part"))
 
 
-def test_same_instance_on_two_associations_at_once_is_kept_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("file_threshold", [0, 1024])
+def test_same_instance_on_two_associations_at_once_is_kept_once(tmp_path: Path, file_threshold: int) -> None:
     import threading
 
-    spool = Spool(tmp_path, clock=Clock())
+    spool = Spool(tmp_path, clock=Clock(), file_threshold=file_threshold)
     go = threading.Barrier(8)
     results: list[bool] = []
 
@@ -139,12 +213,15 @@ def test_same_instance_on_two_associations_at_once_is_kept_once(tmp_path: Path) 
         t.join()
     assert results.count(True) == 1
     [inst] = spool.instances("1.2.3")
-    assert inst.path.read_bytes() == b"same bytes" and spool.study("1.2.3").instance_count == 1
+    assert spool.read(inst.sop_instance_uid) == b"same bytes" and spool.study("1.2.3").instance_count == 1
+    assert not list((tmp_path / "studies").rglob("*.part"))
 
 
-def test_corrected_resend_under_another_study_keeps_the_first(tmp_path: Path) -> None:
-    spool = Spool(tmp_path, clock=Clock())
+@pytest.mark.parametrize("file_threshold", [0, 1024])
+def test_corrected_resend_under_another_study_keeps_the_first(tmp_path: Path, file_threshold: int) -> None:
+    spool = Spool(tmp_path, clock=Clock(), file_threshold=file_threshold)
     assert spool.store(header("1.2.3.1.1"), b"first")
     assert not spool.store(header("1.2.3.1.1", study="4.5.6"), b"second")
     assert not (tmp_path / "studies" / "4.5.6" / "1.2.3.1.1.dcm").exists()
-    assert [i.path.read_bytes() for i in spool.instances("1.2.3")] == [b"first"]
+    assert [spool.read(i.sop_instance_uid) for i in spool.instances("1.2.3")] == [b"first"]
+    assert spool.instances("4.5.6") == [] and spool.study("4.5.6") is None

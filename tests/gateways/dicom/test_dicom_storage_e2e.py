@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 
 import httpx
@@ -308,7 +309,7 @@ async def test_kill_9_gateway_loses_and_duplicates_nothing(client: Client, dev_s
             spooled = {i.sop_instance_uid: i for i in spool.instances(study.study_uid)}
             assert set(acknowledged) <= set(spooled), "an instance answered success is not in the spool"
             for sop in acknowledged:
-                assert pydicom.dcmread(spooled[sop].path).SOPInstanceUID == sop  # complete, parseable file
+                assert pydicom.dcmread(BytesIO(spool.read(sop))).SOPInstanceUID == sop  # complete, parseable
             spool.close()
 
             await gateway.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from io import BytesIO
 from pathlib import Path
 
 import pydicom
@@ -11,7 +12,6 @@ import pytest
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 
-from gateways.dicom.spool import Spool
 from gateways.dicom.storage import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, SUCCESS, StorageService
 from gateways.dicom.tcp import NODELAY_HANDLER
 from radflow.devstack import free_port
@@ -66,7 +66,7 @@ def test_instances_are_spooled_as_received_before_success(scp, syntax: str) -> N
     spooled = {i.sop_instance_uid: i for i in service.spool.instances(study.study_uid)}
     assert set(spooled) == {ds.SOPInstanceUID for ds in sent}
     for ds in sent:
-        back = pydicom.dcmread(spooled[ds.SOPInstanceUID].path)
+        back = pydicom.dcmread(BytesIO(service.spool.read(ds.SOPInstanceUID)))
         assert back.file_meta.TransferSyntaxUID == syntax and back.file_meta.SourceApplicationEntityTitle == "CT01"
         assert back.PixelData == ds.PixelData and back.SeriesInstanceUID == ds.SeriesInstanceUID
     rec = service.spool.study(study.study_uid)
@@ -77,18 +77,16 @@ def test_instances_are_spooled_as_received_before_success(scp, syntax: str) -> N
     assert notes.seen == [study.study_uid] * 3
 
 
-def test_unusable_dataset_and_full_disk_are_never_success(scp, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unusable_dataset_and_full_disk_are_never_success(scp) -> None:
     service, port, notes = scp
     no_study = next(SyntheticStudy("ACC1", size=8).datasets())
     del no_study.StudyInstanceUID
-    ok, broken = list(SyntheticStudy("ACC2", series=[("CT", 2)], size=8).datasets())
+    ok, broken = list(SyntheticStudy("ACC2", series=[("CT", 2)], size=64).datasets())  # 8 KiB: needs new pages
     assert send(port, [no_study]) == [CANNOT_UNDERSTAND]
 
-    def full(*args, **kwargs):
-        raise OSError(28, "No space left on device")
-
     assert send(port, [ok]) == [SUCCESS]
-    monkeypatch.setattr(Spool, "_write_durably", full)
+    pages = service.spool._db.execute("PRAGMA page_count").fetchone()[0]
+    service.spool._db.execute(f"PRAGMA max_page_count = {pages}")  # the database cannot grow: disk full
     assert send(port, [broken]) == [OUT_OF_RESOURCES]
     assert [i.sop_instance_uid for i in service.spool.instances(ok.StudyInstanceUID)] == [ok.SOPInstanceUID]
     service.loop.run_until_complete(asyncio.sleep(0))
