@@ -174,25 +174,23 @@ class Spool:
         (a resend): the first copy is kept, like an archive answering "already stored"."""
         if len(encoded) > self.file_threshold:
             return self._store_file(header, encoded)
-        with self._lock:
-            with _Transaction(self._db) as cur:
-                new = self._index(cur, header, "", len(encoded))
-                if new:
-                    cur.execute("INSERT OR REPLACE INTO blobs (sop_instance_uid, data) VALUES (?, ?)",
-                                (header.sop_instance_uid, encoded))
+        with self._lock, _Transaction(self._db) as cur:
+            new = self._index(cur, header, "", len(encoded))
+            if new:
+                cur.execute("INSERT OR REPLACE INTO blobs (sop_instance_uid, data) VALUES (?, ?)",
+                            (header.sop_instance_uid, encoded))
         return new
 
     def _store_file(self, header: InstanceHeader, encoded: bytes) -> bool:
         rel = Path("studies") / _name(header.study_uid) / f"{_name(header.sop_instance_uid)}.dcm"
         if not self._write_durably(self.root / rel, encoded, header.sop_instance_uid):
             return False
-        with self._lock:
-            with _Transaction(self._db) as cur:
-                new = self._index(cur, header, str(rel), len(encoded))
-                # Indexed meanwhile: by a twin on another association (same file, keep it)
-                # or under another study (a corrected resend: the first copy wins).
-                row = None if new else cur.execute("SELECT path FROM instances WHERE sop_instance_uid = ?",
-                                                   (header.sop_instance_uid,)).fetchone()
+        with self._lock, _Transaction(self._db) as cur:
+            new = self._index(cur, header, str(rel), len(encoded))
+            # Indexed meanwhile: by a twin on another association (same file, keep it)
+            # or under another study (a corrected resend: the first copy wins).
+            row = None if new else cur.execute("SELECT path FROM instances WHERE sop_instance_uid = ?",
+                                               (header.sop_instance_uid,)).fetchone()
         if row is not None and row[0] != str(rel):
             (self.root / rel).unlink(missing_ok=True)
         return new
