@@ -125,10 +125,7 @@ class ArchiveClient:
     # ------------------------------------------------------------------ C-FIND
     def count_instances(self, study_uid: str) -> int:
         """The archive's own count: STUDY level NumberOfStudyRelatedInstances, else IMAGE level matches."""
-        ae = self._ae()
-        ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
-        assoc = self._associate(ae)
-        try:
+        with self._find_association() as assoc:
             query = Dataset()
             query.QueryRetrieveLevel = "STUDY"
             query.StudyInstanceUID = study_uid
@@ -139,31 +136,31 @@ class ArchiveClient:
             value = matches[0].get("NumberOfStudyRelatedInstances")
             if value not in (None, ""):
                 return int(value)
-            query = Dataset()
-            query.QueryRetrieveLevel = "IMAGE"
-            query.StudyInstanceUID = study_uid
-            query.SeriesInstanceUID = None
-            query.SOPInstanceUID = None
-            return len({str(m.get("SOPInstanceUID", "")) for m in self._find(assoc, query)})
-        finally:
-            if assoc.is_established:
-                assoc.release()
+            return len(self._image_uids(assoc, study_uid))
 
     def list_instances(self, study_uid: str) -> set[str]:
         """SOP Instance UIDs the archive holds for the study (IMAGE level), to find what is missing."""
+        with self._find_association() as assoc:
+            return self._image_uids(assoc, study_uid)
+
+    @contextmanager
+    def _find_association(self) -> Iterator[Association]:
         ae = self._ae()
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
         assoc = self._associate(ae)
         try:
-            query = Dataset()
-            query.QueryRetrieveLevel = "IMAGE"
-            query.StudyInstanceUID = study_uid
-            query.SeriesInstanceUID = None
-            query.SOPInstanceUID = None
-            return {str(m.get("SOPInstanceUID", "")) for m in self._find(assoc, query)} - {""}
+            yield assoc
         finally:
             if assoc.is_established:
                 assoc.release()
+
+    def _image_uids(self, assoc: Association, study_uid: str) -> set[str]:
+        query = Dataset()
+        query.QueryRetrieveLevel = "IMAGE"
+        query.StudyInstanceUID = study_uid
+        query.SeriesInstanceUID = None
+        query.SOPInstanceUID = None
+        return {str(m.get("SOPInstanceUID", "")) for m in self._find(assoc, query)} - {""}
 
     @staticmethod
     def _find(assoc: Association, query: Dataset) -> list[Dataset]:
