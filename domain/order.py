@@ -157,6 +157,15 @@ class OrderEvent(BaseModel):
     report: Report | None = None
     study: StudyInfo | None = None
     reason: str = ""
+    # HL7 null semantics (domain.merge): when `partial`, empty values in `order`/`patient`
+    # were not sent (keep what is stored) and `cleared` lists the paths sent as "" (delete),
+    # e.g. "patient.sex". Events without it (FHIR, histories before it) replace wholesale.
+    partial: bool = False
+    cleared: list[str] = Field(default_factory=list)
+    # Resend detection key when the control id alone is not unique (HL7: sender + MSH-10 +
+    # content hash); "" = control_id. The timeline keeps showing control_id.
+    message_key: str = ""
+    repairs: list[str] = Field(default_factory=list)  # what the gateway repaired in the message
 
 
 class EventResult(BaseModel):

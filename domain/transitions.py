@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from domain.definitions import CLOSED_STATUSES, OrderStatus, ReportStatus
-from domain.order import EventKind, OrderEvent, OrderState, PatientKey
+from domain.merge import merge_partial, sub_paths
+from domain.order import EventKind, OrderEvent, OrderState, Patient, PatientKey
 
 S = OrderStatus
 
@@ -82,7 +83,7 @@ def _order_changed(state: OrderState, event: OrderEvent, current: OrderStatus, n
         return _refuse(event, current)
     if event.order is None:
         return _refuse(event, current, "order change without order details")
-    new = event.order.model_copy()
+    new = merge_partial(state.order, event.order, event.cleared) if event.partial else event.order.model_copy()
     new.accession = state.order.accession  # the key never changes
     if not new.study_instance_uid:
         new.study_instance_uid = state.order.study_instance_uid
@@ -151,8 +152,7 @@ def _patient_updated(state: OrderState, event: OrderEvent, current: OrderStatus,
     old = state.order.patient
     if event.patient.mrn != old.mrn:
         return _refuse(event, current, "patient update for another MRN")
-    new = event.patient.model_copy()
-    new.issuer = new.issuer or old.issuer
+    new = _incoming_patient(old, event)
     if new == old:
         return Outcome(changed=False, summary="demographics unchanged", duplicate=True)
     state.order.patient = new
@@ -170,10 +170,20 @@ def _patient_merged(state: OrderState, event: OrderEvent, current: OrderStatus, 
     if old.mrn != event.merged_from.mrn:
         return _refuse(event, current, "merge does not concern this order's patient")
     state.previous_patients.append(PatientKey(mrn=old.mrn, issuer=old.issuer))
-    new = event.patient.model_copy()
-    new.issuer = new.issuer or old.issuer
-    state.order.patient = new
+    # An A40 PID often carries only the surviving identifier: what it does not send stays.
+    state.order.patient = _incoming_patient(old, event)
     return Outcome(changed=True, summary="patient merged into surviving MRN")
+
+
+def _incoming_patient(old: Patient, event: OrderEvent) -> Patient:
+    assert event.patient is not None
+    if event.partial:
+        new = merge_partial(old, event.patient, sub_paths(event.cleared, "patient."))
+        new.mrn = event.patient.mrn
+    else:
+        new = event.patient.model_copy()
+    new.issuer = new.issuer or old.issuer
+    return new
 
 
 def _report(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:

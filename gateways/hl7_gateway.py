@@ -5,7 +5,9 @@ Temporal); a message that parses but cannot be applied now gets AE (unknown orde
 refused transition, Temporal unreachable: the sender keeps it and retries); a message
 we cannot use gets AR (malformed, unsupported version/type/event, missing segment).
 Resends are harmless: starts use the accession as workflow id, events use
-"HL7:<MSH-10>" as update id, so a duplicate is acknowledged AA and changes nothing.
+"HL7:<sender>:<MSH-10>:<content hash>" as update id (ParsedMessage.message_key), so a
+duplicate is acknowledged AA and changes nothing while a different message that reuses
+an MSH-10 is applied.
 
 Logs carry message type, control id and accession; patient names and MRNs stay out of INFO.
 """
@@ -161,7 +163,7 @@ class Hl7Gateway:
         order started a moment ago may not be listed yet. For merges (where a missed
         order keeps a retired MRN) a second sweep runs after `hl7_merge_resweep_s`
         before the ACK; orders reached by the first sweep are skipped, and every update
-        id is "HL7:<MSH-10>:<accession>", so a resent A40 or an overlap changes nothing.
+        id is "HL7:<message key>:<accession>", so a resent A40 or an overlap changes nothing.
         Orders started after the second sweep with the retired MRN are not re-keyed.
         """
         reached = await self._sweep(cmd, set())
@@ -180,7 +182,9 @@ class Hl7Gateway:
 
     async def _notify(self, cmd: Hl7Command, accession: str) -> None:
         assert cmd.event is not None
-        event = cmd.event.model_copy(update={"control_id": f"{cmd.control_id}:{accession}"})
+        key = cmd.event.message_key
+        event = cmd.event.model_copy(update={"control_id": f"{cmd.control_id}:{accession}",
+                                             "message_key": f"{key}:{accession}" if key else ""})
         try:
             result = await self.service.send_event(accession, event)
         except (EventRejected, OrderNotFound) as err:

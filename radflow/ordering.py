@@ -175,7 +175,8 @@ class OrderService:
         return StartResult(accession=order.accession, created=_was_started(handle), status=status)
 
     async def send_event(self, accession: str, event: OrderEvent) -> EventResult:
-        update_id = d.event_update_id(event.source.value, event.control_id) if event.control_id else None
+        key = event.message_key or event.control_id
+        update_id = d.event_update_id(event.source.value, key) if key else None
         return await self._guard(
             self.handle(accession).execute_update(
                 d.EVENT_UPDATE, event, id=update_id, result_type=EventResult, rpc_timeout=self.rpc_timeout

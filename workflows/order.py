@@ -105,7 +105,9 @@ class ImagingOrderWorkflow:
     @workflow.update(name=d.EVENT_UPDATE)
     def on_event(self, event: OrderEvent) -> EventResult:
         acc = self.state.order.accession
-        if event.control_id and event.control_id in self.state.seen_control_ids:
+        # HL7 keys on sender + MSH-10 + content (message_key): a reused MSH-10 is not a resend.
+        key = event.message_key or event.control_id
+        if key and key in self.state.seen_control_ids:
             return EventResult(accession=acc, status=self.state.status, changed=False, duplicate=True, message="resent message ignored")
         now = workflow.now()
         outcome = apply_event(self.state, event, now)
@@ -113,11 +115,12 @@ class ImagingOrderWorkflow:
             self.state.exceptions += 1
             self._record(event.source, event.kind.value, outcome.error, event.control_id, exception=True)
             raise ApplicationError(outcome.error, type=d.ErrorType.INVALID_TRANSITION, non_retryable=True)
-        if event.control_id:
-            self.state.seen_control_ids = (self.state.seen_control_ids + [event.control_id])[-SEEN_IDS_KEPT:]
+        if key:
+            self.state.seen_control_ids = (self.state.seen_control_ids + [key])[-SEEN_IDS_KEPT:]
         if outcome.changed:
             self.state.updated_at = now
-            self._record(event.source, event.kind.value, outcome.summary, event.control_id)
+            repaired = f" (repaired: {'; '.join(event.repairs)})" if event.repairs else ""
+            self._record(event.source, event.kind.value, outcome.summary + repaired, event.control_id)
             self._after_change(event.kind.value, outcome.deliver_report, outcome.check_acquisition)
         elif outcome.note:
             self._record(event.source, event.kind.value, outcome.summary, event.control_id)

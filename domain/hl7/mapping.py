@@ -33,7 +33,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from domain.definitions import EventSource, ReportStatus
-from domain.hl7.parse import ErrorCode, FieldSpec, Hl7Error, ParsedMessage, Segment, segment_name
+from domain.hl7.parse import NULL, ErrorCode, FieldSpec, Hl7Error, ParsedMessage, Segment, segment_name
 from domain.order import (
     EventKind,
     OrderData,
@@ -67,6 +67,37 @@ TEXT_VALUE_TYPES = {"TX", "FT", "ST", ""}
 _SECTION_MODALITY = {"NMR": "MR", "NMS": "NM", "VUS": "US", "OUS": "US", "CUS": "US", "RX": "CR"}
 _DICOM_MODALITIES = {
     "CR", "CT", "MR", "US", "NM", "PT", "XA", "RF", "DX", "MG", "IO", "PX", "OT", "ES", "XC", "OP", "SM", "BMD", "IVUS", "OCT",
+}
+
+
+# HL7 null semantics: the fields each stored value is read from, in order of preference.
+# On changes (A08/A31/A40, ORC XO) an empty value keeps what is stored; a value whose
+# fields are empty and at least one is `""` is deleted (see domain.merge).
+PATIENT_SOURCES: dict[str, tuple[str, ...]] = {
+    "patient.name": ("PID-5",),
+    "patient.birth_date": ("PID-7",),
+    "patient.sex": ("PID-8",),
+}
+ORDER_SOURCES: dict[str, tuple[str, ...]] = {
+    **PATIENT_SOURCES,
+    "filler_number": ("ORC-3", "OBR-3"),
+    "visit.patient_class": ("PV1-2",),
+    "visit.location": ("PV1-3",),
+    "visit.visit_number": ("PV1-19",),
+    "referring_physician": ("PV1-8",),
+    "procedure": ("OBR-4",),
+    "ordering_provider": ("ORC-12", "OBR-16"),
+    "priority": ("TQ1-9", "OBR-27.6", "ORC-7.6", "OBR-5"),
+    "reason": ("OBR-31",),
+    "requested_at": ("OBR-6", "ORC-9"),
+    "study_instance_uid": ("IPC-3", "ZDS-1"),
+    "schedule.station_ae": (),  # the configured station AE fields (settings)
+    "schedule.modality": ("IPC-5", "OBR-24"),
+    "schedule.start": ("OBR-36", "TQ1-7", "OBR-27.4", "ORC-7.4"),
+    "schedule.station_name": ("IPC-7",),
+    "schedule.location": ("IPC-8",),
+    "schedule.sps_id": ("IPC-4", "OBR-20"),
+    "schedule.requested_procedure_id": ("IPC-2", "OBR-19"),
 }
 
 
@@ -271,6 +302,29 @@ class _Mapper:
             seg = self.pm.first(spec.segment)
         return self._get(seg, spec.field, spec.component, spec.subcomponent)
 
+    def _cleared(self, sources: dict[str, tuple[str, ...]], g: OrderGroup | None = None,
+                 patient_seg: Segment | None = None) -> list[str]:
+        """Paths whose source fields are all empty with at least one sent as `""` (delete)."""
+        out = []
+        for path, specs in sources.items():
+            fields = [FieldSpec.parse(x) for x in specs] or list(self.cfg.station_ae_fields)
+            raws = [self._raw_at(spec, g, patient_seg) for spec in fields]
+            if NULL in raws and all(r in ("", NULL) for r in raws):
+                out.append(path)
+        return out
+
+    def _raw_at(self, spec: FieldSpec, g: OrderGroup | None, patient_seg: Segment | None) -> str:
+        if spec.segment == "PID" and patient_seg is not None:
+            seg = patient_seg
+        elif g is not None and spec.segment in ("ORC", "OBR", "TQ1", "IPC"):
+            seg = g.segment(spec.segment)
+        else:
+            seg = (g.segment(spec.segment) if g is not None else None) or self.pm.first(spec.segment)
+        # A whole field sent as "" is the field's null; a component as "" nulls that component.
+        if spec.component == 1:
+            return self.pm.field_text(seg, spec.field)
+        return self.pm.raw(seg, spec.field, spec.component)
+
     # ------------------------------------------------------------ people
     def _name(self, seg: Segment | None, f: int, rep: int = 1, offset: int = 0) -> PersonName:
         """XPN (offset 0: family, given, middle, suffix, prefix) or XCN (offset 1: id first)."""
@@ -328,7 +382,8 @@ class _Mapper:
         out = []
         for pid in self.pm.segments("PID") or [None]:
             patient = self._patient(pid)
-            event = OrderEvent(kind=EventKind.PATIENT_UPDATED, source=EventSource.HL7, control_id=self.control_id, at=at, patient=patient)
+            event = OrderEvent(kind=EventKind.PATIENT_UPDATED, source=EventSource.HL7, control_id=self.control_id, at=at,
+                               message_key=self.pm.message_key, patient=patient, partial=True, cleared=self._cleared(PATIENT_SOURCES, patient_seg=pid))
             out.append(Hl7Command(CommandKind.PATIENT_FANOUT, self.pm.label, self.control_id, event=event, fanout_mrn=patient.mrn))
         return out
 
@@ -353,7 +408,8 @@ class _Mapper:
                 raise Hl7Error(ErrorCode.REQUIRED_FIELD_MISSING, "MRG-1 prior patient identifier is required", "MRG-1")
             event = OrderEvent(
                 kind=EventKind.PATIENT_MERGED, source=EventSource.HL7, control_id=self.control_id, at=at,
-                patient=survivor, merged_from=old,
+                message_key=self.pm.message_key,
+                patient=survivor, merged_from=old, partial=True, cleared=self._cleared(PATIENT_SOURCES, patient_seg=pid),
             )
             out.append(Hl7Command(CommandKind.PATIENT_FANOUT, self.pm.label, self.control_id, event=event, fanout_mrn=old.mrn))
         return out
@@ -385,7 +441,7 @@ class _Mapper:
                 cmd.kind = CommandKind.START_ORDER
                 cmd.order = order
                 return cmd
-            cmd.event = self._event(EventKind.ORDER_CHANGED, order=order)
+            cmd.event = self._event(EventKind.ORDER_CHANGED, order=order, partial=True, cleared=self._cleared(ORDER_SOURCES, g))
         elif control in ORDER_CONTROL_EVENTS:
             kind = ORDER_CONTROL_EVENTS[control]
             status = self._get(g.orc, 5).upper()
@@ -400,7 +456,8 @@ class _Mapper:
         return cmd
 
     def _event(self, kind: EventKind, **fields: Any) -> OrderEvent:
-        return OrderEvent(kind=kind, source=EventSource.HL7, control_id=self.control_id, at=self._event_time(), **fields)
+        return OrderEvent(kind=kind, source=EventSource.HL7, control_id=self.control_id, at=self._event_time(),
+                          message_key=self.pm.message_key, **fields)
 
     def _order_keys(self, g: OrderGroup) -> tuple[str, str, str]:
         get = self._get

@@ -9,6 +9,7 @@ Values come back unescaped; `""` (explicit null: "delete this value") reads as "
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -138,6 +139,12 @@ class ParsedMessage:
             return ""
         return _leaf(seg[field_no], (rep, component, sub))
 
+    def field_text(self, seg: Segment | None, field_no: int) -> str:
+        """The whole field as sent (all repetitions and components): `""` only for a null field."""
+        if seg is None or field_no >= len(seg):
+            return ""
+        return str(seg[field_no]).rstrip(self.enc.component + self.enc.subcomponent + self.enc.repetition)
+
     def get(self, seg: Segment | None, field_no: int, component: int = 1, sub: int = 1, rep: int = 1) -> str:
         value = self.raw(seg, field_no, component, sub, rep)
         if value == NULL:
@@ -203,6 +210,20 @@ class ParsedMessage:
     @property
     def sending_application(self) -> str:
         return self.get(self.msh, 3)
+
+    @property
+    def message_key(self) -> str:
+        """Resend identity: sender (MSH-3, MSH-4) + MSH-10 + a hash of the message with MSH-7
+        blanked. Senders reuse MSH-10 (counters reset, one id per batch), so the control id
+        alone would take a different message for a resend; a byte-identical resend whose
+        only change is its send time keeps the same key."""
+        first, sep, rest = self.text.partition("\r")
+        parts = first.split(self.enc.field)
+        if len(parts) > 6:
+            parts[6] = ""
+        digest = hashlib.sha256((self.enc.field.join(parts) + sep + rest).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        sender = f"{self.get(self.msh, 3)}^{self.get(self.msh, 4)}"
+        return f"{sender}:{self.control_id}:{digest}"
 
     @property
     def label(self) -> str:
