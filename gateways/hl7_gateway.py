@@ -20,8 +20,10 @@ import logging
 from domain.definitions import EventSource
 from domain.hl7.ack import AckCode, AckHeader, build_ack, build_batch
 from domain.hl7.decode import Decoded, EncodingChars, decode, split_batch
+from domain.hl7.limits import Hl7Limits
 from domain.hl7.mapping import CommandKind, Hl7Command, MappingConfig, map_message
-from domain.hl7.parse import ErrorCode, Hl7Error, parse_message
+from domain.hl7.parse import ErrorCode, Hl7Error, clip, parse_message
+from domain.hl7.validate import validate_commands
 from domain.order import EventKind
 from gateways.mllp import serve_mllp
 from radflow.ordering import EventRejected, OrderNotFound, OrderService, TemporalUnavailable
@@ -41,6 +43,7 @@ class Hl7Gateway:
         self.service = service
         self.settings = settings
         self.config = MappingConfig.from_settings(settings)
+        self.limits = Hl7Limits.from_settings(settings)
         self.merge_resweep_s = float(getattr(settings, "hl7_merge_resweep_s", 2.0))
 
     async def serve(self, host: str | None = None, port: int | None = None) -> asyncio.Server:
@@ -72,11 +75,19 @@ class Hl7Gateway:
     async def _handle_message(self, text: str, decoded: Decoded) -> str:
         header = AckHeader.from_text(text)
         try:
-            pm = parse_message(text, decoded.codec)
+            pm = parse_message(text, decoded.codec, self.limits)
+            commands = map_message(pm, self.config, decoded.charset)
+            if not (commands and commands[0].kind == CommandKind.UNSUPPORTED):
+                validate_commands(commands, pm.control_id, self.limits)
         except Hl7Error as err:
-            log.info("hl7 rejected control=%s: %s", header.control_id or "-", err.reason)
+            log.info("hl7 rejected control=%s: %s", clip(header.control_id) or "-", err.reason)
             return self._ack(header, AckCode.AR, err.reason, err.code, err.location)
-        commands = map_message(pm, self.config, decoded.charset)
+        except Exception:
+            # Parsing and mapping are pure: what fails here fails the same way on every
+            # resend, so AE ("retry") would block the sender's queue forever. AR it, and log
+            # the bug with its traceback.
+            log.exception("hl7 control=%s: message could not be interpreted", clip(header.control_id) or "-")
+            return self._ack(header, AckCode.AR, "message could not be interpreted", ErrorCode.DATA_TYPE)
         if commands and commands[0].kind == CommandKind.UNSUPPORTED:
             cmd = commands[0]
             log.info("hl7 %s rejected control=%s: %s", cmd.label, cmd.control_id, cmd.reason)

@@ -38,9 +38,7 @@ def frame(payload: bytes) -> bytes:
 
 def reject_frame(head: bytes, reason: str) -> bytes:
     """AR for bytes we could not hand to the handler (framing error, oversized frame)."""
-    text = head.decode("latin-1")
-    header = AckHeader.from_text(text)
-    return build_ack(header, AckCode.AR, reason, ErrorCode.SEGMENT_SEQUENCE).encode("latin-1", errors="replace")
+    return fallback_ack(head, AckCode.AR, reason, ErrorCode.SEGMENT_SEQUENCE)
 
 
 class FrameReader:
@@ -185,5 +183,15 @@ async def _call(handler: Handler, payload: bytes, reject: Rejecter) -> bytes:
         # The handler should answer every message itself; if it cannot, the sender gets
         # an AE (retry later), never silence and never AA.
         log.exception("mllp handler failed")
-        header = AckHeader.from_text(payload[:_HEAD_KEPT].decode("latin-1"))
-        return build_ack(header, AckCode.AE, "internal error", ErrorCode.INTERNAL_ERROR).encode("latin-1", errors="replace")
+        return fallback_ack(payload, AckCode.AE, "internal error", ErrorCode.INTERNAL_ERROR)
+
+
+def fallback_ack(head: bytes, code: AckCode, reason: str, error: ErrorCode) -> bytes:
+    """An ACK echoing what can be read of the MSH; if even that fails, one with an empty MSA-2,
+    so a frame is never left unanswered (and the connection stays usable)."""
+    try:
+        header = AckHeader.from_text(head[:_HEAD_KEPT].decode("latin-1"))
+        return build_ack(header, code, reason, error).encode("latin-1", errors="replace")
+    except Exception:
+        log.exception("mllp: could not read the header of a frame being answered %s", code.value)
+        return build_ack(AckHeader(), code, reason, error).encode("latin-1", errors="replace")

@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     # Where the Scheduled Station AE title comes from, first non-empty wins (IPC-9 in OMI; OBR-21 by site convention).
     hl7_station_ae_fields: list[str] = ["IPC-9", "OBR-21"]
     mllp_max_frame: int = 1024 * 1024  # larger frames are answered AR and skipped
+    # Per-message limits (domain/hl7/limits.py, docs/limits.md): over a limit -> AR with the reason.
+    hl7_max_segments: int = 5_000
+    hl7_max_field_chars: int = 65_536  # any field but OBX-5
+    hl7_max_repetitions: int = 1_000  # of one field
+    hl7_max_obx: int = 2_000
+    hl7_max_report_chars: int = 1_000_000  # all OBX-5 of one message
+    hl7_max_report_lines: int = 10_000
     hl7_merge_resweep_s: float = 2.0  # A40: second visibility sweep before the ACK (0 = none)
     ehr_receiving_application: str = "EHR"  # MSH-5/6 of the ORU radflow sends
     ehr_receiving_facility: str = ""

@@ -9,6 +9,7 @@ still gets an AR (MSA-2 empty) so the sender learns why instead of timing out.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -74,9 +75,18 @@ class AckHeader:
             control_id=msh(10),
             trigger=msh(9).split(enc.component)[1] if enc.component in msh(9) else "",
             processing_id=msh(11),
-            version=msh(12).split(enc.component, 1)[0],
+            version=_usable_version(msh(12).split(enc.component, 1)[0]),
             charset=first_rep,
         )
+
+
+_VERSION_SHAPE = re.compile(r"2\.[0-9]{1,2}(\.[0-9]{1,2})?", re.ASCII)
+
+
+def _usable_version(version: str) -> str:
+    """The sender's MSH-12 if it looks like a v2 version, else "" (the ACK then says 2.5.1):
+    an ACK must not repeat 4,300 digits or a byte it could not decode as its version."""
+    return version if _VERSION_SHAPE.fullmatch(version) else ""
 
 
 def _modern(version: str) -> bool:

@@ -139,7 +139,9 @@ def read_msh18(raw: bytes) -> str:
             end = min(end, pos)
     line = raw[start:end]
     field_sep = line[3:4]
-    parts = line.split(field_sep)
+    if not field_sep:  # a bare "MSH" line: no header to read (the parser rejects it)
+        return ""
+    parts = line.split(field_sep, 18)
     # parts[0] = "MSH", parts[1] = MSH-2, so MSH-n is parts[n - 1].
     if len(parts) < 18:
         return ""
@@ -220,6 +222,7 @@ def split_batch(text: str) -> Envelope:
     return Envelope([SEGMENT_SEPARATOR.join(m) for m in messages if any(s.strip() for s in m)], batch, header)
 
 
+MAX_SKIP_LINES = 100  # \.sp n\ beyond this is cut to it
 _FORMAT_ONLY = re.compile(r"^\.(in|ti|sk|ce|fi|nf)[+-]?\d*$")
 
 
@@ -257,8 +260,9 @@ def _escape_sequence(seq: str, enc: EncodingChars, codec: str) -> str:
     if seq == ".br":
         return "\n"
     if seq.startswith(".sp"):
+        # A sender-controlled count: cap it, or "\.sp 999999999\" would be a gigabyte of newlines.
         count = seq[3:].strip().lstrip("+")
-        return "\n" * (int(count) if count.isdigit() else 1)
+        return "\n" * (min(int(count), MAX_SKIP_LINES) if count.isascii() and count.isdigit() and len(count) < 6 else 1)
     if seq[:1] == "X" and len(seq) > 1:
         try:
             data = bytes.fromhex(seq[1:])

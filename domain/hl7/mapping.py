@@ -438,6 +438,10 @@ class _Mapper:
             if control == "NW":
                 if not accession and not placer:
                     raise Hl7Error(ErrorCode.REQUIRED_FIELD_MISSING, "new order without accession or placer order number", "ORC-2")
+                if not (order.procedure.code or order.procedure.text or self._get(g.segment("IPC"), 6, 1)):
+                    # An order nobody can perform; the procedure may also come as OBR-44 or IPC-6 (protocol).
+                    raise Hl7Error(ErrorCode.REQUIRED_FIELD_MISSING,
+                                   "new order without a procedure (OBR-4, OBR-44 or IPC-6)", "OBR-4")
                 cmd.kind = CommandKind.START_ORDER
                 cmd.order = order
                 return cmd
@@ -506,7 +510,7 @@ class _Mapper:
             filler_number=get(orc, 3, 1) or get(obr, 3, 1),
             patient=patient,
             visit=visit,
-            procedure=Procedure(code=get(obr, 4, 1), text=get(obr, 4, 2), coding_system=get(obr, 4, 3)),
+            procedure=self._procedure(obr),
             schedule=schedule,
             ordering_provider=provider,
             referring_physician=referring,
@@ -516,6 +520,14 @@ class _Mapper:
             study_instance_uid=get(ipc, 3, 1) or get(g.segment("ZDS") or self.pm.first("ZDS"), 1, 1),
             character_set=self.charset,
         )
+
+    def _procedure(self, obr: Segment) -> Procedure:
+        """OBR-4 (universal service id), else OBR-44 (procedure code, v2.3+) when OBR-4 is empty."""
+        get = self._get
+        for f in (4, 44):
+            if get(obr, f, 1) or get(obr, f, 2):
+                return Procedure(code=get(obr, f, 1), text=get(obr, f, 2), coding_system=get(obr, f, 3))
+        return Procedure()
 
     # ------------------------------------------------------------ reports
     def _reports(self) -> list[Hl7Command]:

@@ -13,15 +13,19 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 import hl7
 from hl7.exceptions import ParseException
 
 from domain.hl7.decode import EncodingChars, unescape
 
+if TYPE_CHECKING:
+    from domain.hl7.limits import Hl7Limits
+
 NULL = '""'
 # Versions radflow accepts: v2.2 up to v2.9 (ORM^O01 from 2.2, OMI^O23 from 2.4/2.5).
-_VERSION = re.compile(r"^2\.([2-9])(\.\d+)?$")
+_VERSION = re.compile(r"^2\.([2-9])(\.\d{1,3})?$", re.ASCII)
 
 
 class ErrorCode(IntEnum):
@@ -31,6 +35,7 @@ class ErrorCode(IntEnum):
     REQUIRED_FIELD_MISSING = 101
     DATA_TYPE = 102
     TABLE_VALUE_NOT_FOUND = 103
+    VALUE_TOO_LONG = 104  # from v2.6 on; older receivers read the text of ERR
     UNSUPPORTED_MESSAGE_TYPE = 200
     UNSUPPORTED_EVENT = 201
     UNSUPPORTED_PROCESSING_ID = 202
@@ -46,6 +51,7 @@ ERROR_TEXT = {
     ErrorCode.REQUIRED_FIELD_MISSING: "Required field missing",
     ErrorCode.DATA_TYPE: "Data type error",
     ErrorCode.TABLE_VALUE_NOT_FOUND: "Table value not found",
+    ErrorCode.VALUE_TOO_LONG: "Value too long",
     ErrorCode.UNSUPPORTED_MESSAGE_TYPE: "Unsupported message type",
     ErrorCode.UNSUPPORTED_EVENT: "Unsupported event code",
     ErrorCode.UNSUPPORTED_PROCESSING_ID: "Unsupported processing id",
@@ -234,20 +240,42 @@ def segment_name(seg: Segment) -> str:
     return _leaf(seg[0], (1, 1, 1)) if len(seg) else ""
 
 
-def parse_message(text: str, codec: str = "utf-8") -> ParsedMessage:
-    """Parse one message (normalised text starting with MSH) or raise Hl7Error (-> AR)."""
+def parse_message(text: str, codec: str = "utf-8", limits: Hl7Limits | None = None) -> ParsedMessage:
+    """Parse one message (normalised text starting with MSH) or raise Hl7Error (-> AR).
+
+    `limits` (default: Hl7Limits()) are checked first, in one linear pass, so no
+    message costs more than its size allows.
+    """
+    from domain.hl7.limits import Hl7Limits, check_limits  # limits.py raises our Hl7Error: import here, not at the top
+
     if not text.startswith("MSH") or len(text) < 8:
         raise Hl7Error(ErrorCode.SEGMENT_SEQUENCE, "message does not start with an MSH segment", "MSH")
     enc = EncodingChars.from_msh(text)
-    if len({enc.field, enc.component, enc.repetition, enc.escape, enc.subcomponent}) < 5 or enc.field.isalnum():
+    if not _valid_delimiters(enc):
         raise Hl7Error(ErrorCode.DATA_TYPE, "invalid encoding characters in MSH-1/MSH-2", "MSH-2")
+    check_limits(text, enc, limits or Hl7Limits())
     try:
         msg = hl7.parse(text)
     except (ParseException, IndexError, ValueError, AssertionError) as err:
-        raise Hl7Error(ErrorCode.SEGMENT_SEQUENCE, f"unparseable message: {err}", "MSH") from err
+        raise Hl7Error(ErrorCode.SEGMENT_SEQUENCE, f"unparseable message: {clip(str(err))}", "MSH") from err
     pm = ParsedMessage(text=text, msg=msg, enc=enc, codec=codec)
     _check_header(pm)
     return pm
+
+
+def _valid_delimiters(enc: EncodingChars) -> bool:
+    """MSH-1 and MSH-2 (defaults filling a short MSH-2): distinct, printable ASCII, not
+    letters or digits. A bare "MSH" line would otherwise make CR the field separator."""
+    chars = [enc.field, enc.component, enc.repetition, enc.escape, enc.subcomponent]
+    return (
+        len(set(chars)) == 5
+        and all(ch.isascii() and ch.isprintable() and not ch.isalnum() and not ch.isspace() for ch in chars)
+    )
+
+
+def clip(value: str, limit: int = 40) -> str:
+    """A sender's value quoted in a reason, cut so a 60,000-character field is not echoed back."""
+    return value if len(value) <= limit else value[:limit] + f"... ({len(value)} characters)"
 
 
 def _check_header(pm: ParsedMessage) -> None:
@@ -259,13 +287,16 @@ def _check_header(pm: ParsedMessage) -> None:
     if not version:
         raise Hl7Error(ErrorCode.REQUIRED_FIELD_MISSING, "MSH-12 version id is required", "MSH-12")
     if not _VERSION.match(version):
-        raise Hl7Error(ErrorCode.UNSUPPORTED_VERSION, f"unsupported HL7 version {version!r} (2.2 to 2.9 accepted)", "MSH-12")
+        raise Hl7Error(ErrorCode.UNSUPPORTED_VERSION, f"unsupported HL7 version {clip(version)!r} (2.2 to 2.9 accepted)",
+                       "MSH-12")
 
 
 def version_tuple(version: str) -> tuple[int, ...]:
+    """"2.5.1" -> (2, 5, 1); stops at the first part that is not 1-4 ASCII digits (never raises:
+    it also reads the version of messages being rejected, e.g. "2.5²" or 4,300 digits)."""
     parts = []
-    for p in version.split("."):
-        if not p.isdigit():
+    for p in version.split(".")[:4]:
+        if not (p.isascii() and p.isdigit() and len(p) <= 4):
             break
         parts.append(int(p))
     return tuple(parts)
