@@ -26,13 +26,15 @@ from domain.fhir import (
     diagnostic_report,
     encounter,
     endpoint,
-    imaging_study,
+    imaging_studies,
     patient,
     service_request,
     task,
 )
-from domain.fhir.keys import study_key
+from activities.documents import read_documents
+from domain.fhir.keys import study_key, study_ref_name
 from domain.order import EventKind, OrderState, StepRequest, StepResult
+from radflow.attachments import AttachmentStore, attachment_store
 from radflow.settings import Settings
 
 # Milestones after which Patient and Encounter are rewritten from the order.
@@ -66,8 +68,10 @@ class _Run:
 
 
 class FhirDelivery:
-    def __init__(self, client_factory: Callable[[], FhirClient] | None, mapping: FhirMappingConfig) -> None:
+    def __init__(self, client_factory: Callable[[], FhirClient] | None, mapping: FhirMappingConfig,
+                 attachments: AttachmentStore | None = None) -> None:
         self._client_factory = client_factory
+        self.attachments = attachments
         self._client: FhirClient | None = None
         self.mapping = mapping
 
@@ -76,7 +80,7 @@ class FhirDelivery:
         if not settings.fhir_base_url:
             return cls(None, settings.fhir_mapping())
         base, token, timeout = settings.fhir_base_url, settings.fhir_token or None, settings.fhir_timeout_s
-        return cls(lambda: FhirClient(base, token=token, timeout=timeout), settings.fhir_mapping())
+        return cls(lambda: FhirClient(base, token=token, timeout=timeout), settings.fhir_mapping(), attachment_store(settings))
 
     def client(self) -> FhirClient:
         # Built on first use, inside the worker's event loop; kept for connection reuse.
@@ -109,11 +113,12 @@ class FhirDelivery:
         state = req.state
         if state.report is None:
             return StepResult(outcome="skipped", detail="no report in the order")
+        documents = await read_documents(self.attachments, req)
         run = _Run()
         # The ServiceRequest goes to completed with a final report (the mapping decides).
         await self._order_resources(run, state, owner_update=False)
         await self._study_resources(run, state)
-        await self._write(run, diagnostic_report(state, self.mapping, run.refs))
+        await self._write(run, diagnostic_report(state, self.mapping, run.refs, documents))
         return StepResult(outcome="delivered", detail=f"{state.report.status.value} report: {run.detail('DiagnosticReport')}")
 
     # ------------------------------------------------------------------ steps
@@ -127,13 +132,17 @@ class FhirDelivery:
         if study_key(state) is None:
             return  # no Study Instance UID known yet: nothing identifies the study
         await self._write(run, endpoint(self.mapping, run.refs))
-        await self._write(run, imaging_study(state, self.mapping, run.refs))
+        # One ImagingStudy per study of the order; the report links each by its own ref.
+        for uid, resource in imaging_studies(state, self.mapping, run.refs):
+            await self._write(run, resource, ref_name=study_ref_name(uid))
 
-    async def _write(self, run: _Run, resource: dict | None, *, update: bool = True) -> None:
+    async def _write(self, run: _Run, resource: dict | None, *, update: bool = True, ref_name: str = "") -> None:
         if resource is None:
             return
         key = business_identifier(resource)
         done = await self.client().put_resource(resource, key, update=update)
         run.refs[done.resource_type] = done.reference
+        if ref_name:
+            run.refs[ref_name] = done.reference
         run.done.append(done)
         activity.logger.debug("FHIR %s", done.describe())

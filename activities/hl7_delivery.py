@@ -15,14 +15,18 @@ from domain.definitions import ErrorType
 from domain.hl7.ack import read_ack
 from domain.hl7.oru import build_oru
 from domain.order import StepRequest, StepResult
+from activities.documents import read_documents
+from radflow.attachments import AttachmentStore, attachment_store
 from radflow.mllp_client import MllpClient, MllpError
 from radflow.settings import Settings
 
 
 class Hl7ReportDelivery:
     def __init__(self, host: str, port: int, *, timeout_s: float = 10.0, sending_application: str = "RADFLOW",
-                 sending_facility: str = "RADFLOW", receiving_application: str = "EHR", receiving_facility: str = "") -> None:
+                 sending_facility: str = "RADFLOW", receiving_application: str = "EHR", receiving_facility: str = "",
+                 attachments: AttachmentStore | None = None) -> None:
         self.host = host
+        self.attachments = attachments
         self.port = port
         self.timeout_s = timeout_s
         self.sending_application = sending_application
@@ -40,6 +44,7 @@ class Hl7ReportDelivery:
             sending_facility=settings.hl7_sending_facility,
             receiving_application=getattr(settings, "ehr_receiving_application", "EHR"),
             receiving_facility=getattr(settings, "ehr_receiving_facility", ""),
+            attachments=attachment_store(settings),
         )
 
     @property
@@ -53,8 +58,10 @@ class Hl7ReportDelivery:
         report = req.state.report
         if report is None:
             return StepResult(outcome="skipped", detail="order has no report")
+        documents = await read_documents(self.attachments, req)
         text, control_id = build_oru(
             req.state,
+            documents=documents,
             sending_application=self.sending_application,
             sending_facility=self.sending_facility,
             receiving_application=self.receiving_application,
@@ -77,3 +84,4 @@ class Hl7ReportDelivery:
             raise ApplicationError(f"EHR could not apply the report ({ack.code}): {ack.text}", type=ErrorType.DELIVERY_FAILED)
         activity.logger.info("report v%d of %s delivered to EHR (control %s)", report.version, req.accession, control_id)
         return StepResult(outcome="delivered", detail=f"{report.status.value} v{report.version} ACK {ack.code} ({control_id})")
+

@@ -92,19 +92,51 @@ class OrderData(BaseModel):
     character_set: str = ""  # MSH-18 as received; DICOM SpecificCharacterSet is derived from it
 
 
+class Attachment(BaseModel):
+    """A document embedded in a report version (OBX ED), by reference only.
+
+    The bytes live in the attachment store (radflow/attachments.py), addressed by
+    SHA-256, so workflow history carries ~150 bytes per document, never the PDF. An RP
+    row pointing at an external document has a `url` and no bytes (sha256 "").
+    """
+
+    sha256: str = ""  # hex digest of the decoded bytes; "" for a url-only reference
+    content_type: str
+    size: int = 0
+    sha1_b64: str = ""  # base64 SHA-1: what FHIR R4 Attachment.hash holds
+    title: str = ""  # OBX-3 text (e.g. "Report PDF")
+    code: str = ""  # OBX-3 as sent (identifier^text^system), re-emitted in the forwarded ORU
+    url: str = ""
+
+
+class ImagingReference(BaseModel):
+    """A DICOM UID a report row points at (OBX with a Study/Series/SOP Instance UID)."""
+
+    level: str  # "study" | "series" | "instance" | "sop_class" | "uid"
+    uid: str
+
+
 class Report(BaseModel):
     status: ReportStatus
     text: str = ""
+    attachments: list[Attachment] = Field(default_factory=list)
+    imaging_references: list[ImagingReference] = Field(default_factory=list)
     observed_at: datetime | None = None
     interpreter: PersonName = Field(default_factory=PersonName)
     received_control_id: str = ""
     version: int = 0  # bumped on each report event, so consumers can order deliveries
+
+    def has_content(self) -> bool:
+        """Text or a document a reader can open (UID rows alone are not a report)."""
+        return bool(self.text.strip()) or bool(self.attachments)
 
 
 class StudyInfo(BaseModel):
     """What the DICOM side knows about the study; counts, never instances."""
 
     study_instance_uid: str = ""
+    patient_id: str = ""  # PatientID (0010,0020) of the images, "" when unknown (MPPS, operator link)
+    patient_issuer: str = ""  # IssuerOfPatientID (0010,0021) when sent
     series_count: int = 0
     instance_count: int = 0
     modality: str = ""
@@ -217,7 +249,8 @@ class OrderState(BaseModel):
     status: OrderStatus
     status_before_attention: OrderStatus | None = None
     report: Report | None = None
-    study: StudyInfo = Field(default_factory=StudyInfo)
+    study: StudyInfo = Field(default_factory=StudyInfo)  # the primary (first) study
+    extra_studies: list[StudyInfo] = Field(default_factory=list)  # further studies of the same patient
     overdue: list[OverdueFlag] = Field(default_factory=list)
     attention: Attention | None = None
     created_at: datetime
@@ -230,6 +263,11 @@ class OrderState(BaseModel):
     seen_control_ids: list[str] = Field(default_factory=list)  # bounded, for resend detection
     timeline: list[TimelineEntry] = Field(default_factory=list)
     exceptions: int = 0
+
+    def studies(self) -> list[StudyInfo]:
+        """Every study of the order, the primary first (empty until a Study Instance UID is known)."""
+        primary = [self.study] if self.study.study_instance_uid else []
+        return primary + self.extra_studies
 
 
 class StartOrder(BaseModel):

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from domain.definitions import CLOSED_STATUSES, OrderStatus, ReportStatus
 from domain.merge import merge_partial, sub_paths
-from domain.order import EventKind, OrderEvent, OrderState, Patient, PatientKey
+from domain.order import EventKind, OrderEvent, OrderState, Patient, PatientKey, Report
 
 S = OrderStatus
 
@@ -192,13 +192,16 @@ def _report(state: OrderState, event: OrderEvent, current: OrderStatus, now: dat
         return _refuse(event, current, "report event without report")
     if current in CLOSED_STATUSES:
         return _refuse(event, current, f"{report.status.value} report for a {current.value.lower()} order")
+    if report.status != ReportStatus.PRELIMINARY and not report.has_content():
+        # UID rows alone, or nothing: delivering it would tell the EHR the study was reported.
+        return _refuse(event, current, f"{report.status.value} report has neither text nor a document")
     previous = state.report
     if previous is not None:
         if report.status == ReportStatus.PRELIMINARY and previous.status != ReportStatus.PRELIMINARY:
             return _refuse(event, current, f"preliminary report after a {previous.status.value} report")
         if report.status == ReportStatus.CORRECTED and previous.status == ReportStatus.PRELIMINARY:
             return _refuse(event, current, "corrected report before any final report")
-        if report.status == previous.status and report.text == previous.text:
+        if report.status == previous.status and _same_content(report, previous):
             return Outcome(changed=False, summary=f"{report.status.value} report resent", duplicate=True)
     elif report.status == ReportStatus.CORRECTED:
         return _refuse(event, current, "corrected report before any final report")
@@ -209,6 +212,10 @@ def _report(state: OrderState, event: OrderEvent, current: OrderStatus, now: dat
         state.overdue = [f for f in state.overdue if f.value != "NO_FINAL_REPORT"]
     set_status(state, S.REPORTED)
     return Outcome(changed=True, summary=f"{report.status.value} report received", deliver_report=True)
+
+
+def _same_content(a: Report, b: Report) -> bool:
+    return a.text == b.text and a.attachments == b.attachments and a.imaging_references == b.imaging_references
 
 
 def _procedure_started(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:

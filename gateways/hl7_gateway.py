@@ -26,6 +26,7 @@ from domain.hl7.parse import ErrorCode, Hl7Error, clip, parse_message
 from domain.hl7.validate import validate_commands
 from domain.order import EventKind
 from gateways.mllp import serve_mllp
+from radflow.attachments import AttachmentStore, attachment_store
 from radflow.ordering import EventRejected, OrderNotFound, OrderService, TemporalUnavailable
 from radflow.settings import Settings
 
@@ -39,9 +40,10 @@ class _Nack(Exception):
 
 
 class Hl7Gateway:
-    def __init__(self, service: OrderService, settings: Settings) -> None:
+    def __init__(self, service: OrderService, settings: Settings, attachments: AttachmentStore | None = None) -> None:
         self.service = service
         self.settings = settings
+        self.attachments = attachments or attachment_store(settings)
         self.config = MappingConfig.from_settings(settings)
         self.limits = Hl7Limits.from_settings(settings)
         self.merge_resweep_s = float(getattr(settings, "hl7_merge_resweep_s", 2.0))
@@ -139,6 +141,8 @@ class Hl7Gateway:
 
     async def _order_event(self, cmd: Hl7Command) -> None:
         assert cmd.event is not None
+        if cmd.documents:
+            await self._store_documents(cmd)
         accession = cmd.accession or await self._by_placer(cmd)
         try:
             result = await self.service.send_event(accession, self._for(cmd, accession))
@@ -152,6 +156,15 @@ class Hl7Gateway:
             result = await self.service.send_event(accession, self._for(cmd, accession))
         log.info("hl7 %s control=%s accession=%s -> %s%s", cmd.label, cmd.control_id, accession, result.status.value,
                  " (resend)" if result.duplicate else "")
+
+    async def _store_documents(self, cmd: Hl7Command) -> None:
+        # Durable before the event reaches Temporal: the workflow only holds their hashes.
+        try:
+            for data in cmd.documents.values():
+                await asyncio.to_thread(self.attachments.put, data)
+        except OSError as err:
+            log.warning("hl7 %s control=%s: report document not stored: %s", cmd.label, cmd.control_id, type(err).__name__)
+            raise _Nack(AckCode.AE, ErrorCode.INTERNAL_ERROR, "report document could not be stored, retry later") from err
 
     async def _by_placer(self, cmd: Hl7Command) -> str:
         found = await self.service.accession_for_placer(cmd.placer_number, cmd.placer_key) if cmd.placer_number else None

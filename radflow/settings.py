@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     hl7_default_timezone: str = "UTC"  # HL7 times without an offset are local to the site
     accession_prefix: str = "RF"
 
+    # Report documents (OBX ED: PDF, CDA) outside workflow history, by SHA-256 (radflow/attachments.py).
+    # Written by the MLLP gateway, read by the worker's delivery activities: one directory both see.
+    attachments_dir: Path | None = None  # default data_dir/attachments
+
     # Outbound HL7 (report delivery to the EHR); empty = not configured
     ehr_mllp_host: str = ""
     ehr_mllp_port: int = 0
@@ -114,6 +118,9 @@ class Settings(BaseSettings):
     mwl_timezone: str = ""  # site time zone for SPS start date/time; empty = hl7_default_timezone
     # Consumers mirrored after every applied change (SYNC_ACTIVITIES), fixed per order at its start.
     sync_consumers: list[str] = ["worklist", "fhir"]
+
+    def attachments_path(self) -> Path:
+        return self.attachments_dir or self.data_dir / "attachments"
 
     def mwl_db_path(self) -> Path:
         return self.mwl_db or self.data_dir / "worklist.db"

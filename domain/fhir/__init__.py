@@ -6,7 +6,7 @@ Every mapping takes the order state, a `FhirMappingConfig` and optional `refs`
 """
 
 from domain.fhir.config import DICOM_UID_SYSTEM, FhirMappingConfig
-from domain.fhir.imaging import endpoint, imaging_study
+from domain.fhir.imaging import endpoint, imaging_studies, imaging_study
 from domain.fhir.intake import FhirInputError, order_from_service_request, placer_key
 from domain.fhir.keys import business_identifier, search_token
 from domain.fhir.patient import encounter, patient
@@ -21,6 +21,7 @@ __all__ = [
     "diagnostic_report",
     "encounter",
     "endpoint",
+    "imaging_studies",
     "imaging_study",
     "order_from_service_request",
     "patient",

@@ -15,8 +15,8 @@ from domain.fhir.common import (
     reference,
 )
 from domain.fhir.config import FhirMappingConfig
-from domain.fhir.keys import accession_key, encounter_key, endpoint_key, patient_key, study_key
-from domain.order import OrderState
+from domain.fhir.keys import accession_key, encounter_key, endpoint_key, patient_key, study_key, study_keys
+from domain.order import OrderState, StudyInfo
 
 S = OrderStatus
 
@@ -35,9 +35,9 @@ def endpoint(cfg: FhirMappingConfig, refs: Refs | None = None) -> dict:
     }
 
 
-def imaging_study_status(state: OrderState) -> str:
+def imaging_study_status(state: OrderState, study: StudyInfo | None = None) -> str:
     """available once instances exist; registered for a study UID known before any image."""
-    if state.study.instance_count > 0:
+    if (study or state.study).instance_count > 0:
         return "available"
     if clinical_status(state) in (S.CANCELLED, S.DISCONTINUED):
         return "cancelled"
@@ -49,11 +49,23 @@ def _coding(modality: str) -> dict:
 
 
 def imaging_study(state: OrderState, cfg: FhirMappingConfig, refs: Refs | None = None) -> dict | None:
-    """None until a Study Instance UID is known (from the order, MPPS or the images)."""
+    """The primary study's ImagingStudy; None until a Study Instance UID is known (order, MPPS or images)."""
     key = study_key(state)
     if key is None:
         return None
-    study = state.study
+    return _imaging_study(state, state.study, key, cfg, refs)
+
+
+def imaging_studies(state: OrderState, cfg: FhirMappingConfig, refs: Refs | None = None) -> list[tuple[str, dict]]:
+    """(Study Instance UID, ImagingStudy) for every study of the order, the primary first."""
+    out = []
+    for uid, key in study_keys(state):
+        study = next((s for s in state.extra_studies if s.study_instance_uid == uid), None)
+        out.append((uid, _imaging_study(state, study or state.study, key, cfg, refs)))
+    return out
+
+
+def _imaging_study(state: OrderState, study: StudyInfo, key: dict, cfg: FhirMappingConfig, refs: Refs | None) -> dict:
     fallback = study.modality or state.order.schedule.modality
     series = []
     for s in study.series:
@@ -74,7 +86,7 @@ def imaging_study(state: OrderState, cfg: FhirMappingConfig, refs: Refs | None =
         {
             "resourceType": "ImagingStudy",
             "identifier": [key, accession_key(state, cfg)],
-            "status": imaging_study_status(state),
+            "status": imaging_study_status(state, study),
             "modality": [_coding(m) for m in modalities],
             "subject": reference("Patient", refs, patient_key(state, cfg)),
             "encounter": reference("Encounter", refs, encounter_key(state, cfg)),

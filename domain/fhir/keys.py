@@ -43,6 +43,21 @@ def study_key(state: OrderState) -> dict | None:
     return identifier(DICOM_UID_SYSTEM, study_uid_value(uid)) if uid else None
 
 
+def study_uids(state: OrderState) -> list[str]:
+    """Every study of the order, the primary first (one ImagingStudy each)."""
+    uids = [study_uid(state)] if study_uid(state) else []
+    return uids + [s.study_instance_uid for s in state.extra_studies if s.study_instance_uid not in uids]
+
+
+def study_keys(state: OrderState) -> list[tuple[str, dict]]:
+    return [(uid, identifier(DICOM_UID_SYSTEM, study_uid_value(uid))) for uid in study_uids(state)]
+
+
+def study_ref_name(uid: str) -> str:
+    """Where a delivery keeps the server reference of one study's ImagingStudy (refs are by type)."""
+    return f"ImagingStudy|{uid}"
+
+
 def report_key(state: OrderState, cfg: FhirMappingConfig) -> dict:
     # One DiagnosticReport per order, versioned P -> F -> C: keyed by the accession.
     return identifier(cfg.report_system, state.order.accession)

@@ -22,8 +22,8 @@ from domain.fhir.common import (
     reference,
 )
 from domain.fhir.config import FhirMappingConfig
-from domain.fhir.keys import accession_key, encounter_key, patient_key, report_key, study_key
-from domain.order import OrderState
+from domain.fhir.keys import accession_key, encounter_key, patient_key, report_key, study_keys, study_ref_name
+from domain.order import Attachment, OrderState
 
 REPORT_STATUS = {
     ReportStatus.PRELIMINARY: "preliminary",
@@ -36,8 +36,14 @@ RADIOLOGY = {"coding": [{"system": V2_0074, "code": "RAD", "display": "Radiology
 IMAGING_REPORT_CODE = {"coding": [{"system": LOINC, "code": "18748-4", "display": "Diagnostic imaging study"}]}
 
 
-def diagnostic_report(state: OrderState, cfg: FhirMappingConfig, refs: Refs | None = None) -> dict | None:
-    """None until a report arrived."""
+def diagnostic_report(state: OrderState, cfg: FhirMappingConfig, refs: Refs | None = None,
+                      documents: dict[str, bytes] | None = None) -> dict | None:
+    """None until a report arrived.
+
+    Each report document (OBX ED) is a presentedForm entry with its size and hash; its
+    data is inline when `documents` (SHA-256 -> bytes, from the attachment store) has it,
+    so the delivered report is complete and the read facade stays small.
+    """
     report = state.report
     if report is None:
         return None
@@ -49,8 +55,9 @@ def diagnostic_report(state: OrderState, cfg: FhirMappingConfig, refs: Refs | No
         "data": base64.b64encode(report.text.encode("utf-8")).decode("ascii"),
         "title": f"{title} ({status})",
     }
+    forms = ([form] if report.text else []) + [_presented(a, documents or {}) for a in report.attachments]
     interpreter = display_name(report.interpreter)
-    study = study_key(state)
+    studies = study_keys(state)
     return prune(
         {
             "resourceType": "DiagnosticReport",
@@ -65,8 +72,28 @@ def diagnostic_report(state: OrderState, cfg: FhirMappingConfig, refs: Refs | No
             "effectiveDateTime": fhir_datetime(state.started_at or state.acquired_at or report.observed_at),
             "issued": fhir_datetime(report.observed_at),
             "resultsInterpreter": [reference("Practitioner", None, None, interpreter)] if interpreter else None,
-            "imagingStudy": [reference("ImagingStudy", refs, study)] if study else None,
+            "imagingStudy": [_study_reference(refs, uid, key, i == 0) for i, (uid, key) in enumerate(studies)] or None,
             "conclusion": report.text or None,
-            "presentedForm": [form] if report.text else None,
+            "presentedForm": forms or None,
+        }
+    )
+
+
+def _study_reference(refs: Refs | None, uid: str, key: dict, primary: bool) -> dict | None:
+    refs = refs or {}
+    resolved = refs.get(study_ref_name(uid)) or (refs.get("ImagingStudy") if primary else None)
+    return reference("ImagingStudy", {"ImagingStudy": resolved} if resolved else None, key)
+
+
+def _presented(a: Attachment, documents: dict[str, bytes]) -> dict:
+    data = documents.get(a.sha256) if a.sha256 else None
+    return prune(
+        {
+            "contentType": a.content_type,
+            "data": base64.b64encode(data).decode("ascii") if data is not None else None,
+            "url": a.url or None,
+            "size": a.size if a.sha256 else None,
+            "hash": a.sha1_b64 or None,  # R4: base64 SHA-1 of the data
+            "title": a.title or None,
         }
     )

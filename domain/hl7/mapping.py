@@ -18,8 +18,9 @@ Field choices (IHE RAD TF-2 Appendix B where it speaks, site conventions where i
   station name, IPC-8 SPS location (the OBR-18/19/20 uses follow IHE RAD-4 for v2.3.1). Station AE
   title from the configured fields: default IPC-9, then OBR-21 (filler field 2, free in IHE's
   v2.3.1 use of OBR; a site convention, change `hl7_station_ae_fields` to match the feed).
-- Report: OBR-25 P/F/C; OBX-5 of TX/FT/ST joined by newlines (repetitions are lines); OBX-14 or
-  OBR-7 observation time; OBR-32 principal result interpreter.
+- Report: OBR-25 P/F/C; OBX-5 of TX/FT/ST joined by newlines (repetitions are lines), ED documents
+  as attachments, UID rows as imaging references (domain/hl7/observations.py); OBX-14 or OBR-7
+  observation time; OBR-32 principal result interpreter.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from domain.definitions import EventSource, ReportStatus
+from domain.hl7.observations import report_content
 from domain.hl7.parse import NULL, ErrorCode, FieldSpec, Hl7Error, ParsedMessage, Segment, segment_name
 from domain.order import (
     EventKind,
@@ -62,7 +64,6 @@ ORDER_CONTROL_EVENTS = {
     "OD": EventKind.DISCONTINUE,  # discontinued by the filler
 }
 REPORT_STATUS = {"P": ReportStatus.PRELIMINARY, "F": ReportStatus.FINAL, "C": ReportStatus.CORRECTED}
-TEXT_VALUE_TYPES = {"TX", "FT", "ST", ""}
 # HL7 table 0074 (diagnostic service section) terms that name a DICOM modality.
 _SECTION_MODALITY = {"NMR": "MR", "NMS": "NM", "VUS": "US", "OUS": "US", "CUS": "US", "RX": "CR"}
 _DICOM_MODALITIES = {
@@ -122,6 +123,7 @@ class Hl7Command:
     error_code: int = 0
     reason: str = ""
     location: str = ""
+    documents: dict[str, bytes] = field(default_factory=dict)  # report attachments by SHA-256, stored before the event
 
     @property
     def placer_key(self) -> str:
@@ -545,9 +547,12 @@ class _Mapper:
             status = REPORT_STATUS.get(code)
             if status is None:
                 raise Hl7Error(ErrorCode.TABLE_VALUE_NOT_FOUND, f"unsupported result status {code} (P, F or C)", "OBR-25")
+            content = report_content(self.pm, g.obx)
             report = Report(
                 status=status,
-                text=self._report_text(g),
+                text=content.text,
+                attachments=content.attachments,
+                imaging_references=content.references,
                 observed_at=self._observed_at(g),
                 interpreter=self._interpreter(g.obr),
                 received_control_id=self.control_id,
@@ -556,17 +561,10 @@ class _Mapper:
                 Hl7Command(
                     CommandKind.ORDER_EVENT, f"{self.pm.label} {code}", self.control_id, accession=accession,
                     placer_number=placer, placer_app=placer_app, event=self._event(EventKind.REPORT, report=report),
+                    documents=content.documents,
                 )
             )
         return out
-
-    def _report_text(self, g: OrderGroup) -> str:
-        lines: list[str] = []
-        for obx in g.obx:
-            if self._get(obx, 2).upper() not in TEXT_VALUE_TYPES:
-                continue
-            lines.extend(self.pm.text_repetitions(obx, 5))
-        return "\n".join(lines).strip("\n")
 
     def _observed_at(self, g: OrderGroup) -> datetime | None:
         for obx in g.obx:

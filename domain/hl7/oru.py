@@ -8,19 +8,32 @@ sees them, so free text with |^~\\& survives intact.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+from collections.abc import Mapping
 from datetime import datetime
 
 from hl7apy.core import Message
 
 from domain.definitions import ReportStatus
 from domain.hl7.decode import EncodingChars, escape
-from domain.order import OrderState, PersonName
+from domain.hl7.observations import ed_type
+from domain.order import Attachment, OrderState, PersonName
 
 VERSION = "2.5.1"
 RESULT_STATUS = {ReportStatus.PRELIMINARY: "P", ReportStatus.FINAL: "F", ReportStatus.CORRECTED: "C"}
 # LOINC 18782-3 "Radiology Study observation (narrative)" names the report text lines.
 REPORT_TEXT_CODE = "18782-3^Radiology Study observation (narrative)^LN"
+# LOINC 18748-4 "Diagnostic imaging study" for a document row that arrived without OBX-3.
+DOCUMENT_CODE = "18748-4^Diagnostic imaging study^LN"
+# DICOM PS3.16 codes for the UID rows; levels without a code keep only the name.
+_UID_CODES = {
+    "study": "110180^Study Instance UID^DCM",
+    "series": "112002^Series Instance UID^DCM",
+    "sop_class": "110181^SOP Class UID^DCM",
+    "instance": "^SOP Instance UID",
+    "uid": "^DICOM UID",
+}
 _ENC = EncodingChars()
 
 
@@ -59,8 +72,13 @@ def build_oru(
     receiving_application: str = "EHR",
     receiving_facility: str = "",
     now: datetime | None = None,
+    documents: Mapping[str, bytes] | None = None,
 ) -> tuple[str, str]:
-    """(ER7 text with \\r separators, MSH-10) for the order's current report."""
+    """(ER7 text with \\r separators, MSH-10) for the order's current report.
+
+    `documents` holds the bytes of the report's attachments by SHA-256 (read from the
+    attachment store by the caller); each goes out as an OBX ED row, Base64-encoded.
+    """
     report = state.report
     if report is None:
         raise ValueError("order has no report")
@@ -125,6 +143,7 @@ def build_oru(
     if interpreter.strip("&"):
         obr.obr_32 = interpreter
     lines = report.text.split("\n") if report.text else []
+    index = 0
     for index, line in enumerate(lines, start=1):
         obx = obs.add_group("ORU_R01_OBSERVATION").obx
         obx.obx_1 = str(index)
@@ -136,4 +155,26 @@ def build_oru(
         obx.obx_11 = status
         if report.observed_at:
             obx.obx_14 = _dtm(report.observed_at)
+    extra = [("ED" if a.sha256 else "RP", _attachment_value(a, documents or {}), a.code or DOCUMENT_CODE)
+             for a in report.attachments]
+    extra += [("HD", _e(ref.uid), _UID_CODES.get(ref.level, _UID_CODES["uid"])) for ref in report.imaging_references]
+    for index, (value_type, value, code) in enumerate(extra, start=index + 1):
+        obx = obs.add_group("ORU_R01_OBSERVATION").obx
+        obx.obx_1 = str(index)
+        obx.obx_2 = value_type
+        obx.obx_3 = "^".join(_e(part) for part in code.split("^"))
+        obx.obx_5 = value
+        obx.obx_11 = status
     return msg.to_er7(), control_id
+
+
+def _attachment_value(attachment: Attachment, documents: Mapping[str, bytes]) -> str:
+    kind, subtype = ed_type(attachment.content_type)
+    if not attachment.sha256:  # RP: pointer^application^type^subtype
+        return f"{_e(attachment.url)}^^{kind}^{subtype}"
+    data = documents.get(attachment.sha256)
+    if data is None:
+        raise KeyError(f"document {attachment.sha256} of the report was not provided")
+    # Base64's alphabet holds no HL7 delimiter: the data needs no escaping.
+    return f"^{kind}^{subtype}^Base64^{base64.b64encode(data).decode('ascii')}"
+

@@ -1,0 +1,88 @@
+"""Report documents (PDF, CDA...) kept outside workflow history, addressed by SHA-256.
+
+Temporal payloads stay small: the order workflow holds an `Attachment` (hash, content
+type, size) and the bytes live here. The MLLP gateway puts a document durably (written,
+fsynced, renamed, directory fsynced) *before* it sends the report event to Temporal, so
+its AA still means "durable"; the delivery activities read it back by hash.
+
+`FileAttachmentStore` is one directory on one host (the gateway and the worker must
+see the same path, as for the DICOM spool). Several hosts (issue 12) need a shared
+backend behind the same two calls, e.g. an S3-compatible object store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+class AttachmentMissing(LookupError):
+    pass
+
+
+class AttachmentStore(Protocol):
+    def put(self, data: bytes) -> str:
+        """Store durably; returns the SHA-256 hex digest (the key). Idempotent."""
+        ...
+
+    def get(self, sha256: str) -> bytes:
+        """The bytes, checked against their hash; AttachmentMissing when absent."""
+        ...
+
+
+class FileAttachmentStore:
+    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+        self.root = Path(root)
+        self.fsync = fsync
+
+    def _path(self, sha256: str) -> Path:
+        if not _HEX64.fullmatch(sha256):
+            raise ValueError(f"not a SHA-256 hex digest: {sha256[:80]!r}")
+        return self.root / sha256[:2] / sha256
+
+    def put(self, data: bytes) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        path = self._path(sha)
+        if path.exists() and path.stat().st_size == len(data):
+            return sha  # content-addressed: same name, same bytes
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                if self.fsync:
+                    os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        if self.fsync:
+            for directory in (path.parent, self.root):
+                dfd = os.open(directory, os.O_RDONLY)
+                try:
+                    os.fsync(dfd)
+                finally:
+                    os.close(dfd)
+        return sha
+
+    def get(self, sha256: str) -> bytes:
+        path = self._path(sha256)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError as err:
+            raise AttachmentMissing(f"attachment {sha256} is not in {self.root}") from err
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise AttachmentMissing(f"attachment {sha256} in {self.root} is corrupt (hash differs)")
+        return data
+
+
+def attachment_store(settings) -> FileAttachmentStore:
+    """The configured store (settings.attachments_path(): default <data dir>/attachments)."""
+    return FileAttachmentStore(settings.attachments_path())
