@@ -107,10 +107,14 @@ class Settings(BaseSettings):
     dicom_ae_title: str = "RADFLOW"
     dicom_host: str = "0.0.0.0"
     dicom_port: int = 11112
-    dicom_allowed_aets: list[str] = []  # calling AE titles accepted; empty = all
-    dicom_max_associations: int = 20
-    dicom_network_timeout_s: float = 60.0
+    # Limits and timeouts: docs/limits.md "DICOM" says what a peer sees when one is hit.
+    dicom_allowed_aets: list[str] = []  # calling AE titles accepted; empty = all (set it in production)
+    dicom_max_associations: int = 20  # concurrent associations, all peers (incl. connections not yet associated)
+    dicom_max_associations_per_ae: int = 5  # concurrent associations per calling AE title; 0 = no per-AE limit
+    dicom_acse_timeout_s: float = 10.0  # ARTIM: a connection must send A-ASSOCIATE-RQ (and answer ACSE) within this
+    dicom_network_timeout_s: float = 30.0  # an association idle this long (no PDU at all) is aborted
     dicom_dimse_timeout_s: float = 30.0
+    mwl_query_budget_s: float = 10.0  # one C-FIND's matching may take this long, then a failure status; 0 = unbounded
     mwl_db: Path | None = None  # worklist read model (SQLite, shared by worker and gateway); default data_dir/worklist.db
     mpps_db: Path | None = None  # MPPS instances seen by the gateway; default data_dir/mpps.db
     mwl_show_started: bool = False  # also list IN_PROGRESS orders (SPS status STARTED)

@@ -22,6 +22,11 @@ Rules (documented for integrators):
   stored items come back, with the requested sub-keys.
 - A malformed identifier (bad date, wildcard in a UID, two items in a key sequence)
   raises `MalformedQuery`; the SCP answers a failure status instead of crashing.
+- Wildcards are matched in linear time (`domain.dicom.wildcard`, never a backtracking
+  regex); runs of `*` count as one. An identifier beyond the limits below raises
+  `QueryTooComplex` (a failure status with the reason, see docs/limits.md): at most
+  MAX_KEYS keys (nested ones included), MAX_VALUES values per key, MAX_PATTERN_CHARS
+  characters and MAX_WILDCARDS wildcards per value.
 - Keys radflow does not hold come back empty, and the caller may answer 0xFF01.
 """
 
@@ -39,6 +44,8 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 
+from domain.dicom.wildcard import Glob
+
 Item = dict[str, Any]
 Matcher = Callable[[Any], bool]
 
@@ -47,8 +54,20 @@ RANGE_VRS = {"DA", "TM", "DT"}
 SKIPPED_TAGS = {0x00080005}  # SpecificCharacterSet: answered from the item, never matched
 
 
+# Complexity caps for one C-FIND identifier. Real modalities send a dozen keys of short
+# values; these leave ample room and bound the work a single query can ask for.
+MAX_KEYS = 200
+MAX_VALUES = 32
+MAX_PATTERN_CHARS = 256
+MAX_WILDCARDS = 16
+
+
 class MalformedQuery(ValueError):
     pass
+
+
+class QueryTooComplex(MalformedQuery):
+    """A well-formed identifier that asks for more work than radflow allows per query."""
 
 
 @dataclass
@@ -138,6 +157,25 @@ def _whole(item: Item) -> Dataset:
 
 # ----------------------------------------------------------------- compile
 def compile_query(identifier: Dataset) -> Query:
+    _check_size(identifier)
+    return _compile(identifier)
+
+
+def _check_size(identifier: Dataset) -> None:
+    """Refuse oversized identifiers before any work is done on them."""
+    keys = 0
+    stack = [identifier]
+    while stack:
+        ds = stack.pop()
+        for elem in ds:
+            keys += 1
+            if keys > MAX_KEYS:
+                raise QueryTooComplex(f"more than {MAX_KEYS} keys in the identifier")
+            if elem.VR == "SQ":
+                stack.extend(elem.value or [])
+
+
+def _compile(identifier: Dataset) -> Query:
     query = Query()
     values: dict[str, Any] = {}
     for elem in identifier:
@@ -152,7 +190,7 @@ def compile_query(identifier: Dataset) -> Query:
             items = elem.value or []
             if len(items) > 1:
                 raise MalformedQuery(f"{elem.keyword}: a key sequence may hold one item, got {len(items)}")
-            sub = compile_query(items[0]) if items else None
+            sub = _compile(items[0]) if items else None
             query.keys.append(Key(tag, elem.keyword, vr, sub=sub))
             if sub is not None:
                 query.unsupported += sub.unsupported
@@ -179,6 +217,10 @@ def _compile_value(tag: int, keyword: str, vr: str, raw: Any) -> Key:
     values = [v for v in _values(raw) if v != ""]
     if not values:
         return key
+    if len(values) > MAX_VALUES:
+        raise QueryTooComplex(f"{keyword}: more than {MAX_VALUES} values")
+    if any(len(v) > MAX_PATTERN_CHARS for v in values):
+        raise QueryTooComplex(f"{keyword}: value longer than {MAX_PATTERN_CHARS} characters")
     if vr in RANGE_VRS:
         if len(values) > 1:
             raise MalformedQuery(f"{keyword}: one value or one range expected")
@@ -217,19 +259,25 @@ def _text_matcher(vr: str, pattern: str) -> Matcher:
     wild = "*" in pattern or "?" in pattern
     if vr == "PN":
         if wild:
-            rx = _wildcard(pattern.strip(), re.IGNORECASE)
-            return lambda v: bool(rx.fullmatch(_text(v).strip().rstrip("^= ")))
+            glob = _glob(pattern.strip(), ignore_case=True)
+            return lambda v: glob.match(_text(v).strip().rstrip("^= "))
         want = _normalise_pn(pattern)
         return lambda v: _normalise_pn(_text(v)) == want
     if wild:
-        rx = _wildcard(pattern, 0)
-        return lambda v: bool(rx.fullmatch(_text(v).strip()))
+        glob = _glob(pattern, ignore_case=False)
+        return lambda v: glob.match(_text(v).strip())
     return lambda v: _text(v).strip() == pattern
 
 
-def _wildcard(pattern: str, flags: int) -> re.Pattern[str]:
-    parts = [".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern]
-    return re.compile("".join(parts), flags | re.DOTALL)
+_STAR_RUNS = re.compile(r"\*{2,}")
+
+
+def _glob(pattern: str, *, ignore_case: bool) -> Glob:
+    pattern = _STAR_RUNS.sub("*", pattern)  # `**` = `*`: runs cost nothing and count once
+    wildcards = pattern.count("*") + pattern.count("?")
+    if wildcards > MAX_WILDCARDS:
+        raise QueryTooComplex(f"more than {MAX_WILDCARDS} wildcards in one value")
+    return Glob(pattern, ignore_case=ignore_case)
 
 
 # ----------------------------------------------------------------- ranges

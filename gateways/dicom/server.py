@@ -19,6 +19,7 @@ from pynetdicom.presentation import DEFAULT_TRANSFER_SYNTAXES
 from pynetdicom.sop_class import ModalityPerformedProcedureStep, ModalityWorklistInformationFind, Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
+from gateways.dicom.admission import PerAeLimit
 from gateways.dicom.bridge import LoopBridge
 from gateways.dicom.mpps import MppsService
 from gateways.dicom.mpps_store import MppsStore
@@ -81,6 +82,7 @@ class DicomGateway:
         s = self.settings
         ae = AE(ae_title=s.dicom_ae_title)
         ae.maximum_associations = s.dicom_max_associations
+        ae.acse_timeout = s.dicom_acse_timeout_s  # also the ARTIM wait for A-ASSOCIATE-RQ on a new connection
         ae.network_timeout = s.dicom_network_timeout_s
         ae.dimse_timeout = s.dicom_dimse_timeout_s
         if s.dicom_allowed_aets:
@@ -91,7 +93,8 @@ class DicomGateway:
 
         # Bounded wait for Temporal, a little past the OrderService's own RPC timeout.
         bridge = LoopBridge(loop, timeout_s=self.service.rpc_timeout.total_seconds() + 5.0)
-        worklist = WorklistService(self.worklist_store, show_started=s.mwl_show_started, max_results=s.mwl_max_results)
+        worklist = WorklistService(self.worklist_store, show_started=s.mwl_show_started, max_results=s.mwl_max_results,
+                                   budget_s=s.mwl_query_budget_s)
         mpps = MppsService(self.service, self.mpps_store, self.worklist_store, bridge, self._record_unmatched)
         handlers: list[tuple] = [
             (evt.EVT_CONN_OPEN, set_nodelay),
@@ -101,6 +104,8 @@ class DicomGateway:
             (evt.EVT_N_CREATE, mpps.on_n_create),
             (evt.EVT_N_SET, mpps.on_n_set),
         ]
+        if s.dicom_max_associations_per_ae > 0:
+            handlers.append((evt.EVT_REQUESTED, PerAeLimit(s.dicom_max_associations_per_ae).on_requested))
         if self.storage is not None:
             for cx in self.storage.contexts():
                 ae.add_supported_context(cx.abstract_syntax, cx.transfer_syntax)

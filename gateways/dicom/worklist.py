@@ -13,16 +13,18 @@ from collections.abc import Iterator
 from pydicom.dataset import Dataset
 from pynetdicom.events import Event
 
-from domain.dicom.matching import MalformedQuery, compile_query
-from gateways.dicom.worklist_store import WorklistStore
+from domain.dicom.matching import MalformedQuery, QueryTooComplex, compile_query
+from gateways.dicom.worklist_store import QueryBudgetExceeded, WorklistStore
 
 log = logging.getLogger("radflow.dicom.mwl")
 
 PENDING = 0xFF00
 PENDING_UNSUPPORTED_KEYS = 0xFF01  # matches continue; some optional keys not supported
 CANCELLED = 0xFE00
+OUT_OF_RESOURCES = 0xA700  # the query ran past its time budget
 IDENTIFIER_MISMATCH = 0xA900  # identifier does not match SOP class
 UNABLE_TO_PROCESS = 0xC001
+QUERY_TOO_COMPLEX = 0xC002  # "unable to process" range: a valid identifier beyond radflow's limits
 
 
 def failure(status: int, comment: str) -> Dataset:
@@ -33,16 +35,23 @@ def failure(status: int, comment: str) -> Dataset:
 
 
 class WorklistService:
-    def __init__(self, store: WorklistStore, *, show_started: bool = False, max_results: int = 0) -> None:
+    def __init__(self, store: WorklistStore, *, show_started: bool = False, max_results: int = 0,
+                 budget_s: float = 0.0) -> None:
         self.store = store
         self.statuses = ("SCHEDULED", "STARTED") if show_started else ("SCHEDULED",)
         self.max_results = max_results
+        self.budget_s = budget_s  # 0 = unbounded
 
     def on_find(self, event: Event) -> Iterator[tuple[int | Dataset, Dataset | None]]:
         started = time.perf_counter()
+        deadline = time.monotonic() + self.budget_s if self.budget_s > 0 else None
         calling = event.assoc.requestor.ae_title
         try:
             query = compile_query(event.identifier)
+        except QueryTooComplex as err:
+            log.warning("MWL query refused: %s", err, extra={"calling_ae": calling})
+            yield failure(QUERY_TOO_COMPLEX, f"query too complex: {err}"), None
+            return
         except MalformedQuery as err:
             log.warning("MWL query refused: %s", err, extra={"calling_ae": calling})
             yield failure(IDENTIFIER_MISMATCH, str(err)), None
@@ -54,13 +63,18 @@ class WorklistService:
         pending = PENDING_UNSUPPORTED_KEYS if query.unsupported else PENDING
         sent = 0
         try:
-            for item in self.store.find(query, self.statuses, self.max_results):
+            for item in self.store.find(query, self.statuses, self.max_results, deadline):
                 if event.is_cancelled:
                     log.info("MWL query cancelled", extra={"calling_ae": calling, "sent": sent})
                     yield CANCELLED, None
                     return
                 yield pending, query.project(item)
                 sent += 1
+        except QueryBudgetExceeded:
+            log.warning("MWL query ended: time budget exceeded",
+                        extra={"calling_ae": calling, "sent": sent, "budget_s": self.budget_s})
+            yield failure(OUT_OF_RESOURCES, f"query time budget ({self.budget_s:g} s) exceeded: narrow the query"), None
+            return
         except Exception:
             log.exception("MWL query failed", extra={"calling_ae": calling})
             yield failure(UNABLE_TO_PROCESS, "worklist unavailable"), None

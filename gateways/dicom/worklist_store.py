@@ -19,6 +19,7 @@ SQLite connections must not cross threads; WAL lets readers run beside the write
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Iterator
 
 from domain.dicom.matching import Query
@@ -76,6 +77,10 @@ _SPS_COLUMNS = {
 }
 
 
+class QueryBudgetExceeded(Exception):
+    """A C-FIND ran past its time budget; the SCP ends it with a failure status."""
+
+
 class WorklistStore(SqliteFile):
     SCHEMA = SCHEMA
 
@@ -100,8 +105,14 @@ class WorklistStore(SqliteFile):
             db.execute("UPDATE worklist SET sps_status = '' WHERE accession = ?", (accession,))
 
     # ------------------------------------------------------------- reads (gateway)
-    def find(self, query: Query, statuses: Iterable[str] = ("SCHEDULED",), limit: int = 0) -> Iterator[Item]:
-        """Items on the worklist matching the query, in scheduled order."""
+    def find(self, query: Query, statuses: Iterable[str] = ("SCHEDULED",), limit: int = 0,
+             deadline: float | None = None) -> Iterator[Item]:
+        """Items on the worklist matching the query, in scheduled order.
+
+        `deadline` (a `time.monotonic()` value) bounds the matching: past it the search
+        raises `QueryBudgetExceeded`, so one query cannot hold an association (or the
+        CPU) for longer than the budget however many rows it has to look at.
+        """
         wanted = [s for s in statuses if s]
         where = [f"sps_status IN ({','.join('?' * len(wanted))})"]
         params: list[object] = list(wanted)
@@ -123,6 +134,8 @@ class WorklistStore(SqliteFile):
             rows = db.execute(sql, params).fetchall()  # no read transaction held while answering
         sent = 0
         for (raw,) in rows:
+            if deadline is not None and time.monotonic() > deadline:
+                raise QueryBudgetExceeded()
             item = json.loads(raw)
             if query.matches(item):
                 yield item
