@@ -57,6 +57,12 @@ if command -v npm >/dev/null; then
     "$VENV/bin/python" -c 'from tests.fhir_server.fixture import ensure_node_modules; ensure_node_modules()' </dev/null
 fi
 
+# ---------------------------------------------------------------- lint
+# Logging misuse that only fails when a record is built (e.g. an `extra=` key named like a
+# LogRecord attribute): rules and paths in pyproject.toml [tool.ruff].
+log "ruff check (logging rules)"
+"$VENV/bin/ruff" check --no-cache --quiet . </dev/null
+
 # ---------------------------------------------------------------- run
 mkdir -p "$RESULTS"
 rm -f "$JUNIT"

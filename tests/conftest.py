@@ -2,16 +2,56 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from radflow.devstack import DevServer, free_port
+from radflow.logs import KeyValueFormatter
+
+# Loggers whose every call the suite exercises at DEBUG: a record is only built (and an
+# `extra=` key colliding with a LogRecord attribute only raises) when its level is enabled.
+DEBUG_LOGGERS = ("radflow", "temporalio.activity", "temporalio.workflow")
+
+
+class FormatEveryRecord(logging.Handler):
+    """Formats each record with the production formatter; formatting failures are kept, not printed."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(KeyValueFormatter())
+        self.failures: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.format(record)
+        except Exception as err:  # noqa: BLE001 - any failure to format is the finding
+            self.failures.append(f"{record.name}:{record.lineno} {record.msg!r}: {err!r}")
+
+
+_FORMATTER = FormatEveryRecord()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name in DEBUG_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(_FORMATTER)
+
+
+@pytest.fixture(autouse=True)
+def _log_records_format() -> Iterator[None]:
+    """Fail the test whose code produced a log record the production formatter cannot write."""
+    start = len(_FORMATTER.failures)
+    yield
+    failures = _FORMATTER.failures[start:]
+    assert not failures, "log records that failed to format:\n" + "\n".join(failures)
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,7 @@ from domain.fhir import FhirInputError, order_from_service_request, placer_key
 from domain.fhir.intake import CANCEL_STATUSES, CREATE_STATUSES
 from domain.order import EventKind, OrderData, OrderEvent, OrderState
 from domain.transitions import effective_status
-from radflow.ordering import EventRejected, OrderNotFound, TemporalUnavailable
+from radflow.ordering import EventRejected, OrderNotFound, OrderService, TemporalUnavailable
 from radflow.settings import Settings
 
 log = logging.getLogger("radflow.api.fhir")
@@ -134,14 +134,41 @@ async def create_service_request(
         state = await service.get_state(order.accession)
         created = False
     else:
+        # From here on the order exists: whatever fails now, the answer stays 2xx.
         created = result.created
-        # A new order's state is what we just started it with (no query, so the answer
-        # does not wait on a worker); a resend shows the order as it is now.
-        state = _initial_state(order, result.status) if created else await service.get_state(order.accession)
-    log.info("fhir order intake", extra={"accession": order.accession, "created": created})
-    body = _resource_or_404("ServiceRequest", state, settings)
+        state = await _applied_state(service, order.accession, _initial_state(order, result.status), fresh=created)
+    log.info("fhir order intake", extra={"accession": order.accession, "order_created": created})
     location = f"{base_url(request)}/ServiceRequest/{order.accession}"
-    return FhirResponse(body, status_code=201 if created else 200, headers={"Location": location} if created else None)
+    return FhirResponse(_applied_resource(state, settings), status_code=201 if created else 200,
+                        headers={"Location": location} if created else None)
+
+
+async def _applied_state(service: OrderService, accession: str, fallback: OrderState, *, fresh: bool = False) -> OrderState:
+    """The order's state after Temporal accepted a change. A new order's state is what we
+    just started it with (no query, so the answer does not wait on a worker); otherwise
+    the live state, or `fallback` when the read fails: the change was applied, so a failed
+    read must not turn the answer into an error the client would retry."""
+    if fresh:
+        return fallback
+    try:
+        return await service.get_state(accession)
+    except Exception as err:
+        log.warning("order state unreadable after an applied change; answering from what was sent",
+                    extra={"accession": accession, "error": repr(err)[:200]})
+        return fallback
+
+
+def _applied_resource(state: OrderState, settings: Settings) -> dict:
+    """The ServiceRequest of an order Temporal accepted; never raises (a 5xx would say "not applied")."""
+    try:
+        resource = facade_resource("ServiceRequest", state, settings.fhir_mapping())
+    except Exception:
+        log.exception("facade mapping failed for an applied order", extra={"accession": state.order.accession})
+        resource = None
+    if resource is None:
+        resource = {"resourceType": "ServiceRequest", "id": state.order.accession, "status": "active", "intent": "order",
+                    "subject": {"display": "see GET /fhir/ServiceRequest/{id}"}}
+    return resource
 
 
 @router.put("/ServiceRequest/{id}", response_class=FhirResponse)
@@ -165,16 +192,20 @@ async def update_service_request(
         started = effective_status(state) == OrderStatus.IN_PROGRESS
         kind = EventKind.DISCONTINUE if started else EventKind.CANCEL
         event = OrderEvent(kind=kind, source=EventSource.FHIR, control_id=control_id, reason=f"ServiceRequest status {status}")
-        await service.send_event(id, event)
+        result = await service.send_event(id, event)
+        after = state.model_copy(update={"status": result.status})
     elif status in CREATE_STATUSES:
         merged = _merge(state.order, incoming, resource)
+        after = state
         if merged != state.order:
             event = OrderEvent(kind=EventKind.ORDER_CHANGED, source=EventSource.FHIR, control_id=control_id, order=merged)
-            await service.send_event(id, event)
+            result = await service.send_event(id, event)
+            after = state.model_copy(update={"order": merged, "status": result.status})
     else:
         message = f"status {status!r} cannot be set by a placer here (use active to change, revoked to cancel)"
         raise FhirError(422, message, "business-rule", "ServiceRequest.status")
-    return FhirResponse(_resource_or_404("ServiceRequest", await service.get_state(id), settings))
+    # Applied (or a no-op): answer 200 even if the read-back fails.
+    return FhirResponse(_applied_resource(await _applied_state(service, id, after), settings))
 
 
 def _merge(current: OrderData, incoming: OrderData, resource: dict) -> OrderData:

@@ -133,13 +133,23 @@ async def skip_step(
 
 async def _send(service: ServiceDep, accession: str, event: OrderEvent) -> EventResultPublic:
     result = await service.send_event(accession, event)
-    log.info("api event applied", extra=order_fields(accession, kind=event.kind.value, changed=result.changed,
-                                                     status=result.status.value, control_id=event.control_id))
-    return EventResultPublic(**result.model_dump(include=set(EventResultPublic.model_fields)))
+    # Applied: from here on nothing may turn the answer into a 5xx (the client would retry
+    # something that already happened); a failing log line is reported, not raised.
+    _log_applied("api event applied", accession, kind=event.kind.value, changed=result.changed,
+                 status=result.status.value, control_id=event.control_id)
+    return EventResultPublic(accession=result.accession or accession, status=result.status, changed=result.changed,
+                             duplicate=result.duplicate, message=result.message)
 
 
 async def _operator(service: ServiceDep, accession: str, action: str, body: OperatorRequest | None, control_id: str) -> OperatorResultPublic:
     result = await service.operator_action(accession, OperatorAction(action=action, note=body.note if body else ""),
                                            update_id=f"{EventSource.API.value}:{control_id}")
-    log.info("api operator action", extra=order_fields(accession, action=action, status=result.status.value))
-    return OperatorResultPublic(accession=result.accession, action=result.action, status=result.status)
+    _log_applied("api operator action", accession, action=action, status=result.status.value)
+    return OperatorResultPublic(accession=result.accession or accession, action=result.action, status=result.status)
+
+
+def _log_applied(message: str, accession: str, **fields: object) -> None:
+    try:
+        log.info(message, extra=order_fields(accession, **fields))
+    except Exception:
+        log.exception("log line failed after an applied change", extra={"accession": accession})

@@ -8,6 +8,7 @@ element as a FHIRPath expression so the API can answer with an OperationOutcome.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from urllib.parse import parse_qs
 
 from fhir.resources.R4B.encounter import Encounter as R4Encounter
 from fhir.resources.R4B.patient import Patient as R4Patient
@@ -172,24 +173,48 @@ def _resolve(ref: dict | None, contained: dict, expected: str, what: str) -> dic
 
 
 def _patient(subject: dict, contained: dict, referenced: dict | None, cfg: FhirMappingConfig) -> Patient:
+    """Who the order is for, in order of precedence: a contained Patient, the resource a
+    literal reference points to (when the caller fetched it), the reference's identifier,
+    a conditional reference (`Patient?identifier=system|value`).
+
+    EHRs usually send a literal reference into their own server *and* the MRN as
+    identifier; the literal id means nothing here, so the identifier decides.
+    """
     where = "ServiceRequest.subject"
     resource = _resolve(subject, contained, "Patient", where)
     target = subject.get("reference") or ""
-    if resource is None and target and not target.startswith("#"):
-        if not target.startswith("Patient/") and subject.get("type") not in (None, "Patient"):
-            raise FhirInputError("the subject of an imaging order must be a Patient", where, "business-rule")
-        if referenced is None:
-            raise FhirInputError(
-                f"{target} is not known here: contain the Patient (#id) or reference it by identifier", where, "not-found"
-            )
+    if subject.get("type") not in (None, "Patient") or (target and not target.startswith(("#", "Patient/", "Patient?"))
+                                                          and "/Patient/" not in target):
+        raise FhirInputError("the subject of an imaging order must be a Patient", where, "business-rule")
+    if resource is None and referenced is not None and target.startswith("Patient/"):
         resource = referenced
     if resource is not None:
         validate_r4({**resource, "id": resource.get("id") or "p"}, "Patient")
         return _patient_resource(resource, cfg)
     ident = subject.get("identifier")
-    if ident and ident.get("value"):
-        return Patient(mrn=ident["value"], issuer=_issuer(ident, cfg))
+    if isinstance(ident, dict) and (ident.get("value") or "").strip():
+        return Patient(mrn=ident["value"].strip(), issuer=_issuer(ident, cfg))
+    if target.startswith("Patient?"):
+        return _conditional_patient(target, cfg, where)
+    if target and not target.startswith("#"):
+        raise FhirInputError(
+            f"{target} is not known here: contain the Patient (#id) or add its identifier to the reference", where, "not-found"
+        )
     raise FhirInputError("ServiceRequest.subject must name the patient (contained, Patient/id or identifier)", where, "required")
+
+
+def _conditional_patient(target: str, cfg: FhirMappingConfig, where: str) -> Patient:
+    """`Patient?identifier=system|value` (a conditional reference, as in transactions)."""
+    params = parse_qs(target.split("?", 1)[1], keep_blank_values=True)
+    values = params.get("identifier") or []
+    if len(values) != 1 or len(params) != 1:
+        raise FhirInputError(
+            f"conditional reference {target!r}: only one identifier=system|value criterion is supported", where, "not-supported"
+        )
+    system, sep, value = values[0].rpartition("|")
+    if not value.strip():
+        raise FhirInputError(f"conditional reference {target!r} has no identifier value", where, "required")
+    return Patient(mrn=value.strip(), issuer=_issuer({"system": system} if sep else {}, cfg))
 
 
 def _issuer(ident: dict, cfg: FhirMappingConfig) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from api.app import create_app
 from domain import definitions as d
 from gateways.dicom.worklist_store import WorklistStore
 from radflow.devstack import DevServer, free_port
+from radflow.logs import KeyValueFormatter
 from radflow.wiring import order_service
 from tests.api.fhir_stack import IDENT_BASE, FhirStack, fhir_stack, serve, stack_settings  # noqa: F401 (fixture)
 from tests.waiting import eventually
@@ -253,3 +255,47 @@ async def test_contained_patient_is_validated_as_r4(fhir_stack: FhirStack):
     resp = await fhir_stack.http.post("/fhir/ServiceRequest", json=body, headers=FHIR)
     assert resp.status_code == 400
     assert "birthDate" in outcome(resp)["diagnostics"]
+
+
+async def test_intake_at_info_level_answers_201_and_logs_without_phi(fhir_stack: FhirStack, caplog: pytest.LogCaptureFixture):
+    # Production runs at INFO: the record is built only then (an `extra=` key named like a
+    # LogRecord attribute, e.g. "created", raised KeyError here and the POST answered 500).
+    caplog.set_level(logging.INFO, logger="radflow")
+    acc, mrn = "FA" + uid(), "M" + uid()
+    resp = await fhir_stack.http.post("/fhir/ServiceRequest", json=service_request(accession=acc, mrn=mrn), headers=FHIR)
+    assert resp.status_code == 201, resp.text
+    records = [r for r in caplog.records if r.name == "radflow.api.fhir" and r.getMessage() == "fhir order intake"]
+    assert len(records) == 1 and records[0].levelno == logging.INFO
+    line = KeyValueFormatter().format(records[0])
+    assert f"accession={acc}" in line and "order_created=True" in line
+    assert mrn not in line and "Fhirtest" not in line
+
+
+async def test_resend_answers_2xx_even_when_the_order_cannot_be_read(client: Client, task_queue: str, tmp_path: Path):
+    # No worker: the start is durable in Temporal, but the state query cannot be answered.
+    # The order exists, so the resend must not be told "503, nothing applied".
+    settings = stack_settings(task_queue, tmp_path)
+    settings.temporal_rpc_timeout_s = 1.0
+    service = order_service(client, settings)
+    acc = "FA" + uid()
+    body = service_request(accession=acc)
+    async with serve(create_app(settings, service)) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+        first = await http.post("/fhir/ServiceRequest", json=body, headers=FHIR)
+        again = await http.post("/fhir/ServiceRequest", json=body, headers=FHIR)
+    assert first.status_code == 201, first.text
+    assert again.status_code == 200, again.text
+    ServiceRequest.model_validate(again.json())
+    assert again.json()["id"] == acc
+    query = f"WorkflowId = {d.quote_visibility(d.order_workflow_id(acc))}"
+    assert (await client.count_workflows(query)).count == 1
+
+
+async def test_subject_with_literal_reference_and_identifier_creates_the_order(fhir_stack: FhirStack):
+    acc, mrn = "FA" + uid(), "M" + uid()
+    body = service_request(accession=acc)
+    del body["contained"]
+    body["subject"] = {"reference": "Patient/p1", "identifier": typed("MR", f"{IDENT_BASE}/mrn/HOSP", mrn)}
+    resp = await fhir_stack.http.post("/fhir/ServiceRequest", json=body, headers=FHIR)
+    assert resp.status_code == 201, resp.text
+    state = await fhir_stack.service.get_state(acc)
+    assert (state.order.patient.mrn, state.order.patient.issuer) == (mrn, "HOSP")

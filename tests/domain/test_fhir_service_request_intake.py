@@ -163,3 +163,44 @@ def test_code_system_uris_map_back_to_hl7_names():
     assert cfg.hl7_code_system("http://snomed.info/sct") == "SCT"
     assert cfg.hl7_code_system("https://unknown.test/cs") == "https://unknown.test/cs"
     assert cfg.code_system("https://unknown.test/cs") == "https://unknown.test/cs"
+
+
+MRN_IDENT = {"system": "https://rf.test/fhir/mrn/HOSP", "value": "M1"}
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        # What most EHRs send: a literal reference into their own server plus the MRN.
+        {"reference": "Patient/p1", "identifier": MRN_IDENT},
+        {"reference": "https://ehr.test/fhir/Patient/p1", "type": "Patient", "identifier": MRN_IDENT, "display": "X"},
+        # Conditional reference (as in a transaction Bundle).
+        {"reference": "Patient?identifier=https://rf.test/fhir/mrn/HOSP|M1"},
+    ],
+)
+def test_subject_literal_or_conditional_reference_resolves_by_identifier(subject):
+    order = order_from_service_request(minimal_sr(subject=subject), CFG)
+    assert (order.patient.mrn, order.patient.issuer) == ("M1", "HOSP")
+
+
+def test_contained_patient_wins_over_the_reference_identifier():
+    pat = {"resourceType": "Patient", "identifier": [{"system": "https://rf.test/fhir/mrn/HOSP", "value": "M9"}],
+           "name": [{"family": "Contained"}]}
+    sr = with_contained_patient(minimal_sr(), pat)
+    sr["subject"]["identifier"] = MRN_IDENT
+    order = order_from_service_request(sr, CFG)
+    assert (order.patient.mrn, order.patient.name.family) == ("M9", "Contained")
+
+
+@pytest.mark.parametrize(
+    "subject,code",
+    [
+        ({"reference": "Group/g1", "identifier": MRN_IDENT}, "business-rule"),
+        ({"reference": "Patient?name=Smith"}, "not-supported"),
+        ({"reference": "Patient?identifier=sys|"}, "required"),
+    ],
+)
+def test_subject_refusals(subject, code):
+    with pytest.raises(FhirInputError) as err:
+        order_from_service_request(minimal_sr(subject=subject), CFG)
+    assert (err.value.expression, err.value.code) == ("ServiceRequest.subject", code)
