@@ -279,6 +279,7 @@ class StartOrder(BaseModel):
     received_at: datetime | None = None
     policy: OrderPolicy = Field(default_factory=OrderPolicy)
     carried: OrderState | None = None  # continue-as-new
+    repairs: list[str] = Field(default_factory=list)  # what the gateway repaired in the message
 
 
 class OperatorAction(BaseModel):

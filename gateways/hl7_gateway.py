@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 
 from domain.definitions import EventSource
 from domain.hl7.ack import AckCode, AckHeader, build_ack, build_batch
@@ -25,6 +26,7 @@ from domain.hl7.mapping import CommandKind, Hl7Command, MappingConfig, map_messa
 from domain.hl7.parse import ErrorCode, Hl7Error, clip, parse_message
 from domain.hl7.validate import validate_commands
 from domain.order import EventKind
+from domain.transitions import apply_event
 from gateways.mllp import serve_mllp
 from radflow.attachments import AttachmentStore, attachment_store
 from radflow.ordering import EventRejected, OrderNotFound, OrderService, TemporalUnavailable
@@ -94,12 +96,21 @@ class Hl7Gateway:
             cmd = commands[0]
             log.info("hl7 %s rejected control=%s: %s", cmd.label, cmd.control_id, cmd.reason)
             return self._ack(header, AckCode.AR, cmd.reason, ErrorCode(cmd.error_code), cmd.location)
+        applied: list[str] = []
         try:
+            if len(commands) > 1:
+                await self._preflight(commands)
             for cmd in commands:
                 await self._execute(cmd)
+                applied.append(cmd.accession or cmd.fanout_mrn or cmd.placer_number)
         except _Nack as nack:
-            log.info("hl7 %s control=%s: %s %s", pm.label, pm.control_id, nack.code.value, nack.reason)
-            return self._ack(header, nack.code, nack.reason, nack.error, nack.location)
+            reason = nack.reason
+            if applied:
+                # Only a failure after the preflight (Temporal lost mid-message) gets here: say
+                # what was applied; the resend re-applies nothing twice and completes the rest.
+                reason = f"partly applied (orders {', '.join(applied)}), the rest not: {reason}; resend to complete"
+            log.info("hl7 %s control=%s: %s %s", pm.label, pm.control_id, nack.code.value, reason)
+            return self._ack(header, nack.code, reason, nack.error, nack.location)
         return self._ack(header, AckCode.AA)
 
     def _ack(self, header: AckHeader, code: AckCode, text: str = "", error: ErrorCode | None = None,
@@ -128,6 +139,46 @@ class Hl7Gateway:
             log.warning("hl7 %s control=%s failed: %s", cmd.label, cmd.control_id, type(err).__name__)
             raise _Nack(AckCode.AE, ErrorCode.INTERNAL_ERROR, "internal error, retry later") from err
 
+    async def _preflight(self, commands: list[Hl7Command]) -> None:
+        """A message with several orders is applied wholly or not at all: before any effect,
+        every target order must exist and accept its event (a dry run of the pure
+        transition on its current state). Starts and patient fan-outs need no check: a start
+        is idempotent and a fan-out skips orders the change does not apply to."""
+        now = datetime.now(UTC)
+        for n, cmd in enumerate(commands, start=1):
+            if cmd.kind != CommandKind.ORDER_EVENT or cmd.event is None:
+                continue
+            try:
+                accession = await self._resolve(cmd)
+                state = await self.service.get_state(accession)
+            except OrderNotFound as err:
+                raise _Nack(AckCode.AE, ErrorCode.UNKNOWN_KEY, f"nothing applied: order {n} of the message: {err}",
+                            "OBR" if cmd.event.kind == EventKind.REPORT else "ORC") from err
+            except TemporalUnavailable as err:
+                raise _Nack(AckCode.AE, ErrorCode.INTERNAL_ERROR, "order store unavailable, retry later") from err
+            cmd.accession = accession
+            where = "OBR" if cmd.event.kind == EventKind.REPORT else "ORC"
+            event = self._for(cmd, accession)
+            key = event.message_key or event.control_id
+            if key and key in state.seen_control_ids:
+                continue  # a resend: applying it again is a no-op
+            outcome = apply_event(state.model_copy(deep=True), event, now)
+            if not outcome.ok:
+                raise _Nack(AckCode.AE, ErrorCode.INTERNAL_ERROR,
+                            f"nothing applied: order {n} of the message ({accession}): {outcome.error}", where)
+
+    async def _resolve(self, cmd: Hl7Command) -> str:
+        if not cmd.accession:
+            return await self._by_placer(cmd)
+        try:
+            await self.service.get_state(cmd.accession)
+            return cmd.accession
+        except OrderNotFound:
+            other = await self._by_placer(cmd) if cmd.placer_number else ""
+            if not other:
+                raise
+            return other
+
     async def _start(self, cmd: Hl7Command) -> None:
         order = cmd.order
         assert order is not None
@@ -135,7 +186,7 @@ class Hl7Gateway:
             accession = await self.service.allocate_accession(cmd.placer_key)
             order = order.model_copy(update={"accession": accession})
             log.info("hl7 %s control=%s: accession %s allocated", cmd.label, cmd.control_id, accession)
-        result = await self.service.start_order(order, EventSource.HL7, cmd.control_id)
+        result = await self.service.start_order(order, EventSource.HL7, cmd.control_id, cmd.repairs)
         log.info("hl7 %s control=%s accession=%s %s", cmd.label, cmd.control_id, order.accession,
                  "started" if result.created else "already exists (resend)")
 

@@ -156,10 +156,11 @@ class OrderService:
             raise TemporalUnavailable(str(err)) from err
 
     # ----------------------------------------------------------- writes
-    async def start_order(self, order: OrderData, source: EventSource, control_id: str = "") -> StartResult:
+    async def start_order(self, order: OrderData, source: EventSource, control_id: str = "",
+                          repairs: list[str] | None = None) -> StartResult:
         """Create the order's workflow; a resend of the same order changes nothing."""
         status = OrderStatus.SCHEDULED if order.schedule.is_scheduled() else OrderStatus.ORDERED
-        start = StartOrder(order=order, source=source, control_id=control_id, policy=self.policy)
+        start = StartOrder(order=order, source=source, control_id=control_id, policy=self.policy, repairs=repairs or [])
         handle = await self._guard(
             self.client.start_workflow(
                 d.ORDER_WORKFLOW,

@@ -72,7 +72,8 @@ class ImagingOrderWorkflow:
         if start.control_id:
             self.state.seen_control_ids.append(start.control_id)
         code = start.order.procedure.code or "no procedure code"
-        self._record(start.source, EventKind.NEW_ORDER.value, f"new order ({code})", start.control_id)
+        repaired = f" (repaired: {'; '.join(start.repairs)})" if start.repairs else ""
+        self._record(start.source, EventKind.NEW_ORDER.value, f"new order ({code}){repaired}", start.control_id)
         self._enqueue_sync(EventKind.NEW_ORDER.value)
 
     # ------------------------------------------------------------------ run loop

@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo
 
 from domain.definitions import EventSource, ReportStatus
 from domain.hl7.observations import report_content
+from domain.hl7.grammar import check_grammar
 from domain.hl7.parse import NULL, ErrorCode, FieldSpec, Hl7Error, ParsedMessage, Segment, segment_name
 from domain.order import (
     EventKind,
@@ -124,6 +125,7 @@ class Hl7Command:
     reason: str = ""
     location: str = ""
     documents: dict[str, bytes] = field(default_factory=dict)  # report attachments by SHA-256, stored before the event
+    repairs: list[str] = field(default_factory=list)  # recorded on the order's timeline
 
     @property
     def placer_key(self) -> str:
@@ -157,6 +159,7 @@ def map_message(pm: ParsedMessage, config: MappingConfig | None = None, charset:
     """
     cfg = config or MappingConfig()
     try:
+        check_grammar([segment_name(seg) for seg in pm.all_segments()], pm.label)
         return _Mapper(pm, cfg, charset or pm.declared_charset).commands()
     except Hl7Error as err:
         return [
@@ -385,7 +388,7 @@ class _Mapper:
         for pid in self.pm.segments("PID") or [None]:
             patient = self._patient(pid)
             event = OrderEvent(kind=EventKind.PATIENT_UPDATED, source=EventSource.HL7, control_id=self.control_id, at=at,
-                               message_key=self.pm.message_key, patient=patient, partial=True, cleared=self._cleared(PATIENT_SOURCES, patient_seg=pid))
+                               message_key=self.pm.message_key, repairs=list(self.pm.repairs), patient=patient, partial=True, cleared=self._cleared(PATIENT_SOURCES, patient_seg=pid))
             out.append(Hl7Command(CommandKind.PATIENT_FANOUT, self.pm.label, self.control_id, event=event, fanout_mrn=patient.mrn))
         return out
 
@@ -410,7 +413,7 @@ class _Mapper:
                 raise Hl7Error(ErrorCode.REQUIRED_FIELD_MISSING, "MRG-1 prior patient identifier is required", "MRG-1")
             event = OrderEvent(
                 kind=EventKind.PATIENT_MERGED, source=EventSource.HL7, control_id=self.control_id, at=at,
-                message_key=self.pm.message_key,
+                message_key=self.pm.message_key, repairs=list(self.pm.repairs),
                 patient=survivor, merged_from=old, partial=True, cleared=self._cleared(PATIENT_SOURCES, patient_seg=pid),
             )
             out.append(Hl7Command(CommandKind.PATIENT_FANOUT, self.pm.label, self.control_id, event=event, fanout_mrn=old.mrn))
@@ -446,6 +449,7 @@ class _Mapper:
                                    "new order without a procedure (OBR-4, OBR-44 or IPC-6)", "OBR-4")
                 cmd.kind = CommandKind.START_ORDER
                 cmd.order = order
+                cmd.repairs = list(self.pm.repairs)
                 return cmd
             cmd.event = self._event(EventKind.ORDER_CHANGED, order=order, partial=True, cleared=self._cleared(ORDER_SOURCES, g))
         elif control in ORDER_CONTROL_EVENTS:
@@ -463,7 +467,7 @@ class _Mapper:
 
     def _event(self, kind: EventKind, **fields: Any) -> OrderEvent:
         return OrderEvent(kind=kind, source=EventSource.HL7, control_id=self.control_id, at=self._event_time(),
-                          message_key=self.pm.message_key, **fields)
+                          message_key=self.pm.message_key, repairs=list(self.pm.repairs), **fields)
 
     def _order_keys(self, g: OrderGroup) -> tuple[str, str, str]:
         get = self._get

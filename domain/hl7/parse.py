@@ -121,6 +121,7 @@ class ParsedMessage:
     msg: hl7.Message
     enc: EncodingChars
     codec: str = "utf-8"
+    repairs: list[str] = field(default_factory=list)  # bare CRs joined back (domain.hl7.grammar)
     _by_name: dict[str, list[Segment]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -254,11 +255,14 @@ def parse_message(text: str, codec: str = "utf-8", limits: Hl7Limits | None = No
     if not _valid_delimiters(enc):
         raise Hl7Error(ErrorCode.DATA_TYPE, "invalid encoding characters in MSH-1/MSH-2", "MSH-2")
     check_limits(text, enc, limits or Hl7Limits())
+    from domain.hl7.grammar import repair_segments  # grammar builds on this module
+
+    text, repairs = repair_segments(text, enc)
     try:
         msg = hl7.parse(text)
     except (ParseException, IndexError, ValueError, AssertionError) as err:
         raise Hl7Error(ErrorCode.SEGMENT_SEQUENCE, f"unparseable message: {clip(str(err))}", "MSH") from err
-    pm = ParsedMessage(text=text, msg=msg, enc=enc, codec=codec)
+    pm = ParsedMessage(text=text, msg=msg, enc=enc, codec=codec, repairs=repairs)
     _check_header(pm)
     return pm
 

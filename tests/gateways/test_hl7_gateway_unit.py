@@ -24,7 +24,7 @@ class FakeService:
     allocated: list[str] = field(default_factory=list)
     start_error: Exception | None = None
 
-    async def start_order(self, order, source, control_id=""):
+    async def start_order(self, order, source, control_id="", repairs=None):
         if self.start_error:
             raise self.start_error
         self.started.append(order)
