@@ -8,6 +8,8 @@ decides how long to keep trying. No EHR configured -> "not_configured".
 
 from __future__ import annotations
 
+import asyncio
+
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -59,7 +61,9 @@ class Hl7ReportDelivery:
         if report is None:
             return StepResult(outcome="skipped", detail="order has no report")
         documents = await read_documents(self.attachments, req)
-        text, control_id = build_oru(
+        # Linear, but a 1 MB report is still CPU time: keep it off the worker's event loop.
+        text, control_id = await asyncio.to_thread(
+            build_oru,
             req.state,
             documents=documents,
             sending_application=self.sending_application,

@@ -1,4 +1,4 @@
-"""Outbound ORU^R01 built with hl7apy (domain/hl7/oru.py): structure and a parse round trip."""
+"""Outbound ORU^R01 (domain/hl7/oru.py): fields, the v2.5.1 ORU_R01 structure (checked by hl7apy), a parse round trip."""
 
 from __future__ import annotations
 
@@ -69,3 +69,14 @@ def test_no_report_is_an_error() -> None:
     state.report = None
     with pytest.raises(ValueError):
         build_oru(state)
+
+
+def test_structure_is_valid_v251_oru_r01_for_hl7apy() -> None:
+    from hl7apy.consts import VALIDATION_LEVEL
+    from hl7apy.parser import parse_message as hl7apy_parse
+
+    text, _ = build_oru(_state(ReportStatus.FINAL, "Line 1\nLine | 2\n\nLine 4"), now=NOW)
+    msg = hl7apy_parse(text, validation_level=VALIDATION_LEVEL.STRICT, find_groups=True)
+    assert msg.validate()
+    observation = msg.ORU_R01_PATIENT_RESULT.ORU_R01_ORDER_OBSERVATION
+    assert [c.name for c in observation.children] == ["ORC", "OBR"] + ["ORU_R01_OBSERVATION"] * 4
