@@ -1,6 +1,6 @@
 """ORU^R01 build time per report size: is `build_oru` linear? (issue 8 item 1)
 
-    .venv/bin/python bench/oru_build.py [--sizes 1000,2000,4000,8000,16000,32000] [--repeat 3]
+    .venv/bin/python bench/oru_build.py [--sizes 1000,2000,4000,8000,16000,32000] [--repeat 5]
 
 For each size N, a report of N lines (each with HL7 delimiters to escape) is built
 `--repeat` times; the best time is kept. Prints seconds, microseconds per line and the
@@ -45,7 +45,7 @@ def best_of(lines: int, repeat: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,2000,4000,8000,16000,32000")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     base = None
