@@ -61,14 +61,20 @@ class Hl7Gateway:
 
     # ------------------------------------------------------------------ frames
     async def handle(self, raw: bytes) -> bytes:
-        """Frame payload in, ACK payload out; a batch (or several MSH) gets a batch of ACKs."""
+        """Frame payload in, ACK payload out; a batch (or several MSH) gets a batch of ACKs.
+
+        b"" when the one message of the frame asked for no ACK (enhanced mode, MSH-15).
+        """
         decoded = decode(raw)
         envelope = split_batch(decoded.text)
         if not envelope.messages:
             ack = self._ack(AckHeader(), AckCode.AR, "empty message", ErrorCode.SEGMENT_SEQUENCE)
             return ack.encode(decoded.codec, errors="replace")
-        acks = [await self._handle_message(text, decoded) for text in envelope.messages]
-        if envelope.batch or len(acks) > 1:
+        answers = [await self._handle_message(text, decoded) for text in envelope.messages]
+        acks = [a for a in answers if a]  # enhanced mode: MSH-15 may ask for no commit ACK
+        if not envelope.batch and len(answers) == 1 and not acks:
+            return b""
+        if envelope.batch or len(answers) > 1:
             enc = EncodingChars.from_msh(envelope.header or envelope.messages[0])
             out = build_batch(acks, envelope.header, enc, application=self.settings.hl7_sending_application,
                               facility=self.settings.hl7_sending_facility)
@@ -115,6 +121,11 @@ class Hl7Gateway:
 
     def _ack(self, header: AckHeader, code: AckCode, text: str = "", error: ErrorCode | None = None,
              location: str = "") -> str:
+        """The ACK text, or "" when the sender's MSH-15 asks for none in this case."""
+        if not header.wants_ack(code):
+            log.debug("hl7 control=%s: no %s sent (MSH-15 %s)", clip(header.control_id) or "-", code.value,
+                      header.accept_ack_type)
+            return ""
         return build_ack(header, code, text, error, location, application=self.settings.hl7_sending_application,
                          facility=self.settings.hl7_sending_facility)
 

@@ -156,7 +156,8 @@ async def serve_mllp(
                     else:
                         log.warning("mllp %s: %s", peer, reason)
                         response = reject(payload, reason)
-                    writer.write(frame(response))
+                    if response:  # b"": the handler answers nothing (HL7 enhanced mode, MSH-15 NE/ER/SU)
+                        writer.write(frame(response))
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass

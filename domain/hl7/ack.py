@@ -27,6 +27,16 @@ class AckCode(StrEnum):
     AR = "AR"  # rejected: malformed or unsupported; resending the same bytes will not help
 
 
+# Enhanced mode (MSH-15/MSH-16 present): the accept ("commit") acknowledgment says the
+# same thing in its own codes. radflow commits a message by applying it in Temporal, so CA
+# is sent only after the event is durable, CE when it could not be (retry), CR when it never
+# can be. Application acknowledgments are not sent separately: the commit ACK already
+# carries the application outcome, and radflow has no return channel to the sender.
+COMMIT_CODES = {AckCode.AA: "CA", AckCode.AE: "CE", AckCode.AR: "CR"}
+# HL7 table 0155 (accept/application acknowledgment conditions).
+ACK_CONDITIONS = ("AL", "NE", "ER", "SU")
+
+
 def new_control_id() -> str:
     return uuid.uuid4().hex[:20].upper()
 
@@ -49,6 +59,24 @@ class AckHeader:
     processing_id: str = ""
     version: str = ""
     charset: str = ""
+    accept_ack_type: str = ""  # MSH-15
+    application_ack_type: str = ""  # MSH-16
+
+    @property
+    def enhanced(self) -> bool:
+        """HL7 v2: enhanced acknowledgment mode when MSH-15 or MSH-16 is valued, else original."""
+        return bool(self.accept_ack_type or self.application_ack_type)
+
+    def wants_ack(self, code: AckCode) -> bool:
+        """Whether to answer at all: always in original mode; per MSH-15 in enhanced mode.
+
+        An empty or unknown MSH-15 next to a valued MSH-16 counts as AL: an MLLP sender
+        waiting for an answer it will never get is worse than one ACK too many.
+        """
+        if not self.enhanced:
+            return True
+        condition = self.accept_ack_type if self.accept_ack_type in ACK_CONDITIONS else "AL"
+        return {"AL": True, "NE": False, "ER": code != AckCode.AA, "SU": code == AckCode.AA}[condition]
 
     @classmethod
     def from_text(cls, text: str) -> AckHeader:
@@ -77,6 +105,8 @@ class AckHeader:
             processing_id=msh(11),
             version=_usable_version(msh(12).split(enc.component, 1)[0]),
             charset=first_rep,
+            accept_ack_type=msh(15).upper()[:2],
+            application_ack_type=msh(16).upper()[:2],
         )
 
 
@@ -144,7 +174,7 @@ def build_ack(
     if header.charset:
         fields += ["", "", "", "", "", header.charset]
     segments = ["MSH" + f + enc.msh2 + f + f.join(fields)]
-    msa = ["MSA", code.value, header.control_id]
+    msa = ["MSA", COMMIT_CODES[code] if header.enhanced else code.value, header.control_id]
     if text:
         msa.append(escape(text, enc))
     segments.append(f.join(msa))
