@@ -24,7 +24,7 @@ def test_aa_v251_swaps_sender_and_echoes_version_and_charset() -> None:
     ack = build_ack(AckHeader.from_text(ORM25), AckCode.AA, control_id="ACK1", now=NOW)
     assert ack == (
         "MSH|^~\\&|RADFLOW|RAD|CPOE|GENHOSP|20240301120000+0000||ACK^O23^ACK|ACK1|P|2.5.1||||||UNICODE UTF-8\r"
-        "MSA|AA|MSG42"
+        "MSA|CA|MSG42"  # MSH-15 AL / MSH-16 NE: enhanced mode, so the commit code CA
     )
 
 
@@ -32,7 +32,7 @@ def test_ae_v251_has_err_3_4_8() -> None:
     ack = build_ack(AckHeader.from_text(ORM25), AckCode.AE, "unknown order A|1", ErrorCode.UNKNOWN_KEY, "ORC-2",
                     control_id="ACK2", now=NOW)
     msh, msa, err = ack.split("\r")
-    assert msa == "MSA|AE|MSG42|unknown order A\\F\\1"
+    assert msa == "MSA|CE|MSG42|unknown order A\\F\\1"  # enhanced mode (MSH-15 AL)
     assert err == "ERR||ORC^1^2|204^Unknown key identifier^HL70357|E||||unknown order A\\F\\1"
 
 
@@ -91,3 +91,15 @@ def test_read_ack() -> None:
     ar = read_ack("MSH|^~\\&|EHR\nMSA|AR|RF1\nERR|||101^x^HL70357|E||||missing PID")
     assert ar is not None and ar.rejected and ar.text == "missing PID"
     assert read_ack("MSH|^~\\&|EHR") is None
+
+
+def test_table_0155_conditions() -> None:
+    def wants(accept: str, app: str, code: AckCode) -> bool:
+        return AckHeader.from_text(ORM23.replace("|T|2.3", f"|T|2.3|||{accept}|{app}")).wants_ack(code)
+
+    assert AckHeader.from_text(ORM23).wants_ack(AckCode.AA) and not AckHeader.from_text(ORM23).enhanced
+    assert [wants("AL", "", c) for c in AckCode] == [True, True, True]
+    assert [wants("NE", "AL", c) for c in AckCode] == [False, False, False]
+    assert [wants("ER", "", c) for c in AckCode] == [False, True, True]
+    assert [wants("SU", "", c) for c in AckCode] == [True, False, False]
+    assert [wants("", "AL", c) for c in AckCode] == [True, True, True]  # MSH-16 alone: enhanced, commit ACK sent
