@@ -26,4 +26,8 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
 
     fhir = FhirDelivery.from_settings(settings)
     activities += [fhir.sync_fhir, fhir.deliver_report_fhir]
+
+    from activities.order_index import prune_order_index
+
+    activities.append(prune_order_index)
     return activities

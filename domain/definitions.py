@@ -155,6 +155,25 @@ MILESTONE_REPORT = "report"
 MILESTONE_ACQUISITION = "acquisition"
 
 
+# --- Order index (workflows/order_index.py, domain/order_index.py) ---
+# Strongly consistent "which orders has this patient / placer order" lookups, written
+# by OrderService before an order is acknowledged. Keys are spread over a fixed number
+# of small workflows; changing INDEX_BUCKETS moves keys to other workflows (persisted data).
+ORDER_INDEX_WORKFLOW = "OrderIndex"
+INDEX_ID_PREFIX = "radflow-order-index"
+INDEX_BUCKETS = 32
+INDEX_ADD_SIGNAL = "index-add"  # {"entries": {key: [accession, ...]}}
+INDEX_FORGET_SIGNAL = "index-forget"
+INDEX_LOOKUP_QUERY = "index-lookup"
+PRUNE_INDEX_ACTIVITY = "prune_order_index"  # which indexed orders have closed (run before continue-as-new)
+
+
+def index_workflow_id(task_queue: str, bucket: int) -> str:
+    base = INDEX_ID_PREFIX if task_queue == TASK_QUEUE else f"{INDEX_ID_PREFIX}-{task_queue}"
+    return f"{base}-{bucket}"
+# --- end order index ---
+
+
 # --- Unmatched items (workflows/unmatched.py, radflow/unmatched.py) ---
 # Unsolicited studies and unscheduled MPPS are kept as one small workflow each until an
 # operator links them to an order; the id makes a second report of the same item a no-op.

@@ -48,7 +48,6 @@ class Hl7Gateway:
         self.attachments = attachments or attachment_store(settings)
         self.config = MappingConfig.from_settings(settings)
         self.limits = Hl7Limits.from_settings(settings)
-        self.merge_resweep_s = float(getattr(settings, "hl7_merge_resweep_s", 2.0))
 
     async def serve(self, host: str | None = None, port: int | None = None) -> asyncio.Server:
         """Start the MLLP listener for this gateway (settings give the defaults)."""
@@ -197,7 +196,8 @@ class Hl7Gateway:
             accession = await self.service.allocate_accession(cmd.placer_key)
             order = order.model_copy(update={"accession": accession})
             log.info("hl7 %s control=%s: accession %s allocated", cmd.label, cmd.control_id, accession)
-        result = await self.service.start_order(order, EventSource.HL7, cmd.control_id, cmd.repairs)
+        placer_key = cmd.placer_key if cmd.placer_number else ""
+        result = await self.service.start_order(order, EventSource.HL7, cmd.control_id, cmd.repairs, placer_key=placer_key)
         log.info("hl7 %s control=%s accession=%s %s", cmd.label, cmd.control_id, order.accession,
                  "started" if result.created else "already exists (resend)")
 
@@ -245,17 +245,15 @@ class Hl7Gateway:
     async def _patient_fanout(self, cmd: Hl7Command) -> None:
         """Send the patient event to every open order of the MRN.
 
-        Open orders come from Temporal visibility, which is eventually consistent: an
-        order started a moment ago may not be listed yet. For merges (where a missed
-        order keeps a retired MRN) a second sweep runs after `hl7_merge_resweep_s`
-        before the ACK; orders reached by the first sweep are skipped, and every update
-        id is "HL7:<message key>:<accession>", so a resent A40 or an overlap changes nothing.
-        Orders started after the second sweep with the retired MRN are not re-keyed.
+        OrderService finds them in its order index (strongly consistent: every order
+        acknowledged before this message is found), plus visibility for orders older than
+        the index. Every update id is "HL7:<message key>:<accession>", so a resend changes
+        nothing. After a merge the reached orders move to the surviving MRN in the index.
         """
         reached = await self._sweep(cmd, set())
-        if cmd.event is not None and cmd.event.kind == EventKind.PATIENT_MERGED and self.merge_resweep_s > 0:
-            await asyncio.sleep(self.merge_resweep_s)
-            reached = await self._sweep(cmd, reached)
+        event = cmd.event
+        if event is not None and event.kind == EventKind.PATIENT_MERGED and event.patient is not None:
+            await self.service.move_patient_orders(cmd.fanout_mrn, event.patient.mrn, sorted(reached))
         log.info("hl7 %s control=%s: %d open order(s) notified", cmd.label, cmd.control_id, len(reached))
 
     async def _sweep(self, cmd: Hl7Command, done: set[str]) -> set[str]:

@@ -8,6 +8,7 @@ below, which each edge maps to its own protocol (HL7 AE/AR, DICOM status, HTTP).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import TypeVar
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
@@ -31,6 +33,15 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from domain import definitions as d
 from domain.definitions import EventSource, OrderStatus
+from domain.order_index import (
+    IndexEntries,
+    IndexLookup,
+    IndexState,
+    by_bucket,
+    invalid_key,
+    patient_index_key,
+    placer_index_key,
+)
 from domain.order import (
     AllocateRequest,
     AllocatorState,
@@ -157,8 +168,19 @@ class OrderService:
 
     # ----------------------------------------------------------- writes
     async def start_order(self, order: OrderData, source: EventSource, control_id: str = "",
-                          repairs: list[str] | None = None) -> StartResult:
-        """Create the order's workflow; a resend of the same order changes nothing."""
+                          repairs: list[str] | None = None, placer_key: str = "") -> StartResult:
+        """Create the order's workflow; a resend of the same order changes nothing.
+
+        The order's patient and placer keys go into the order index first, so an order
+        that exists is always found by them (an index entry without its order, left by a
+        start that failed, is skipped by the lookups). `placer_key` is
+        "<placer number>^<placer application>" (default: the order's placer number^system).
+        """
+        keys = [patient_index_key(order.patient.mrn)]
+        placer = placer_key or _default_placer_key(order)
+        if placer:
+            keys.append(placer_index_key(placer))
+        await self._index(d.INDEX_ADD_SIGNAL, {key: [order.accession] for key in keys})
         status = OrderStatus.SCHEDULED if order.schedule.is_scheduled() else OrderStatus.ORDERED
         start = StartOrder(order=order, source=source, control_id=control_id, policy=self.policy, repairs=repairs or [])
         handle = await self._guard(
@@ -176,6 +198,9 @@ class OrderService:
         return StartResult(accession=order.accession, created=_was_started(handle), status=status)
 
     async def send_event(self, accession: str, event: OrderEvent) -> EventResult:
+        if event.order is not None and event.order.patient.mrn:
+            # A changed order (XO, FHIR PUT) may name another patient: index it there too.
+            await self._index(d.INDEX_ADD_SIGNAL, {patient_index_key(event.order.patient.mrn): [accession]})
         key = event.message_key or event.control_id
         update_id = d.event_update_id(event.source.value, key) if key else None
         return await self._guard(
@@ -196,7 +221,14 @@ class OrderService:
         )
 
     async def allocate_accession(self, placer_key: str) -> str:
-        """Next accession from the durable sequence; the same placer key gets the same number."""
+        """Next accession from the durable sequence; the same placer key gets the same number.
+
+        The index is asked first: the allocator remembers only its recent allocations,
+        the index every order that is still open (a resend of an old order is found).
+        """
+        indexed = await self._index_lookup([placer_index_key(placer_key)])
+        if indexed.get(placer_index_key(placer_key)):
+            return indexed[placer_index_key(placer_key)][-1]
         op = WithStartWorkflowOperation(
             d.ALLOCATOR_WORKFLOW,
             AllocatorState(),
@@ -216,7 +248,15 @@ class OrderService:
         )
 
     async def accession_for_placer(self, placer_number: str, placer_key: str) -> str | None:
-        """Find the accession of an order known only by its placer number."""
+        """Find the accession of an order known only by its placer number.
+
+        The index answers for every order started since it exists; the allocator and then
+        visibility (eventually consistent) only for orders created before it.
+        """
+        key = placer_index_key(placer_key)
+        indexed = (await self._index_lookup([key])).get(key)
+        if indexed:
+            return indexed[-1]
         allocator = self.client.get_workflow_handle(d.allocator_workflow_id(self.task_queue))
         try:
             found = await self._guard(allocator.query(d.LOOKUP_QUERY, placer_key, result_type=str | None, rpc_timeout=self.rpc_timeout))
@@ -242,13 +282,86 @@ class OrderService:
         )
 
     async def open_orders_of_patient(self, mrn: str) -> list[str]:
-        """Accessions of open orders for an MRN (not cancelled/discontinued), from visibility (eventually consistent)."""
+        """Accessions of the open orders (running, not cancelled/discontinued) of an MRN.
+
+        Candidates come from the order index (strongly consistent) plus visibility, which
+        still finds orders created before the index existed. Each candidate's status is
+        then read from Temporal's own record of the workflow (describe, not visibility);
+        indexed orders that have finished leave the index.
+        """
+        key = patient_index_key(mrn)
+        indexed = (await self._index_lookup([key])).get(key, [])
         closed = ", ".join(d.quote_visibility(s.value) for s in d.CLOSED_STATUSES)
         query = (
             f"{d.SA_PATIENT_ID.name} = {d.quote_visibility(mrn)} AND ExecutionStatus = 'Running'"
             f" AND {d.SA_ORDER_STATUS.name} NOT IN ({closed})"
         )
-        return await self._guard(self._list_ids(query))
+        visible = await self._guard(self._list_ids(query))
+        candidates = list(dict.fromkeys([*indexed, *visible]))
+        states = await asyncio.gather(*(self._openness(a) for a in candidates))
+        finished = [a for a, s in zip(candidates, states, strict=True) if s is None and a in indexed]
+        if finished:
+            with contextlib.suppress(OrderError):  # only tidying: the next lookup retries it
+                await self._index(d.INDEX_FORGET_SIGNAL, {key: finished})
+        return [a for a, s in zip(candidates, states, strict=True) if s]
+
+    async def move_patient_orders(self, retired_mrn: str, surviving_mrn: str, accessions: list[str]) -> None:
+        """After a merge reached these orders: index them under the surviving MRN, then drop the retired key.
+
+        Add before forget: a crash in between leaves them under both keys (harmless: the
+        lookups check each order), never under neither.
+        """
+        if not accessions or retired_mrn == surviving_mrn:
+            return
+        await self._index(d.INDEX_ADD_SIGNAL, {patient_index_key(surviving_mrn): accessions})
+        await self._index(d.INDEX_FORGET_SIGNAL, {patient_index_key(retired_mrn): accessions})
+
+    async def _openness(self, accession: str) -> bool | None:
+        """True: open; False: running but cancelled/discontinued; None: finished or unknown."""
+        try:
+            desc = await self._guard(self.handle(accession).describe(rpc_timeout=self.rpc_timeout), accession)
+        except OrderNotFound:
+            return None
+        if desc.status != WorkflowExecutionStatus.RUNNING:
+            return None
+        status = desc.typed_search_attributes.get(d.SA_ORDER_STATUS)
+        return status not in {s.value for s in d.CLOSED_STATUSES}
+
+    # ----------------------------------------------------------- order index
+    async def _index(self, signal: str, entries: dict[str, list[str]]) -> None:
+        """Write to every bucket these keys live in (signal-with-start: created on first use)."""
+        await asyncio.gather(*(self._index_bucket(signal, bucket, part) for bucket, part in by_bucket(entries).items()))
+
+    async def _index_bucket(self, signal: str, bucket: int, entries: dict[str, list[str]]) -> None:
+        for key in entries:
+            problem = invalid_key(key)
+            if problem:
+                raise EventRejected(problem, d.ErrorType.INVALID_EVENT)
+        await self._guard(
+            self.client.start_workflow(
+                d.ORDER_INDEX_WORKFLOW,
+                IndexState(),
+                id=d.index_workflow_id(self.task_queue, bucket),
+                task_queue=self.task_queue,
+                start_signal=signal,
+                start_signal_args=[IndexEntries(entries=entries)],
+                rpc_timeout=self.rpc_timeout,
+            )
+        )
+
+    async def _index_lookup(self, keys: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for bucket, part in by_bucket({k: [] for k in keys}).items():
+            handle = self.client.get_workflow_handle(d.index_workflow_id(self.task_queue, bucket))
+            try:
+                found = await self._guard(
+                    handle.query(d.INDEX_LOOKUP_QUERY, IndexLookup(keys=list(part)), result_type=dict[str, list[str]],
+                                 rpc_timeout=self.rpc_timeout)
+                )
+            except OrderNotFound:  # the bucket was never written: nothing indexed there
+                continue
+            out.update(found)
+        return out
 
     async def _list_ids(self, query: str, limit: int | None = None) -> list[str]:
         out: list[str] = []
@@ -257,6 +370,10 @@ class OrderService:
             if acc:
                 out.append(acc)
         return out
+
+
+def _default_placer_key(order: OrderData) -> str:
+    return f"{order.placer_number}^{order.placer_system}" if order.placer_number else ""
 
 
 def _was_started(handle: WorkflowHandle) -> bool:

@@ -74,7 +74,6 @@ class Settings(BaseSettings):
     hl7_max_obx: int = 2_000
     hl7_max_report_chars: int = 1_000_000  # all OBX-5 of one message
     hl7_max_report_lines: int = 10_000
-    hl7_merge_resweep_s: float = 2.0  # A40: second visibility sweep before the ACK (0 = none)
     ehr_receiving_application: str = "EHR"  # MSH-5/6 of the ORU radflow sends
     ehr_receiving_facility: str = ""
     # --- end HL7 / MLLP ---

@@ -12,9 +12,10 @@ from activities.registry import build_activities
 from radflow.settings import Settings
 from workflows.allocator import AccessionAllocatorWorkflow
 from workflows.order import ImagingOrderWorkflow
+from workflows.order_index import OrderIndexWorkflow
 from workflows.unmatched import UnmatchedItemWorkflow
 
-WORKFLOWS = [ImagingOrderWorkflow, AccessionAllocatorWorkflow, UnmatchedItemWorkflow]
+WORKFLOWS = [ImagingOrderWorkflow, AccessionAllocatorWorkflow, UnmatchedItemWorkflow, OrderIndexWorkflow]
 
 
 def build_worker(

@@ -96,7 +96,6 @@ def stack_settings(tmp_path: Path, task_queue: str, **overrides: object) -> Sett
     values: dict[str, object] = dict(
         data_dir=tmp_path,
         task_queue=task_queue,
-        hl7_merge_resweep_s=0.3,
         step_initial_interval_s=0.1,
         step_max_attempts=2,
         accession_prefix="T" + uuid.uuid4().hex[:4].upper(),

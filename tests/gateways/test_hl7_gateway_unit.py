@@ -22,9 +22,10 @@ class FakeService:
     started: list[OrderData] = field(default_factory=list)
     events: list[tuple[str, OrderEvent]] = field(default_factory=list)
     allocated: list[str] = field(default_factory=list)
+    moved: list[tuple[str, str, list[str]]] = field(default_factory=list)
     start_error: Exception | None = None
 
-    async def start_order(self, order, source, control_id="", repairs=None):
+    async def start_order(self, order, source, control_id="", repairs=None, placer_key=""):
         if self.start_error:
             raise self.start_error
         self.started.append(order)
@@ -46,9 +47,12 @@ class FakeService:
     async def open_orders_of_patient(self, mrn):
         return self.open_orders.pop(0) if len(self.open_orders) > 1 else (self.open_orders[0] if self.open_orders else [])
 
+    async def move_patient_orders(self, retired_mrn, surviving_mrn, accessions):
+        self.moved.append((retired_mrn, surviving_mrn, accessions))
+
 
 def _gateway(service: FakeService, **settings: object) -> Hl7Gateway:
-    values: dict[str, object] = {"hl7_merge_resweep_s": 0.01}
+    values: dict[str, object] = {}
     values.update(settings)
     return Hl7Gateway(service, Settings(_env_file=None, **values))  # type: ignore[arg-type]
 
@@ -62,25 +66,27 @@ async def _ack(gw: Hl7Gateway, *segments: str):
 A40 = [MSH.format(type="ADT^A40", ctl="M1"), "PID|1||NEW^^^H^MR||Surv^Ivor", "MRG|OLD^^^H^MR"]
 
 
-async def test_merge_second_sweep_reaches_orders_visibility_had_missed() -> None:
-    svc = FakeService(open_orders=[["A1"], ["A1", "A2"]])
+async def test_merge_reaches_the_open_orders_once_and_moves_them_in_the_index() -> None:
+    svc = FakeService(open_orders=[["A1", "A2"], ["A1", "A2", "A3"]])
     ack = await _ack(_gateway(svc), *A40)
     assert ack.code == "AA"
+    # One lookup (the index is exact: no second sweep), then the index follows the merge.
     assert [(acc, e.control_id) for acc, e in svc.events] == [("A1", "M1:A1"), ("A2", "M1:A2")]
     assert all(e.merged_from.mrn == "OLD" and e.patient.mrn == "NEW" for _, e in svc.events)
+    assert svc.moved == [("OLD", "NEW", ["A1", "A2"])]
 
 
-async def test_merge_without_second_sweep_when_disabled() -> None:
-    svc = FakeService(open_orders=[["A1"], ["A1", "A2"]])
-    assert (await _ack(_gateway(svc, hl7_merge_resweep_s=0), *A40)).code == "AA"
-    assert [acc for acc, _ in svc.events] == ["A1"]
+async def test_merge_not_applied_keeps_the_index() -> None:
+    svc = FakeService(open_orders=[["A1"]], fail={"A1": TemporalUnavailable("down")})
+    assert (await _ack(_gateway(svc), *A40)).code == "AE"
+    assert svc.moved == []
 
 
 async def test_update_fans_out_once_and_skips_refusals() -> None:
     svc = FakeService(open_orders=[["A1", "A2", "A3"]], fail={"A2": EventRejected("closed"), "A3": OrderNotFound("gone")})
     ack = await _ack(_gateway(svc), MSH.format(type="ADT^A08", ctl="U1"), "PID|1||M1^^^H^MR||New^Name")
     assert ack.code == "AA"
-    assert [acc for acc, _ in svc.events] == ["A1"]  # A08 has no second sweep
+    assert [acc for acc, _ in svc.events] == ["A1"] and svc.moved == []
 
 
 async def test_fan_out_with_temporal_down_is_ae() -> None:

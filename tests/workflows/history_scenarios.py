@@ -26,6 +26,7 @@ from radflow.ordering import EventRejected, OrderService
 from tests.factories import event, make_order, report, stable_study
 from workflows.allocator import AccessionAllocatorWorkflow
 from workflows.order import ImagingOrderWorkflow
+from workflows.order_index import OrderIndexWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 _fail_first = {"n": 0}
@@ -93,7 +94,7 @@ async def main() -> None:
         client = await Client.connect(server.address, data_converter=pydantic_data_converter)
         tq = "history-" + uuid.uuid4().hex[:6]
         svc = OrderService(client, task_queue=tq, policy=OrderPolicy(step_max_attempts=2, step_initial_interval_s=0.1))
-        async with Worker(client, task_queue=tq, workflows=[ImagingOrderWorkflow, AccessionAllocatorWorkflow], activities=[_deliver]):
+        async with Worker(client, task_queue=tq, workflows=[ImagingOrderWorkflow, AccessionAllocatorWorkflow, OrderIndexWorkflow], activities=[_deliver]):
             accessions = await scenarios(svc)
             await svc.allocate_accession("PLACER-1^EHR")
             HISTORIES.mkdir(exist_ok=True)

@@ -12,6 +12,7 @@ from radflow.ordering import OrderService
 from tests.factories import event, make_order, stable_study
 from tests.waiting import eventually
 from workflows.order import ImagingOrderWorkflow
+from workflows.order_index import OrderIndexWorkflow
 
 archived: list[tuple[str, int]] = []
 
@@ -26,7 +27,7 @@ async def test_late_instances_after_acquired_are_archived(client: Client, task_q
     svc = OrderService(client, task_queue=task_queue,
                        policy=OrderPolicy(acquisition_consumers=["archive"], report_consumers=[], step_initial_interval_s=0.1))
     order = make_order()
-    async with Worker(client, task_queue=task_queue, workflows=[ImagingOrderWorkflow], activities=[fake_archive]):
+    async with Worker(client, task_queue=task_queue, workflows=[ImagingOrderWorkflow, OrderIndexWorkflow], activities=[fake_archive]):
         await svc.start_order(order, EventSource.HL7, "ORM1")
         await svc.send_event(order.accession, event(EventKind.STUDY_STABLE, study=stable_study(instances=16), source=EventSource.DICOM))
         state = await eventually(lambda: svc.get_state(order.accession), lambda s: s.status == OrderStatus.ACQUIRED)

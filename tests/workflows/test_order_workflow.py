@@ -15,6 +15,7 @@ from radflow.ordering import EventRejected, OrderNotFound, OrderService
 from tests.factories import event, make_order, report, stable_study
 from workflows.allocator import AccessionAllocatorWorkflow
 from workflows.order import ImagingOrderWorkflow
+from workflows.order_index import OrderIndexWorkflow
 
 delivered: list[StepRequest] = []
 
@@ -31,7 +32,7 @@ async def _service(client: Client, task_queue: str) -> OrderService:
 
 @pytest.fixture
 async def worker(client: Client, task_queue: str):
-    async with Worker(client, task_queue=task_queue, workflows=[ImagingOrderWorkflow, AccessionAllocatorWorkflow],
+    async with Worker(client, task_queue=task_queue, workflows=[ImagingOrderWorkflow, AccessionAllocatorWorkflow, OrderIndexWorkflow],
                       activities=[fake_hl7_delivery]) as w:
         yield w
 
@@ -115,7 +116,7 @@ async def fake_sync(req: StepRequest) -> StepResult:
 
 async def test_mirrors_hear_only_what_they_mirror(client: Client, task_queue: str) -> None:
     """Study counts before acquisition are not mirrored: a study costs no sync per STUDY_STABLE."""
-    async with Worker(client, task_queue=task_queue, workflows=[ImagingOrderWorkflow, AccessionAllocatorWorkflow],
+    async with Worker(client, task_queue=task_queue, workflows=[ImagingOrderWorkflow, AccessionAllocatorWorkflow, OrderIndexWorkflow],
                       activities=[fake_hl7_delivery, fake_sync]):
         svc = OrderService(client, task_queue=task_queue, policy=OrderPolicy(sync_consumers=["worklist"]))
         order = make_order()
