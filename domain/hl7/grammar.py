@@ -83,7 +83,7 @@ def is_segment_line(line: str, enc: EncodingChars) -> bool:
 
 
 # Free-text fields where a line break is content: a bare CR there is repaired.
-TEXT_FIELDS = frozenset({("OBX", 5), ("NTE", 3), ("OBR", 13), ("ORC", 16)})
+TEXT_FIELDS = frozenset({("OBX", 5), ("NTE", 3)})
 
 
 def repair_segments(text: str, enc: EncodingChars) -> tuple[str, list[str]]:
