@@ -1,8 +1,11 @@
 """Storage SCP (RAD-8): radflow as a router in front of the archive.
 
 The C-STORE handler runs in the association's thread and never waits for Temporal: it
-reads a handful of header attributes, spools the encoded dataset as received (no
-decode/re-encode) and answers success only once the instance is durable, i.e. once the
+walks the encoded dataset to its last byte (a truncated one is answered 0xC000, one
+whose SOP UIDs differ from the command or an image without pixel data 0xA900, with the
+reason in ErrorComment, and nothing is spooled), reads a handful of header attributes,
+spools the encoded dataset as received (no decode/re-encode) and answers success only
+once the instance is durable, i.e. once the
 spool's single SQLite commit holding its bytes and index row is synced (spool.py); any
 failure before that answers 0xA700 so the sender keeps the instance. The study's news
 reaches the order workflow through the aggregator on the event loop; forwarding to the
@@ -12,12 +15,13 @@ archive is the worker's `archive_study` activity.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sqlite3
-from io import BytesIO
+import zlib
 
 from pydicom.charset import convert_encodings, decode_bytes
-from pydicom.filereader import read_dataset
+from pydicom.dataset import Dataset
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
@@ -39,7 +43,8 @@ from pynetdicom.events import Event
 from pynetdicom.presentation import AllStoragePresentationContexts, PresentationContext, build_context
 
 from gateways.dicom.aggregator import StudyAggregator
-from gateways.dicom.part10 import file_meta, scan_header
+from gateways.dicom.dataset_walk import PIXEL_DATA, DatasetError, walk_dataset
+from gateways.dicom.part10 import file_meta
 from gateways.dicom.spool import InstanceHeader, Spool, spool_dir
 from radflow.ordering import OrderService
 from radflow.settings import Settings
@@ -66,34 +71,63 @@ STORAGE_TRANSFER_SYNTAXES = [
 
 SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
+DATASET_MISMATCH = 0xA900  # Data Set does not match SOP Class
 CANNOT_UNDERSTAND = 0xC000
 
-_LAST_HEADER_GROUP = 0x0020  # StudyInstanceUID/SeriesInstanceUID are the last tags needed
 _CHARSET, _ACCESSION, _MODALITY, _STUDY_DATE = 0x00080005, 0x00080050, 0x00080060, 0x00080020
+_SOP_CLASS, _SOP_INSTANCE = 0x00080016, 0x00080018
 _PATIENT_NAME, _PATIENT_ID, _STUDY_UID, _SERIES_UID = 0x00100010, 0x00100020, 0x0020000D, 0x0020000E
-_HEADER_TAGS = frozenset({_CHARSET, _ACCESSION, _MODALITY, _STUDY_DATE, _PATIENT_NAME, _PATIENT_ID, _STUDY_UID, _SERIES_UID})
+_HEADER_TAGS = frozenset({_CHARSET, _ACCESSION, _MODALITY, _STUDY_DATE, _PATIENT_NAME, _PATIENT_ID, _STUDY_UID,
+                          _SERIES_UID, _SOP_CLASS, _SOP_INSTANCE})
+_PIXEL_TAGS = frozenset({PIXEL_DATA, 0x7FE00008, 0x7FE00009})  # PixelData, FloatPixelData, DoubleFloatPixelData
 _PN_DELIMITERS = {0x5E, 0x3D}  # ^ and =
+MAX_INFLATED_BYTES = 1 << 30  # a deflated dataset may not inflate beyond this (deflate bombs)
+
+
+class InstanceRefused(Exception):
+    """The dataset is answered with a failure status and never spooled."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
 
 
 def read_header(event: Event) -> InstanceHeader:
-    """The few attributes the router needs, read from the raw bytes up to group 0x0020 (never the pixels)."""
+    """The attributes the router needs, after checking the dataset is whole and usable.
+
+    The whole encoding is walked (lengths and delimiters, never the values: a few
+    microseconds), so a truncated dataset is refused here instead of being answered
+    Success and spooled. Raises InstanceRefused with the status and reason.
+    """
     request = event.request
     ts = UID(event.context.transfer_syntax)
     raw = request.DataSet.getvalue()  # type: ignore[union-attr]
-    values = None
-    if ts.is_little_endian and not ts.is_deflated:
-        values = scan_header(raw, _HEADER_TAGS, implicit_vr=ts.is_implicit_VR)
-    if values is None:
-        return _read_header_with_pydicom(event, ts)
+    if ts.is_deflated:
+        raw = _inflate(raw)
+    try:
+        values, present = walk_dataset(raw, _HEADER_TAGS, implicit_vr=ts.is_implicit_VR,
+                                       little_endian=ts.is_little_endian, note=_PIXEL_TAGS)
+    except DatasetError as err:
+        raise InstanceRefused(CANNOT_UNDERSTAND, str(err)) from None
 
     def text(tag: int) -> str:
         return values.get(tag, b"").decode("latin-1").strip(" \x00")
 
+    sop_class = str(request.AffectedSOPClassUID or "")
+    sop_instance = str(request.AffectedSOPInstanceUID or "")
+    if not text(_STUDY_UID) or not text(_SERIES_UID) or not sop_instance:
+        raise InstanceRefused(CANNOT_UNDERSTAND, "no Study, Series or SOP Instance UID")
+    if text(_SOP_CLASS) != sop_class or text(_SOP_INSTANCE) != sop_instance:
+        raise InstanceRefused(DATASET_MISMATCH, "SOP Class/Instance UID differ from the C-STORE request")
+    if _is_image(sop_class) and not present:
+        raise InstanceRefused(DATASET_MISMATCH, "image without Pixel Data")
+
     charsets = [c.strip() for c in text(_CHARSET).split("\\")] if _CHARSET in values else []
     name = values.get(_PATIENT_NAME, b"")
     return InstanceHeader(
-        sop_instance_uid=str(request.AffectedSOPInstanceUID or ""),
-        sop_class_uid=str(request.AffectedSOPClassUID or ""),
+        sop_instance_uid=sop_instance,
+        sop_class_uid=sop_class,
         transfer_syntax=str(ts),
         study_uid=text(_STUDY_UID),
         series_uid=text(_SERIES_UID),
@@ -106,27 +140,21 @@ def read_header(event: Event) -> InstanceHeader:
     )
 
 
-def _read_header_with_pydicom(event: Event, ts: UID) -> InstanceHeader:
-    request = event.request
-    if ts.is_deflated:
-        ds = event.dataset  # pynetdicom inflates it
-    else:
-        raw = request.DataSet.getvalue()  # type: ignore[union-attr]
-        ds = read_dataset(BytesIO(raw), ts.is_implicit_VR, ts.is_little_endian,
-                          stop_when=lambda tag, vr, length: tag.group > _LAST_HEADER_GROUP)
-    return InstanceHeader(
-        sop_instance_uid=str(request.AffectedSOPInstanceUID or ds.get("SOPInstanceUID", "")),
-        sop_class_uid=str(request.AffectedSOPClassUID or ds.get("SOPClassUID", "")),
-        transfer_syntax=str(ts),
-        study_uid=str(ds.get("StudyInstanceUID", "") or ""),
-        series_uid=str(ds.get("SeriesInstanceUID", "") or ""),
-        accession=str(ds.get("AccessionNumber", "") or "").strip(),
-        modality=str(ds.get("Modality", "") or ""),
-        patient_id=str(ds.get("PatientID", "") or ""),
-        patient_name=str(ds.get("PatientName", "") or ""),
-        study_date=str(ds.get("StudyDate", "") or ""),
-        calling_ae=str(event.assoc.requestor.ae_title).strip(),
-    )
+def _inflate(raw: bytes) -> bytes:
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(raw, MAX_INFLATED_BYTES)
+    except zlib.error as err:
+        raise InstanceRefused(CANNOT_UNDERSTAND, f"deflated dataset unreadable: {err}") from None
+    if inflater.unconsumed_tail:
+        raise InstanceRefused(OUT_OF_RESOURCES, "deflated dataset inflates beyond 1 GiB")
+    return out
+
+
+@functools.lru_cache(maxsize=512)
+def _is_image(sop_class_uid: str) -> bool:
+    """Image Storage SOP classes must carry pixel data (PS3.3: Image Pixel module, type 1)."""
+    return "Image Storage" in UID(sop_class_uid).name
 
 
 def encoded_instance(event: Event, header: InstanceHeader) -> bytes:
@@ -162,15 +190,13 @@ class StorageService:
         await self.aggregator.stop()
         self.spool.close()
 
-    def on_c_store(self, event: Event) -> int:
+    def on_c_store(self, event: Event) -> int | Dataset:
         try:
             header = read_header(event)
+        except InstanceRefused as err:
+            return _refuse(event, err.status, err.reason)
         except Exception as err:
-            log.warning("C-STORE dataset not understood", extra={"error": str(err)[:200]})
-            return CANNOT_UNDERSTAND
-        if not header.sop_instance_uid or not header.study_uid or not header.series_uid:
-            log.warning("C-STORE without SOP instance, study or series UID", extra={"calling_ae": header.calling_ae})
-            return CANNOT_UNDERSTAND
+            return _refuse(event, CANNOT_UNDERSTAND, f"dataset not understood: {type(err).__name__}")
         try:
             self.spool.store(header, encoded_instance(event, header))
         except (OSError, sqlite3.Error) as err:
@@ -182,3 +208,13 @@ class StorageService:
         except RuntimeError:
             pass  # loop closing: the spool index has it, the restarted aggregator will tell the order
         return SUCCESS
+
+
+def _refuse(event: Event, status: int, reason: str) -> Dataset:
+    """A failure status with the reason (ErrorComment): the sender keeps the instance; nothing is spooled."""
+    log.warning("C-STORE refused: %s", reason, extra={"calling_ae": str(event.assoc.requestor.ae_title).strip(),
+                                                        "status": f"0x{status:04X}"})
+    ds = Dataset()
+    ds.Status = status
+    ds.ErrorComment = reason[:64]
+    return ds

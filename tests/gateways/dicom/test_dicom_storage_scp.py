@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import generate_uid, CTImageStorage, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
+from pynetdicom.dsutils import encode
 
-from gateways.dicom.storage import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, SUCCESS, StorageService
+from gateways.dicom.part10 import file_meta
+from gateways.dicom.storage import CANNOT_UNDERSTAND, DATASET_MISMATCH, OUT_OF_RESOURCES, SUCCESS, StorageService
 from gateways.dicom.tcp import NODELAY_HANDLER
 from radflow.devstack import free_port
 from radflow.settings import Settings
@@ -91,3 +93,48 @@ def test_unusable_dataset_and_full_disk_are_never_success(scp) -> None:
     assert [i.sop_instance_uid for i in service.spool.instances(ok.StudyInstanceUID)] == [ok.SOPInstanceUID]
     service.loop.run_until_complete(asyncio.sleep(0))
     assert notes.seen == [ok.StudyInstanceUID]  # only what was answered success
+
+
+def send_files(port: int, paths: list[Path], monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, str]]:
+    """C-STORE the files' bytes as they are (pynetdicom's chunked mode sends what follows the File Meta unparsed)."""
+    from pynetdicom import _config
+
+    monkeypatch.setattr(_config, "STORE_SEND_CHUNKED_DATASET", True)
+    ae = AE(ae_title="CT01")
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", port, ae_title="RADFLOW")
+    assert assoc.is_established
+    try:
+        out = []
+        for path in paths:
+            rsp = assoc.send_c_store(path)
+            out.append((int(rsp.Status), str(rsp.get("ErrorComment", ""))))
+        return out
+    finally:
+        assoc.release()
+
+
+def test_truncated_or_incomplete_datasets_are_refused_and_not_spooled(scp, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before: the header scan stopped at group 0020, so a dataset cut anywhere after it (or ending
+    # before its Pixel Data) was answered Success and spooled; the modality then never resends it.
+    service, port, notes = scp
+    good, cut, no_pixels, other_uid = list(SyntheticStudy("ACC7", series=[("CT", 4)], size=16).datasets())
+    del no_pixels.PixelData  # ends cleanly at an element boundary, without its pixels
+    paths = {}
+    for name, ds in (("good", good), ("cut", cut), ("no_pixels", no_pixels), ("other_uid", other_uid)):
+        # The command's SOP Instance UID comes from the File Meta; "other_uid" names another instance there.
+        command_uid = ds.SOPInstanceUID if name != "other_uid" else generate_uid()
+        body = encode(ds, False, True)
+        if name == "cut":
+            body = body[:-7]  # last bytes of the pixel data lost
+        paths[name] = tmp_path / f"{name}.dcm"
+        paths[name].write_bytes(file_meta(ds.SOPClassUID, command_uid, ExplicitVRLittleEndian) + body)
+
+    answers = send_files(port, [paths["cut"], paths["no_pixels"], paths["other_uid"], paths["good"]], monkeypatch)
+    assert [status for status, _ in answers] == [CANNOT_UNDERSTAND, DATASET_MISMATCH, DATASET_MISMATCH, SUCCESS]
+    assert "truncated" in answers[0][1]
+    assert "Pixel Data" in answers[1][1] and "differ" in answers[2][1]
+    assert [i.sop_instance_uid for i in service.spool.instances(good.StudyInstanceUID)] == [good.SOPInstanceUID]
+    service.loop.run_until_complete(asyncio.sleep(0))
+    assert notes.seen == [good.StudyInstanceUID]
