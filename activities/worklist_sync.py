@@ -45,6 +45,11 @@ class WorklistSync:
 
     def apply_state(self, state: OrderState) -> tuple[bool, str]:
         entry = entry_from_state(state, self.tz)
+        if entry.cut_keywords:
+            # Keywords only: the values may be names or ids (PHI), and this runs on every change.
+            log.debug("worklist values cut to their VR length", extra={
+                "accession": entry.accession, "cut_count": len(entry.cut_keywords),
+                "cut_keywords": ",".join(sorted(set(entry.cut_keywords)))})
         applied = self.store.apply(entry)
         return applied, entry.sps_status
 

@@ -67,6 +67,7 @@ class Schedule(BaseModel):
     location: str = ""
     sps_id: str = ""  # Scheduled Procedure Step ID
     requested_procedure_id: str = ""
+    protocol: Procedure = Field(default_factory=Procedure)  # IPC-6: Scheduled Protocol Code Sequence on the worklist
 
     def is_scheduled(self) -> bool:
         return bool(self.start and (self.station_ae or self.modality))

@@ -14,6 +14,7 @@ from typing import Any
 from domain.definitions import OrderStatus
 from domain.dicom.charset import charset_for
 from domain.dicom.uids import order_study_uid
+from domain.dicom.vr_limits import fit_item
 from domain.order import OrderData, OrderState
 from domain.transitions import effective_status
 
@@ -38,6 +39,7 @@ class WorklistEntry:
     item: Item
     sps_status: str  # "" = not on the worklist (cancelled, not scheduled, acquired...)
     version: str  # the order's updated_at (ISO); older snapshots never overwrite newer ones
+    cut_keywords: tuple[str, ...] = ()  # values shortened to their VR's maximum length (keywords only: no PHI)
 
     @property
     def visible(self) -> bool:
@@ -56,8 +58,9 @@ def sps_status_for(state: OrderState) -> str:
 
 def entry_from_state(state: OrderState, tz: tzinfo | None = None) -> WorklistEntry:
     sps_status = sps_status_for(state)
-    item = worklist_item(state.order, sps_status or "SCHEDULED", tz)
-    return WorklistEntry(state.order.accession, item, sps_status, version_of(state.updated_at))
+    cut: list[str] = []
+    item = worklist_item(state.order, sps_status or "SCHEDULED", tz, cut)
+    return WorklistEntry(state.order.accession, item, sps_status, version_of(state.updated_at), tuple(cut))
 
 
 def version_of(updated_at: datetime) -> str:
@@ -79,16 +82,24 @@ def _date_time(start: datetime | None, tz: tzinfo | None) -> tuple[str, str]:
 def _code(value: str, scheme: str, meaning: str) -> list[Item]:
     if not value:
         return []
-    return [{"CodeValue": value, "CodingSchemeDesignator": scheme or LOCAL_CODING_SCHEME, "CodeMeaning": meaning[:64]}]
+    return [{"CodeValue": value, "CodingSchemeDesignator": scheme or LOCAL_CODING_SCHEME, "CodeMeaning": meaning}]
 
 
-def worklist_item(order: OrderData, sps_status: str = "SCHEDULED", tz: tzinfo | None = None) -> Item:
-    """Every return key radflow offers; a C-FIND gets only the ones it asked for."""
+def worklist_item(order: OrderData, sps_status: str = "SCHEDULED", tz: tzinfo | None = None,
+                  cut_keywords: list[str] | None = None) -> Item:
+    """Every return key radflow offers; a C-FIND gets only the ones it asked for.
+
+    Values longer than their VR allows are shortened (`domain.dicom.vr_limits`); the
+    keywords cut are appended to `cut_keywords`.
+    """
     sched = order.schedule
     proc = order.procedure
     date, time = _date_time(sched.start, tz)
     requested_id = sched.requested_procedure_id or order.accession
     code = _code(proc.code, proc.coding_system, proc.text or proc.code)
+    protocol = sched.protocol
+    # IPC-6 names the protocol of the step; without it the requested procedure's code stands in.
+    protocol_code = _code(protocol.code, protocol.coding_system, protocol.text or protocol.code) or code
     sps: Item = {
         "ScheduledStationAETitle": sched.station_ae,
         "ScheduledStationName": sched.station_name,
@@ -97,8 +108,8 @@ def worklist_item(order: OrderData, sps_status: str = "SCHEDULED", tz: tzinfo | 
         "ScheduledProcedureStepStartTime": time,
         "Modality": sched.modality,
         "ScheduledPerformingPhysicianName": "",
-        "ScheduledProcedureStepDescription": proc.text[:64],
-        "ScheduledProtocolCodeSequence": code,
+        "ScheduledProcedureStepDescription": proc.text,
+        "ScheduledProtocolCodeSequence": protocol_code,
         "ScheduledProcedureStepID": sched.sps_id or order.accession,
         "ScheduledProcedureStepStatus": sps_status,
     }
@@ -114,10 +125,10 @@ def worklist_item(order: OrderData, sps_status: str = "SCHEDULED", tz: tzinfo | 
         "AccessionNumber": order.accession,
         "StudyInstanceUID": order_study_uid(order.accession, order.study_instance_uid),
         "RequestedProcedureID": requested_id,
-        "RequestedProcedureDescription": proc.text[:64],
+        "RequestedProcedureDescription": proc.text,
         "RequestedProcedureCodeSequence": code,
         "RequestedProcedurePriority": PRIORITY.get(order.priority.upper()[:1], "") if order.priority else "",
-        "ReasonForTheRequestedProcedure": order.reason[:64],
+        "ReasonForTheRequestedProcedure": order.reason,
         "ReferringPhysicianName": order.referring_physician.dicom(),
         "RequestingPhysician": order.ordering_provider.name.dicom(),
         "PlacerOrderNumberImagingServiceRequest": order.placer_number,
@@ -126,6 +137,7 @@ def worklist_item(order: OrderData, sps_status: str = "SCHEDULED", tz: tzinfo | 
         "ReferencedPatientSequence": [],
         SPS: [sps],
     }
+    item = fit_item(item, cut_keywords if cut_keywords is not None else [])
     charset = charset_for(_texts(item))
     if charset:
         item["SpecificCharacterSet"] = charset

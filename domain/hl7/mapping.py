@@ -14,7 +14,8 @@ Field choices (IHE RAD TF-2 Appendix B where it speaks, site conventions where i
   priority TQ1-9/OBR-27.6/ORC-7.6/OBR-5; scheduled start OBR-36/TQ1-7/OBR-27.4/ORC-7.4.
 - Accession: IPC-1 (OMI), else the configured fields (default OBR-18, ORC-3, OBR-3), first non-empty.
 - Worklist: IPC-2 (v2.3/2.4: OBR-19 placer field 2) requested procedure id, IPC-3 or ZDS-1 Study
-  Instance UID, IPC-4 (v2.3/2.4: OBR-20 filler field 1) SPS id, IPC-5 or OBR-24 modality, IPC-7
+  Instance UID, IPC-4 (v2.3/2.4: OBR-20 filler field 1) SPS id, IPC-5 or OBR-24 modality, IPC-6 protocol
+  code (Scheduled Protocol Code Sequence), IPC-7
   station name, IPC-8 SPS location (the OBR-18/19/20 uses follow IHE RAD-4 for v2.3.1). Station AE
   title from the configured fields: default IPC-9, then OBR-21 (filler field 2, free in IHE's
   v2.3.1 use of OBR; a site convention, change `hl7_station_ae_fields` to match the feed).
@@ -100,6 +101,7 @@ ORDER_SOURCES: dict[str, tuple[str, ...]] = {
     "schedule.location": ("IPC-8",),
     "schedule.sps_id": ("IPC-4", "OBR-20"),
     "schedule.requested_procedure_id": ("IPC-2", "OBR-19"),
+    "schedule.protocol": ("IPC-6",),
 }
 
 
@@ -506,6 +508,7 @@ class _Mapper:
             location=get(ipc, 8, 1),
             sps_id=get(ipc, 4, 1) or get(obr, 20, 1),
             requested_procedure_id=get(ipc, 2, 1) or get(obr, 19, 1),
+            protocol=Procedure(code=get(ipc, 6, 1), text=get(ipc, 6, 2), coding_system=get(ipc, 6, 3)),
         )
         provider = self._provider(orc, 12)
         if not provider.id and not provider.name.family:

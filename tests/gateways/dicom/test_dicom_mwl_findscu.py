@@ -6,6 +6,7 @@ DicomGateway on a loopback port, DCMTK by absolute path.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -190,3 +191,52 @@ async def test_cancel_stops_a_long_answer(mwl: DicomStack) -> None:
             break
     assert 3 <= counts[-1] < BULK // 2, f"responses after C-CANCEL, per try: {counts}"
     assert "Final Find Response (Cancel" in res.output, res.output[-2000:]
+
+
+async def test_over_long_values_are_served_within_their_vr(mwl: DicomStack, caplog: pytest.LogCaptureFixture) -> None:
+    # Before: a 26-character station AE, a 90-character procedure text and a 69-character name
+    # went onto the worklist as they came, beyond AE 16, LO 64 and PN 64 (per component group).
+    caplog.set_level(logging.DEBUG, logger="radflow.worklist")
+    station = uniq("CT_SCANNER_ROOM_4_")  # 26 characters
+    family, given = "Überlangername" * 3, "Maximiliana-Konstantina-Jo"  # family^given: 69 characters, Latin-1
+    text = "CT head with and without contrast, thin slices, reconstruction for neuro review, follow-up"
+    acc = uniq("L")
+    ack = await mwl.send_hl7(orm(uniq("C"), accession=acc, mrn=uniq("M"), family=family, given=given, station=station,
+                                 start="20300901090000", code=f"CTHEADX^{text}^L"))
+    assert "MSA|AA" in ack, ack
+    await eventually(lambda: _row(mwl, acc), lambda r: r is not None and r.visible, timeout_s=10, every_s=0.05)
+
+    found = await findscu(mwl.port, by_station(station[:16], f"{SPS}.ScheduledStationName"))
+    assert found.returncode == 0, found.output
+    [ds] = [r for r in found.responses if r.AccessionNumber == acc]
+    sps = ds.ScheduledProcedureStepSequence[0]
+    assert sps.ScheduledStationAETitle == station[:16]
+    assert ds.RequestedProcedureDescription == text[:64].rstrip()
+    assert sps.ScheduledProcedureStepDescription == text[:64].rstrip()
+    assert str(ds.PatientName) == f"{family}^{given}"[:64]  # the component group is cut at 64 characters
+    assert ds.SpecificCharacterSet == "ISO_IR 100"
+    cut = [r for r in caplog.records if r.getMessage() == "worklist values cut to their VR length"
+           and getattr(r, "accession", "") == acc]
+    assert cut and cut[-1].levelno == logging.DEBUG
+    assert {"ScheduledStationAETitle", "PatientName", "RequestedProcedureDescription"} <= set(cut[-1].cut_keywords.split(","))
+    assert not any(family[:10] in f"{r.getMessage()} {vars(r)}" for r in caplog.records if r.levelno >= logging.INFO)
+
+
+async def test_omi_ipc6_protocol_is_the_scheduled_protocol_code_sequence(mwl: DicomStack) -> None:
+    acc, station = uniq("P"), uniq("US")[:16]
+    omi = "\r".join([
+        f"MSH|^~\\&|CPOE|HOSP|RADFLOW|RAD|20300101080000||OMI^O23^OMI_O23|{uniq('C')}|P|2.5.1",
+        f"PID|1||{uniq('M')}^^^HOSP^MR||Testperson^Alex||19800101|F",
+        f"ORC|NW|PL{acc}^CPOE|||SC",
+        "TQ1|1||||||20300902093000",
+        f"OBR|1|PL{acc}^CPOE||USABD^US abdomen^L",
+        f"IPC|{acc}^RIS|RP{acc}||SPS{acc}|US^Ultrasound^DCM|LIVER-PROT^Liver protocol^99LOCAL|US ROOM 1||{station}",
+    ]).encode() + b"\r"
+    ack = await mwl.send_hl7(omi)
+    assert "MSA|AA" in ack, ack
+    await eventually(lambda: _row(mwl, acc), lambda r: r is not None and r.visible, timeout_s=10, every_s=0.05)
+    found = await findscu(mwl.port, by_station(station, f"{SPS}.ScheduledProtocolCodeSequence"))
+    assert found.returncode == 0, found.output
+    [ds] = found.responses
+    [code] = ds.ScheduledProcedureStepSequence[0].ScheduledProtocolCodeSequence
+    assert (code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning) == ("LIVER-PROT", "99LOCAL", "Liver protocol")
