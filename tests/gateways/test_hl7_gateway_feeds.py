@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import uuid
+from pathlib import Path
+
 import pytest
+from temporalio.client import Client
 
 from domain.order import PersonName
+from tests.gateways.dicom.dcmtk import findscu, require_dcmtk
+from tests.gateways.dicom.gateway_stack import dicom_settings, dicom_stack, orm
 from tests.gateways.hl7_support import Hl7Stack, hl7_stack  # noqa: F401
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
+
+SPS = "ScheduledProcedureStepSequence[0]"
 
 
 def _a08(s: Hl7Stack, ctl: str, pid_tail: str, sent: str = "20240302100000") -> bytes:
@@ -101,3 +110,36 @@ async def test_reused_msh10_with_different_content_is_applied_and_true_resend_is
     changes = [e for e in state.timeline if e.kind == "ORDER_CHANGED"]
     assert [e.control_id for e in changes] == [ctl, ctl]  # the timeline still shows MSH-10
 
+
+
+async def test_worklist_keeps_demographics_after_empty_a08_and_drops_sex_after_quotes(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    """The worklist mirrors the merged order: DCMTK findscu sees what the A08s left."""
+    require_dcmtk()
+    tag = uuid.uuid4().hex[:6].upper()
+    acc, mrn, station = f"W{tag}", f"M{tag}", f"CT{tag}"
+    async with dicom_stack(client, dicom_settings(task_queue, tmp_path)) as mwl:
+        ack = await mwl.send_hl7(orm(f"N{tag}", accession=acc, mrn=mrn, family="Doe", given="Jane", station=station,
+                                     start="20300115093000"))
+        assert "MSA|AA" in ack, ack
+
+        async def a08(ctl: str, pid_tail: str) -> None:
+            msg = (f"MSH|^~\\&|HIS|HOSP|RADFLOW|RAD|20300101090000||ADT^A08|{ctl}|P|2.4\r"
+                   f"EVN|A08\rPID|1||{mrn}^^^HOSP^MR{pid_tail}").encode()
+            assert "MSA|AA" in await mwl.send_hl7(msg)
+
+        async def entry():
+            found = await findscu(mwl.port, [f"{SPS}.ScheduledStationAETitle={station}", "PatientName", "PatientSex",
+                                             "PatientBirthDate", "AccessionNumber"])
+            assert found.returncode == 0, found.output
+            return found.responses[0] if len(found.responses) == 1 else None
+
+        await a08(f"E{tag}", "||||||")  # every demographic field empty: not sent
+        await a08(f"G{tag}", "||Doe^Janet")  # a new given name, nothing else
+        ds = await eventually(entry, lambda d: d is not None and str(d.PatientName) == "Doe^Janet")
+        assert ds is not None and (str(ds.PatientName), ds.PatientBirthDate, ds.PatientSex) == ("Doe^Janet", "19800101", "F")
+
+        await a08(f"D{tag}", '|||||""')  # "" in PID-8: delete the sex
+        ds = await eventually(entry, lambda d: d is not None and d.PatientSex == "")
+        assert ds is not None and (str(ds.PatientName), ds.PatientBirthDate, ds.PatientSex) == ("Doe^Janet", "19800101", "")
