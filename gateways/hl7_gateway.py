@@ -107,7 +107,8 @@ class Hl7Gateway:
                 await self._preflight(commands)
             for cmd in commands:
                 await self._execute(cmd)
-                applied.append(cmd.accession or cmd.fanout_mrn or cmd.placer_number)
+                # Accession or placer number only: an MRN must not reach the INFO log below.
+                applied.append(cmd.accession or cmd.placer_number or f"patient change {len(applied) + 1}")
         except _Nack as nack:
             reason = nack.reason
             if applied:
