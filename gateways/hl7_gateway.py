@@ -27,7 +27,7 @@ from domain.hl7.parse import ErrorCode, Hl7Error, clip, parse_message
 from domain.hl7.validate import validate_commands
 from domain.order import EventKind
 from domain.transitions import apply_event
-from gateways.mllp import serve_mllp
+from gateways.mllp import MllpLimits, serve_mllp
 from radflow.attachments import AttachmentStore, attachment_store
 from radflow.ordering import EventRejected, OrderNotFound, OrderService, TemporalUnavailable
 from radflow.settings import Settings
@@ -55,7 +55,7 @@ class Hl7Gateway:
             self.handle,
             host if host is not None else self.settings.mllp_host,
             port if port is not None else self.settings.mllp_port,
-            max_frame=int(getattr(self.settings, "mllp_max_frame", 1024 * 1024)),
+            limits=mllp_limits(self.settings),
         )
 
     # ------------------------------------------------------------------ frames
@@ -279,3 +279,13 @@ class Hl7Gateway:
             return
         log.info("hl7 %s control=%s accession=%s -> %s%s", cmd.label, cmd.control_id, accession, result.status.value,
                  " (unchanged)" if not result.changed else "")
+
+
+def mllp_limits(settings: Settings) -> MllpLimits:
+    return MllpLimits(
+        max_frame=settings.mllp_max_frame,
+        max_connections=settings.mllp_max_connections,
+        idle_timeout_s=settings.mllp_idle_timeout_s,
+        frame_timeout_s=settings.mllp_frame_timeout_s,
+        write_timeout_s=settings.mllp_write_timeout_s,
+    )

@@ -110,10 +110,10 @@ class MllpComponent:
 
     async def start(self) -> None:
         from gateways.hl7_gateway import Hl7Gateway
-        from gateways.mllp import serve_mllp
 
         self.gateway = Hl7Gateway(self.service, self.settings)
-        self.server = await serve_mllp(self.gateway.handle, self.host, self.port)
+        # The gateway's listener carries the mllp_* limits from settings.
+        self.server = await self.gateway.serve(self.host, self.port)
 
     async def stop(self) -> None:
         if self.server is not None:

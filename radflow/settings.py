@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     # Where the Scheduled Station AE title comes from, first non-empty wins (IPC-9 in OMI; OBR-21 by site convention).
     hl7_station_ae_fields: list[str] = ["IPC-9", "OBR-21"]
     mllp_max_frame: int = 1024 * 1024  # larger frames are answered AR and skipped
+    mllp_max_connections: int = 100  # more are closed as soon as accepted
+    mllp_idle_timeout_s: float = 300.0  # no complete frame for this long: the connection is closed
+    mllp_frame_timeout_s: float = 30.0  # a frame must arrive whole this long after its start byte (AR, close)
+    mllp_write_timeout_s: float = 30.0  # an ACK the peer does not read in time closes the connection
     # Per-message limits (domain/hl7/limits.py, docs/limits.md): over a limit -> AR with the reason.
     hl7_max_segments: int = 5_000
     hl7_max_field_chars: int = 65_536  # any field but OBX-5
