@@ -314,7 +314,7 @@ class _Mapper:
         """Paths whose source fields are all empty with at least one sent as `""` (delete)."""
         out = []
         for path, specs in sources.items():
-            fields = [FieldSpec.parse(x) for x in specs] or list(self.cfg.station_ae_fields)
+            fields = _specs(specs) or self.cfg.station_ae_fields
             raws = [self._raw_at(spec, g, patient_seg) for spec in fields]
             if NULL in raws and all(r in ("", NULL) for r in raws):
                 out.append(path)
@@ -591,6 +591,11 @@ class _Mapper:
         if g(obr, 32, 2) and not g(obr, 32, 2)[:1].isdigit():  # sent as XCN by mistake
             return self._name(obr, 32, offset=1)
         return PersonName()
+
+
+@lru_cache(maxsize=64)
+def _specs(addresses: tuple[str, ...]) -> tuple[FieldSpec, ...]:
+    return tuple(FieldSpec.parse(a) for a in addresses)
 
 
 def _modality_from_section(section: str) -> str:

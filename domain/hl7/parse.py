@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
@@ -218,7 +219,7 @@ class ParsedMessage:
     def sending_application(self) -> str:
         return self.get(self.msh, 3)
 
-    @property
+    @cached_property
     def message_key(self) -> str:
         """Resend identity: sender (MSH-3, MSH-4) + MSH-10 + a hash of the message with MSH-7
         blanked. Senders reuse MSH-10 (counters reset, one id per batch), so the control id
