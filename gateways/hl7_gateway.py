@@ -141,9 +141,9 @@ class Hl7Gateway:
         except _Nack:
             raise
         except OrderNotFound as err:
-            raise _Nack(AckCode.AE, ErrorCode.UNKNOWN_KEY, str(err)) from err
+            raise _Nack(AckCode.AE, ErrorCode.UNKNOWN_KEY, str(err), _segment_of(cmd)) from err
         except EventRejected as err:
-            raise _Nack(AckCode.AE, ErrorCode.INTERNAL_ERROR, f"not applied: {err}") from err
+            raise _Nack(AckCode.AE, ErrorCode.INTERNAL_ERROR, f"not applied: {err}", _segment_of(cmd)) from err
         except TemporalUnavailable as err:
             raise _Nack(AckCode.AE, ErrorCode.INTERNAL_ERROR, "order store unavailable, retry later") from err
         except Exception as err:  # e.g. the client never connected: never AA without Temporal's answer
@@ -164,11 +164,11 @@ class Hl7Gateway:
                 state = await self.service.get_state(accession)
             except OrderNotFound as err:
                 raise _Nack(AckCode.AE, ErrorCode.UNKNOWN_KEY, f"nothing applied: order {n} of the message: {err}",
-                            "OBR" if cmd.event.kind == EventKind.REPORT else "ORC") from err
+                            _segment_of(cmd)) from err
             except TemporalUnavailable as err:
                 raise _Nack(AckCode.AE, ErrorCode.INTERNAL_ERROR, "order store unavailable, retry later") from err
             cmd.accession = accession
-            where = "OBR" if cmd.event.kind == EventKind.REPORT else "ORC"
+            where = _segment_of(cmd)
             event = self._for(cmd, accession)
             key = event.message_key or event.control_id
             if key and key in state.seen_control_ids:
@@ -289,3 +289,12 @@ def mllp_limits(settings: Settings) -> MllpLimits:
         frame_timeout_s=settings.mllp_frame_timeout_s,
         write_timeout_s=settings.mllp_write_timeout_s,
     )
+
+
+def _segment_of(cmd: Hl7Command) -> str:
+    """ERR-2 for a command that could not be applied: the segment that names its target."""
+    if cmd.kind == CommandKind.PATIENT_FANOUT:
+        return "PID"
+    if cmd.event is not None and cmd.event.kind == EventKind.REPORT:
+        return "OBR"
+    return "ORC"

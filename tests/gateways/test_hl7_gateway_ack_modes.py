@@ -68,7 +68,7 @@ async def test_enhanced_al_answers_ce_for_what_a_retry_can_fix(hl7_stack: Hl7Sta
     [ack] = await s.send_raw(_frames(xo))
     reason = f"unknown order (placer PLX{s.tag}, accession ACCX{s.tag})"
     assert ack == _expected(
-        ack, "O01", f"MSA|CE|X{s.tag}|{reason}\rERR|||204^Unknown key identifier^HL70357|E||||{reason}"
+        ack, "O01", f"MSA|CE|X{s.tag}|{reason}\rERR||ORC^1|204^Unknown key identifier^HL70357|E||||{reason}"
     )
 
 

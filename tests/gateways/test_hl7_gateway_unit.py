@@ -112,7 +112,7 @@ async def test_event_falls_back_to_the_placer_number() -> None:
 async def test_unknown_order_is_ae_204() -> None:
     svc = FakeService()
     raw = await _gateway(svc).handle("\r".join([MSH.format(type="ORM^O01", ctl="C8"), "ORC|CA|P8^CPOE"]).encode())
-    assert b"MSA|AE|C8|unknown order" in raw and b"^^^204&Unknown key identifier&HL70357" in raw
+    assert b"MSA|AE|C8|unknown order" in raw and b"ERR|ORC^1^^204&Unknown key identifier&HL70357" in raw  # ERR-1 locates the ORC
 
 
 async def test_unexpected_failure_is_ae_not_aa() -> None:
