@@ -231,6 +231,8 @@ class ParsedMessage:
             parts[6] = ""
         digest = hashlib.sha256((self.enc.field.join(parts) + sep + rest).encode("utf-8", "surrogatepass")).hexdigest()[:16]
         sender = f"{self.get(self.msh, 3)}^{self.get(self.msh, 4)}"
+        if len(sender) > 64:  # the key becomes a Temporal update id: keep it short (MSH-10 is capped)
+            sender = "#" + hashlib.sha256(sender.encode("utf-8", "surrogatepass")).hexdigest()[:16]
         return f"{sender}:{self.control_id}:{digest}"
 
     @property

@@ -19,3 +19,9 @@ def test_reused_control_id_with_other_content_or_sender_has_another_key() -> Non
     assert key(name="Doe^Janet") != key()
     assert key(app="HIS2") != key()
     assert key().startswith("HIS^GENHOSP:C1:")
+
+
+def test_a_long_sender_is_hashed_so_the_key_stays_a_valid_update_id() -> None:
+    long_app = "A" * 500
+    k = key(app=long_app)
+    assert len(k) < 120 and k != key(app=long_app + "B") and k == key(app=long_app, sent="1999")
