@@ -53,7 +53,7 @@ MESSAGE_ROWS: list[Row] = [
     ],
     *[
         Row("ORU^R01", code, f"{status.value.lower()} report: stored as a new report version and delivered to the"
-            " configured consumers", ORDER_ACK + ("; AE a final without text or attachment" if code != "P" else ""),
+            " configured consumers", ORDER_ACK + (f"; AE a {status.value.lower()} report without text or document" if code != "P" else ""),
             CommandKind.ORDER_EVENT)
         for code, status in sorted(REPORT_STATUS.items())
     ],
