@@ -29,7 +29,7 @@ from domain.order import EventKind
 from domain.transitions import apply_event
 from gateways.mllp import MllpLimits, serve_mllp
 from radflow.attachments import AttachmentStore, attachment_store
-from radflow.ordering import EventRejected, OrderNotFound, OrderService, TemporalUnavailable
+from radflow.ordering import EventRejected, OrderError, OrderNotFound, OrderService, TemporalUnavailable
 from radflow.settings import Settings
 
 log = logging.getLogger("radflow.hl7")
@@ -165,7 +165,7 @@ class Hl7Gateway:
             except OrderNotFound as err:
                 raise _Nack(AckCode.AE, ErrorCode.UNKNOWN_KEY, f"nothing applied: order {n} of the message: {err}",
                             _segment_of(cmd)) from err
-            except TemporalUnavailable as err:
+            except OrderError as err:  # Temporal unavailable, or a query it could not answer
                 raise _Nack(AckCode.AE, ErrorCode.INTERNAL_ERROR, "order store unavailable, retry later") from err
             cmd.accession = accession
             where = _segment_of(cmd)
