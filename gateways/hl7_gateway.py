@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from domain.definitions import EventSource
 from domain.hl7.ack import AckCode, AckHeader, build_ack, build_batch
 from domain.hl7.decode import Decoded, EncodingChars, decode, split_batch
+from domain.hl7.grammar import load_tables
 from domain.hl7.limits import Hl7Limits
 from domain.hl7.mapping import CommandKind, Hl7Command, MappingConfig, map_message
 from domain.hl7.parse import ErrorCode, Hl7Error, clip, parse_message
@@ -48,6 +49,7 @@ class Hl7Gateway:
         self.attachments = attachments or attachment_store(settings)
         self.config = MappingConfig.from_settings(settings)
         self.limits = Hl7Limits.from_settings(settings)
+        load_tables()  # the segment grammar, so the first message does not wait for it
 
     async def serve(self, host: str | None = None, port: int | None = None) -> asyncio.Server:
         """Start the MLLP listener for this gateway (settings give the defaults)."""

@@ -74,6 +74,13 @@ def allowed_segments(label: str) -> frozenset[str] | None:
     return frozenset(names)
 
 
+def load_tables() -> None:
+    """Read hl7apy's tables now (about a second) rather than on the first message."""
+    known_segments()
+    for label in STRUCTURES:
+        allowed_segments(label)
+
+
 def is_segment_line(line: str, enc: EncodingChars) -> bool:
     """A line that starts a segment: a valid id that is known or a Z-segment, then a field separator or the end."""
     seg_id = line[:3]
