@@ -73,12 +73,17 @@ class ArchiveActivities:
         if not study_uid:
             raise ApplicationError(f"order {req.accession} has no study to archive", type=ErrorType.INVALID_EVENT,
                                    non_retryable=True)
+        # Every study of the order (a second acquisition is archived like the first).
+        uids = [study_uid] + [x.study_instance_uid for x in req.state.extra_studies if x.study_instance_uid != study_uid]
         timeout = activity.info().start_to_close_timeout
         deadline = time.monotonic() + timeout.total_seconds() * TIME_BUDGET_FRACTION if timeout else None
         try:
-            return await asyncio.to_thread(self._archive, req.accession, study_uid, deadline)
+            results = [await asyncio.to_thread(self._archive, req.accession, uid, deadline) for uid in uids]
         except ArchiveUnreachable as err:
             raise ApplicationError(str(err), type=ErrorType.ARCHIVE_UNREACHABLE) from err
+        if len(results) == 1:
+            return results[0]
+        return StepResult(outcome="delivered", detail=f"{len(results)} studies: " + "; ".join(r.detail for r in results))
 
     def _archive(self, accession: str, study_uid: str, deadline: float | None) -> StepResult:
         spool = self.spool()

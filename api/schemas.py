@@ -8,7 +8,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field, model_validator
 
 from domain.definitions import OrderStatus
-from domain.order import OrderState, TimelineEntry
+from domain.order import OrderState, StudyInfo, TimelineEntry
 from domain.transitions import effective_status
 from radflow.order_search import OrderPage, OrderSummary
 
@@ -56,10 +56,20 @@ class StudyPublic(BaseModel):
     archive_confirmed: bool
 
 
+class AttachmentPublic(BaseModel):
+    content_type: str
+    size: int
+    sha256: str = Field(description="the document's key in the attachment store; empty for a url reference")
+    title: str
+    url: str
+
+
 class ReportPublic(BaseModel):
     status: str
     version: int
     observed_at: datetime | None
+    attachments: list[AttachmentPublic] = Field(default_factory=list, description="embedded documents (OBX ED/RP)")
+    imaging_references: list[str] = Field(default_factory=list, description="DICOM UIDs the report points at")
 
 
 class OrderPublic(BaseModel):
@@ -74,7 +84,8 @@ class OrderPublic(BaseModel):
     schedule: SchedulePublic
     report_status: str | None
     report: ReportPublic | None
-    study: StudyPublic
+    study: StudyPublic = Field(description="the primary (first) study")
+    studies: list[StudyPublic] = Field(description="every study of the order, the primary first; empty until one is known")
     flags: FlagsPublic
     deliveries: dict[str, str]
     created_at: datetime
@@ -85,6 +96,7 @@ class OrderPublic(BaseModel):
     def from_state(cls, s: OrderState) -> OrderPublic:
         o = s.order
         report = s.report
+        primary = [_study(s.study, o.study_instance_uid)] if s.study.study_instance_uid or o.study_instance_uid else []
         return cls(
             accession=o.accession,
             status=s.status,
@@ -104,13 +116,13 @@ class OrderPublic(BaseModel):
             procedure=ProcedurePublic(code=o.procedure.code, text=o.procedure.text, coding_system=o.procedure.coding_system),
             schedule=SchedulePublic(**o.schedule.model_dump(include=set(SchedulePublic.model_fields))),
             report_status=report.status.value if report else None,
-            report=ReportPublic(status=report.status.value, version=report.version, observed_at=report.observed_at) if report else None,
-            study=StudyPublic(
-                study_instance_uid=s.study.study_instance_uid or o.study_instance_uid,
-                series_count=s.study.series_count,
-                instance_count=s.study.instance_count,
-                archive_confirmed=s.study.archive_confirmed,
-            ),
+            report=ReportPublic(
+                status=report.status.value, version=report.version, observed_at=report.observed_at,
+                attachments=[AttachmentPublic(**a.model_dump(include=set(AttachmentPublic.model_fields))) for a in report.attachments],
+                imaging_references=[r.uid for r in report.imaging_references],
+            ) if report else None,
+            study=_study(s.study, o.study_instance_uid),
+            studies=primary + [_study(x) for x in s.extra_studies],
             flags=FlagsPublic(
                 overdue=[f.value for f in s.overdue],
                 needs_attention=s.attention is not None,
@@ -124,6 +136,11 @@ class OrderPublic(BaseModel):
             updated_at=s.updated_at,
             closed_at=s.closed_at,
         )
+
+
+def _study(study: StudyInfo, announced: str = "") -> StudyPublic:
+    return StudyPublic(study_instance_uid=study.study_instance_uid or announced, series_count=study.series_count,
+                       instance_count=study.instance_count, archive_confirmed=study.archive_confirmed)
 
 
 # ---------------------------------------------------------------- lists and timeline

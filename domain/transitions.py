@@ -12,6 +12,7 @@ from datetime import datetime
 
 from domain.definitions import CLOSED_STATUSES, OrderStatus, ReportStatus
 from domain.merge import merge_partial, sub_paths
+from domain.studies import merge_study, study_mismatch
 from domain.order import EventKind, OrderEvent, OrderState, Patient, PatientKey, Report
 
 S = OrderStatus
@@ -253,28 +254,40 @@ def _procedure_discontinued(state: OrderState, event: OrderEvent, current: Order
 def _images_arriving(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
     if current in CLOSED_STATUSES:
         return _refuse(event, current, f"images for a {current.value.lower()} order")
+    summary = "images arriving"
     if event.study is not None:
-        _merge_received(state, event)
+        if why := study_mismatch(state, event.study):
+            return _refuse(event, current, why)
+        if merge_study(state, event.study):
+            summary = f"images arriving for a further study of the order ({event.study.study_instance_uid})"
     if current in _OPEN_BEFORE_ACQUISITION:
         _enter(state, S.IN_PROGRESS, now)
-    return Outcome(changed=True, summary="images arriving")
+    return Outcome(changed=True, summary=summary)
 
 
-def _study_stable(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
+def _study_stable(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime, linked: bool = False) -> Outcome:
     if current in CLOSED_STATUSES:
         return _refuse(event, current, f"study for a {current.value.lower()} order")
+    further = False
     if event.study is not None:
-        _merge_received(state, event)
-    state.study.stable = True
-    s = state.study
-    summary = f"study stable: {s.series_count} series, {s.instance_count} instances"
+        # An operator's link is the decision on a mismatch: it is not refused again.
+        if not linked and (why := study_mismatch(state, event.study)):
+            return _refuse(event, current, why)
+        further = merge_study(state, event.study)
+    s, label = state.study, "study"
+    if further and event.study is not None:
+        uid = event.study.study_instance_uid
+        s = next(x for x in state.extra_studies if x.study_instance_uid == uid)
+        label = f"further study {uid}"
+    s.stable = True
+    summary = f"{label} stable: {s.series_count} series, {s.instance_count} instances"
     if current in _OPEN_BEFORE_ACQUISITION:
         _enter(state, S.IN_PROGRESS, now)
     return Outcome(changed=True, summary=summary, check_acquisition=True)
 
 
 def _study_linked(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
-    outcome = _study_stable(state, event, current, now)
+    outcome = _study_stable(state, event, current, now, linked=True)
     if outcome.ok:
         outcome.summary = "unmatched study linked; " + outcome.summary
     return outcome
@@ -298,18 +311,6 @@ def ready_for_acquisition(state: OrderState) -> tuple[bool, str]:
     if s.expected_instance_count and s.instance_count < s.expected_instance_count:
         return False, f"waiting for images: {s.instance_count} of {s.expected_instance_count} referenced instances received"
     return True, ""
-
-
-def _merge_received(state: OrderState, event: OrderEvent) -> None:
-    study = event.study
-    assert study is not None
-    if study.study_instance_uid and not state.order.study_instance_uid:
-        state.order.study_instance_uid = study.study_instance_uid
-    merged = study.model_copy()
-    merged.expected_instance_count = state.study.expected_instance_count or study.expected_instance_count
-    merged.stable = state.study.stable or study.stable
-    merged.archive_confirmed = state.study.archive_confirmed
-    state.study = merged
 
 
 def _enter(state: OrderState, status: OrderStatus, now: datetime) -> None:

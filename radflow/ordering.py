@@ -269,6 +269,13 @@ class OrderService:
         found_ids = await self._guard(self._list_ids(query, limit=1))
         return found_ids[0] if found_ids else None
 
+    async def accession_for_study(self, study_uid: str) -> str | None:
+        """The order that announced this Study Instance UID (visibility: eventually consistent);
+        None when none or several do."""
+        query = f"{d.SA_STUDY_UID.name} = {d.quote_visibility(study_uid)}"
+        found = await self._guard(self._list_ids(query, limit=2))
+        return found[0] if len(found) == 1 else None
+
     # ----------------------------------------------------------- reads
     async def get_state(self, accession: str) -> OrderState:
         return await self._guard(

@@ -22,7 +22,7 @@ SOP_CLASS_BY_MODALITY = {"CT": CTImageStorage, "MR": MRImageStorage, "OT": Secon
 class SyntheticStudy:
     accession: str
     study_uid: str = field(default_factory=generate_uid)
-    patient_id: str = "SYN0001"
+    patient_id: str = "MRN001"  # tests.factories.make_order's default MRN: the images belong to the order
     patient_name: str = "Synthetic^Patient"
     series: list[tuple[str, int]] = field(default_factory=lambda: [("CT", 3), ("CT", 2)])  # (modality, instances)
     size: int = 128  # rows = columns; 128x128x16 bit = 32 KiB of pixels

@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         StepResult,
         TimelineEntry,
     )
+    from domain.studies import received_instances
     from domain.transitions import apply_event, effective_status, ready_for_acquisition, set_status
 
 SEEN_IDS_KEPT = 200
@@ -210,7 +211,7 @@ class ImagingOrderWorkflow:
             return False
         if self.state.study.instance_count == 0:
             return False
-        prefix = f"n{self.state.study.instance_count}:"
+        prefix = f"n{received_instances(self.state)}:"
         return any(not self.state.deliveries.get(f"acquisition:{c}", "").startswith(prefix)
                    for c in self.policy.acquisition_consumers if c in d.ACQUISITION_ACTIVITIES)
 
@@ -240,6 +241,8 @@ class ImagingOrderWorkflow:
             s.report.version if s.report else 0,
             confirmed,
             s.study.instance_count if confirmed else 0,
+            # Further studies of the order (none in histories before them): mirrored once stable.
+            *[(x.study_instance_uid, x.instance_count) for x in s.extra_studies if x.stable],
         )
 
     def _enqueue_each(self, consumers: list[str], registry: dict[str, str], milestone: str) -> None:
@@ -305,7 +308,7 @@ class ImagingOrderWorkflow:
         if step.milestone == d.MILESTONE_REPORT and self.state.report is not None:
             self.state.deliveries[step.consumer] = f"v{self.state.report.version}:{outcome}"
         elif step.milestone == d.MILESTONE_ACQUISITION:
-            self.state.deliveries[f"acquisition:{step.consumer}"] = f"n{self.state.study.instance_count}:{outcome}"
+            self.state.deliveries[f"acquisition:{step.consumer}"] = f"n{received_instances(self.state)}:{outcome}"
 
     def _after_step(self) -> None:
         if self.state.status == OrderStatus.NEEDS_ATTENTION:
@@ -321,7 +324,7 @@ class ImagingOrderWorkflow:
         consumers = [c for c in self.policy.acquisition_consumers if c in d.ACQUISITION_ACTIVITIES]
         if not consumers or not ready_for_acquisition(self.state)[0]:
             return
-        prefix = f"n{self.state.study.instance_count}:"
+        prefix = f"n{received_instances(self.state)}:"
         results = {c: self.state.deliveries.get(f"acquisition:{c}", "") for c in consumers}
         if all(r.startswith(prefix) for r in results.values()):
             outcomes = ", ".join(f"{c}={r.split(':', 1)[1]}" for c, r in results.items())

@@ -6,8 +6,10 @@ Control ids (`{study}:arriving`, `{study}:stable:{count}`) make a resend after a
 no-op. What was told is saved in the spool index after Temporal confirmed it, so a
 restarted gateway picks up exactly the studies whose news was not delivered yet.
 
-Images whose accession matches no order (or an order that refuses them) become an
-unmatched-study item; once an operator links it, later events go to the linked order.
+Images without an accession go to the order that announced their Study Instance UID.
+Images whose accession matches no order (or an order that refuses them, e.g. another
+patient's images) become an unmatched-study item; once an operator links it, later
+events go to the linked order.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from radflow.unmatched import record_unmatched, resolve_unmatched
 log = logging.getLogger("radflow.dicom.aggregator")
 
 RecordUnmatched = Callable[[str, str, dict[str, Any], str], Awaitable[UnmatchedItem]]
+FindByStudyUid = Callable[[str], Awaitable[str | None]]
 ResolveUnmatched = Callable[[str, str, str, str], Awaitable[UnmatchedItem]]
 
 
@@ -49,7 +52,8 @@ class StudyAggregator:
     def __init__(self, spool: Spool, service: OrderService, *, stable_age_s: float = 10.0,
                  clock: Callable[[], float] = time.time, tick_s: float | None = None,
                  max_concurrent: int = 8, retry_max_s: float = 30.0,
-                 record: RecordUnmatched | None = None, resolve: ResolveUnmatched | None = None) -> None:
+                 record: RecordUnmatched | None = None, resolve: ResolveUnmatched | None = None,
+                 find_by_study_uid: FindByStudyUid | None = None) -> None:
         self.spool = spool
         self.service = service
         self.stable_age_s = stable_age_s
@@ -58,6 +62,7 @@ class StudyAggregator:
         self.retry_max_s = retry_max_s
         self._record = record or self._record_in_temporal
         self._resolve = resolve or self._resolve_in_temporal
+        self._find_by_study_uid = find_by_study_uid
         self._studies: dict[str, _Study] = {}
         self._gate = asyncio.Semaphore(max_concurrent)
         self._tasks: set[asyncio.Task] = set()
@@ -183,8 +188,10 @@ class StudyAggregator:
         rec = s.record
         assert rec is not None
         at = datetime.fromtimestamp(rec.first_received if kind == EventKind.IMAGES_ARRIVING else s.last_received, UTC)
+        # The images' patient goes with the counts: the order refuses another patient's study.
+        info = info.model_copy(update={"patient_id": rec.patient_id})
         event = OrderEvent(kind=kind, source=EventSource.DICOM, control_id=control_id, at=at, study=info)
-        accession = rec.target_accession
+        accession = rec.target_accession or await self._announced_by(s.uid)
         if accession:
             try:
                 await self.service.send_event(accession, event)
@@ -199,8 +206,15 @@ class StudyAggregator:
                     await self._close_unmatched(s, accession)
                 return
         else:
-            reason = "no accession number in the images"
+            reason = "no accession number in the images, and no order announced their Study Instance UID"
         await self._unmatched(s, kind, info, event, reason)
+
+    async def _announced_by(self, study_uid: str) -> str:
+        """Images without an accession: the order that announced their Study Instance UID (ZDS-1 /
+        IPC-3 / the worklist's StudyInstanceUID), if any."""
+        if self._find_by_study_uid is None:
+            return ""
+        return await self._find_by_study_uid(study_uid) or ""
 
     async def _unmatched(self, s: _Study, kind: EventKind, info: StudyInfo, event: OrderEvent, reason: str) -> None:
         rec = s.record

@@ -46,6 +46,7 @@ from gateways.dicom.aggregator import StudyAggregator
 from gateways.dicom.dataset_walk import PIXEL_DATA, DatasetError, walk_dataset
 from gateways.dicom.part10 import file_meta
 from gateways.dicom.spool import InstanceHeader, Spool, spool_dir
+from gateways.dicom.worklist_store import WorklistStore
 from radflow.ordering import OrderService
 from radflow.settings import Settings
 
@@ -168,6 +169,24 @@ def storage_contexts() -> list[PresentationContext]:
     return [build_context(cx.abstract_syntax, STORAGE_TRANSFER_SYNTAXES) for cx in AllStoragePresentationContexts]
 
 
+class StudyUidLookup:
+    """The order that announced a Study Instance UID: the worklist read model (ZDS-1 / IPC-3 or the
+    UID radflow derived for the worklist), else Temporal visibility on the StudyInstanceUID search
+    attribute (eventually consistent: a study seconds younger than its order may be missed, and is
+    then an unmatched study an operator can link)."""
+
+    def __init__(self, settings: Settings, service: OrderService) -> None:
+        self.worklist = WorklistStore(settings.mwl_db_path())
+        self.service = service
+
+    async def __call__(self, study_uid: str) -> str | None:
+        try:
+            found = await asyncio.to_thread(self.worklist.lookup_accession, study_uid=study_uid)
+        except sqlite3.Error:
+            found = None
+        return found or await self.service.accession_for_study(study_uid)
+
+
 class StorageService:
     def __init__(self, settings: Settings, service: OrderService, loop: asyncio.AbstractEventLoop, *,
                  spool: Spool | None = None, aggregator: StudyAggregator | None = None) -> None:
@@ -175,7 +194,8 @@ class StorageService:
         self.loop = loop
         self.spool = spool or Spool(spool_dir(settings), fsync=settings.dicom_spool_fsync,
                                     file_threshold=settings.dicom_spool_file_threshold_bytes)
-        self.aggregator = aggregator or StudyAggregator(self.spool, service, stable_age_s=settings.dicom_stable_age_s)
+        self.aggregator = aggregator or StudyAggregator(self.spool, service, stable_age_s=settings.dicom_stable_age_s,
+                                                        find_by_study_uid=StudyUidLookup(settings, service))
 
     def contexts(self) -> list[PresentationContext]:
         return storage_contexts()

@@ -1,4 +1,4 @@
-"""Issue 7.6 end to end: ORU with an embedded PDF / CDA over MLLP -> Temporal -> EHR (MLLP) and FHIR.
+"""Issues 7.6 and 7.8 end to end: ORU with an embedded PDF / CDA over MLLP -> Temporal -> EHR (MLLP) and FHIR.
 
 Real parts only: Temporal dev server, radflow worker, the HL7 gateway on a loopback MLLP
 port, an MLLP receiver standing in for the EHR, the Medplum-based FHIR test server (which
@@ -11,16 +11,18 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from temporalio.client import Client
 
-from domain.definitions import OrderStatus
+from domain.definitions import EventSource, OrderStatus
 from domain.hl7.ack import AckCode, AckHeader, build_ack
 from domain.hl7.decode import escape
 from domain.hl7.mapping import map_message
 from domain.hl7.parse import parse_message
+from domain.order import EventKind, OrderEvent, SeriesInfo, StudyInfo
 from gateways.hl7_gateway import Hl7Gateway
 from gateways.mllp import serve_mllp
 from radflow.devstack import free_port
@@ -164,3 +166,31 @@ async def test_final_report_with_only_uid_rows_is_refused_ae_and_not_delivered(s
     assert state.report is None and state.status == OrderStatus.SCHEDULED
     assert state.timeline[-1].exception and "neither text nor a document" in state.timeline[-1].summary
     assert ehr.received == []
+
+
+async def test_two_studies_of_one_order_are_two_imaging_studies_linked_from_the_report(stack, fhir: FhirReader,
+                                                                                       settings: Settings) -> None:
+    """Issue 7.8: one ImagingStudy per study of the order, both referenced by the DiagnosticReport."""
+    service, port = stack
+    o = Hl7Order()
+    assert ack_code(await send_mllp(port, o.orm_nw())) == "AA"
+    second_uid = o.study_uid + ".2"
+    now = datetime.now(UTC)
+    for uid, count in ((o.study_uid, 4), (second_uid, 2)):
+        study = StudyInfo(study_instance_uid=uid, patient_id=o.mrn, series_count=1, instance_count=count, modality="CT",
+                          stable=True, series=[SeriesInfo(series_instance_uid=uid + ".1", modality="CT", instance_count=count)])
+        await service.send_event(o.accession, OrderEvent(kind=EventKind.STUDY_STABLE, source=EventSource.DICOM,
+                                                         control_id=f"{uid}:stable:{count}", at=now, study=study))
+    assert ack_code(await send_mllp(port, o.oru("F", "No acute findings.", f"ORU{o.tag}"))) == "AA"
+    state = await delivered(service, o.accession)
+    assert state.status == OrderStatus.DELIVERED, state.timeline[-3:]
+    assert [s.study_instance_uid for s in state.studies()] == [o.study_uid, second_uid]
+
+    cfg = settings.fhir_mapping()
+    ids = []
+    for uid, count in ((o.study_uid, 4), (second_uid, 2)):
+        (img,) = await fhir.by_identifier("ImagingStudy", "urn:dicom:uid", f"urn:oid:{uid}")
+        assert img["numberOfInstances"] == count and img["series"][0]["uid"] == uid + ".1"
+        ids.append(img["id"])
+    (report,) = await fhir.by_identifier("DiagnosticReport", cfg.report_system, o.accession)
+    assert report["imagingStudy"] == [{"reference": f"ImagingStudy/{i}"} for i in ids]

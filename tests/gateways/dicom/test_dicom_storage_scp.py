@@ -72,7 +72,7 @@ def test_instances_are_spooled_as_received_before_success(scp, syntax: str) -> N
         assert back.file_meta.TransferSyntaxUID == syntax and back.file_meta.SourceApplicationEntityTitle == "CT01"
         assert back.PixelData == ds.PixelData and back.SeriesInstanceUID == ds.SeriesInstanceUID
     rec = service.spool.study(study.study_uid)
-    assert (rec.accession, rec.patient_id, rec.patient_name, rec.calling_ae) == ("ACC9", "SYN0001", "Müller^Jürgen", "CT01")
+    assert (rec.accession, rec.patient_id, rec.patient_name, rec.calling_ae) == ("ACC9", "MRN001", "Müller^Jürgen", "CT01")
     info = service.spool.study_info(study.study_uid)
     assert (info.series_count, info.instance_count, info.modality) == (2, 3, "CT\\MR")
     service.loop.run_until_complete(asyncio.sleep(0))  # the hops queued by the association thread
