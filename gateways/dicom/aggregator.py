@@ -206,7 +206,9 @@ class StudyAggregator:
                     await self._close_unmatched(s, accession)
                 return
         else:
-            reason = "no accession number in the images, and no order announced their Study Instance UID"
+            reason = "no accession number in the images"
+            if self._find_by_study_uid is not None:
+                reason += ", and no order announced their Study Instance UID"
         await self._unmatched(s, kind, info, event, reason)
 
     async def _announced_by(self, study_uid: str) -> str:
