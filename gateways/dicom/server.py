@@ -13,6 +13,7 @@ import importlib.util
 import logging
 from typing import Any
 
+from pydicom import config as pydicom_config
 from pynetdicom import AE, _config, evt
 from pynetdicom.events import Event
 from pynetdicom.presentation import DEFAULT_TRANSFER_SYNTAXES
@@ -35,11 +36,17 @@ NOT_RECOGNISED = "calling AE title not recognised"
 
 
 def quiet_pynetdicom(log_level: str) -> None:
-    """pynetdicom logs whole identifiers (patient names, IDs) at INFO: PHI stays out of INFO logs."""
+    """pynetdicom logs whole identifiers (patient names, IDs) at INFO: PHI stays out of INFO logs.
+
+    pydicom warns with the offending value ("Invalid value for VR DA: '<birth date>'") when a
+    peer's dataset holds an invalid one: those stay out of non-DEBUG logs too."""
     debug = log_level.upper() == "DEBUG"
     _config.LOG_REQUEST_IDENTIFIERS = debug
     _config.LOG_RESPONSE_IDENTIFIERS = debug
     logging.getLogger("pynetdicom").setLevel(logging.DEBUG if debug else logging.WARNING)
+    logging.getLogger("pydicom").setLevel(logging.DEBUG if debug else logging.ERROR)
+    if not debug:  # the same text also goes out as a Python warning (stderr, the journal)
+        pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
 
 
 def _on_echo(event: Event) -> int:

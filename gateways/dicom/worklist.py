@@ -27,6 +27,15 @@ UNABLE_TO_PROCESS = 0xC001
 QUERY_TOO_COMPLEX = 0xC002  # "unable to process" range: a valid identifier beyond radflow's limits
 
 
+def _loggable(err: Exception) -> str:
+    """The reason without the offending value: a query value may be a name, an ID or a birth date.
+
+    The peer still gets the whole reason in ErrorComment (it is its own query)."""
+    text = str(err)
+    keyword, sep, _ = text.partition(":")
+    return f"{keyword}: malformed or over a limit" if sep else text
+
+
 def failure(status: int, comment: str) -> Dataset:
     ds = Dataset()
     ds.Status = status
@@ -49,15 +58,15 @@ class WorklistService:
         try:
             query = compile_query(event.identifier)
         except QueryTooComplex as err:
-            log.warning("MWL query refused: %s", err, extra={"calling_ae": calling})
+            log.warning("MWL query refused: %s", _loggable(err), extra={"calling_ae": calling})
             yield failure(QUERY_TOO_COMPLEX, f"query too complex: {err}"), None
             return
         except MalformedQuery as err:
-            log.warning("MWL query refused: %s", err, extra={"calling_ae": calling})
+            log.warning("MWL query refused: %s", _loggable(err), extra={"calling_ae": calling})
             yield failure(IDENTIFIER_MISMATCH, str(err)), None
             return
         except Exception as err:  # undecodable identifier: answer, never crash the association
-            log.warning("MWL identifier unreadable: %s", err, extra={"calling_ae": calling})
+            log.warning("MWL identifier unreadable: %s", type(err).__name__, extra={"calling_ae": calling})
             yield failure(IDENTIFIER_MISMATCH, "identifier cannot be decoded"), None
             return
         pending = PENDING_UNSUPPORTED_KEYS if query.unsupported else PENDING

@@ -128,3 +128,34 @@ async def test_query_past_its_time_budget_ends_with_a_failure_status(gateway: Di
     # The association and the AE keep serving.
     code, output = await echoscu(gateway.port)
     assert code == 0, output
+
+
+async def test_refusal_logs_name_the_key_never_the_value(gateway: DicomGateway, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="radflow.dicom.mwl")
+    bad = Dataset()
+    bad.PatientBirthDate = "19800231x"  # a birth date: PHI, and not a DICOM date
+    bad.PatientName = "Secretname*"
+    answers = await asyncio.to_thread(_find, gateway.port, bad)
+    assert [status for status, _, _ in answers] == [0xA900]
+    assert "19800231x" in answers[0][1]  # the peer is told what was wrong with its own query
+    logged = "\n".join(f"{r.getMessage()} {vars(r)}" for r in caplog.records)
+    assert "MWL query refused: PatientBirthDate" in logged
+    assert "19800231" not in logged and "Secretname" not in logged
+
+
+async def test_invalid_values_from_peers_are_not_echoed_to_stderr_warnings(gateway: DicomGateway) -> None:
+    import warnings
+
+    from pydicom.dataset import Dataset as Ds
+    from pynetdicom.dsutils import decode, encode
+
+    bad = Ds()
+    bad.PatientBirthDate = "19800231x"
+    raw = encode(bad, False, True)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        decoded = decode(__import__("io").BytesIO(raw), False, True)
+        assert decoded.PatientBirthDate == "19800231x"  # the gateway reads it (and refuses the query later)
+    assert not [w for w in seen if "19800231" in str(w.message)]
