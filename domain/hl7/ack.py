@@ -88,6 +88,8 @@ class AckHeader:
             return cls()
         line = text[start:].split("\r", 1)[0].split("\n", 1)[0]
         enc = EncodingChars.from_msh(line)
+        if not enc.valid:  # nothing can be read reliably; answer in the standard delimiters
+            return cls()
         parts = line.split(enc.field)
 
         def msh(n: int) -> str:  # parts[0] = "MSH", parts[1] = MSH-2

@@ -113,6 +113,15 @@ class EncodingChars:
         )
 
     @property
+    def valid(self) -> bool:
+        """Distinct, printable ASCII, not letters, digits or blanks (a bare "MSH" line would
+        otherwise make CR the field separator, "MSHMSH|" the letter M)."""
+        chars = [self.field, self.component, self.repetition, self.escape, self.subcomponent]
+        return len(set(chars)) == 5 and all(
+            ch.isascii() and ch.isprintable() and not ch.isalnum() and not ch.isspace() for ch in chars
+        )
+
+    @property
     def msh2(self) -> str:
         return self.component + self.repetition + self.escape + self.subcomponent
 

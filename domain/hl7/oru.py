@@ -119,7 +119,8 @@ def build_oru(
                                 14: _dtm(report.observed_at)})
     head, _, rest = template.partition("{i}")
     middle, _, tail = rest.partition("{v}")
-    lines = report.text.split("\n") if report.text else []
+    # CRLF or CR line ends (FHIR/API text) are one line break, not a line plus an escaped one.
+    lines = report.text.replace("\r\n", "\n").replace("\r", "\n").split("\n") if report.text else []
     segments.extend(f"{head}{index}{middle}{_e(line)}{tail}" for index, line in enumerate(lines, start=1))
     extra = [("ED" if a.sha256 else "RP", _attachment_value(a, documents or {}), a.code or DOCUMENT_CODE)
              for a in report.attachments]

@@ -255,7 +255,7 @@ def parse_message(text: str, codec: str = "utf-8", limits: Hl7Limits | None = No
     if not text.startswith("MSH") or len(text) < 8:
         raise Hl7Error(ErrorCode.SEGMENT_SEQUENCE, "message does not start with an MSH segment", "MSH")
     enc = EncodingChars.from_msh(text)
-    if not _valid_delimiters(enc):
+    if not enc.valid:
         raise Hl7Error(ErrorCode.DATA_TYPE, "invalid encoding characters in MSH-1/MSH-2", "MSH-2")
     check_limits(text, enc, limits or Hl7Limits())
     from domain.hl7.grammar import repair_segments  # grammar builds on this module
@@ -268,16 +268,6 @@ def parse_message(text: str, codec: str = "utf-8", limits: Hl7Limits | None = No
     pm = ParsedMessage(text=text, msg=msg, enc=enc, codec=codec, repairs=repairs)
     _check_header(pm)
     return pm
-
-
-def _valid_delimiters(enc: EncodingChars) -> bool:
-    """MSH-1 and MSH-2 (defaults filling a short MSH-2): distinct, printable ASCII, not
-    letters or digits. A bare "MSH" line would otherwise make CR the field separator."""
-    chars = [enc.field, enc.component, enc.repetition, enc.escape, enc.subcomponent]
-    return (
-        len(set(chars)) == 5
-        and all(ch.isascii() and ch.isprintable() and not ch.isalnum() and not ch.isspace() for ch in chars)
-    )
 
 
 def clip(value: str, limit: int = 40) -> str:

@@ -77,3 +77,12 @@ def test_sp_escape_count_is_capped() -> None:
     assert unescape("a\\.sp 999999999\\b") == "a" + "\n" + "b"  # more than 5 digits: one line
     assert unescape("a\\.sp 99999\\b").count("\n") == 100
     assert unescape("a\\.sp\u00b2\\b") == "a\nb"
+
+
+def test_ack_for_a_header_with_letter_delimiters_uses_the_standard_ones() -> None:
+    # Found by the fuzz tests: "MSHMSH|..." made "M" the field separator of our AR.
+    text = "MSHMSH|^~\\&|HIS|H|RADFLOW|R|2024||ADT^A04|C1|P|2.3\rPID|1||M1"
+    assert _refused(text).location == "MSH-2"
+    from domain.hl7.ack import read_ack
+    ack = read_ack(build_ack(AckHeader.from_text(text), AckCode.AR, "invalid encoding characters"))
+    assert ack is not None and ack.code == "AR"

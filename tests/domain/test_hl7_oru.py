@@ -80,3 +80,11 @@ def test_structure_is_valid_v251_oru_r01_for_hl7apy() -> None:
     assert msg.validate()
     observation = msg.ORU_R01_PATIENT_RESULT.ORU_R01_ORDER_OBSERVATION
     assert [c.name for c in observation.children] == ["ORC", "OBR"] + ["ORU_R01_OBSERVATION"] * 4
+
+
+def test_crlf_in_report_text_is_one_line_break() -> None:
+    # Found by the fuzz tests: "a\r\nb" went out as "a", an escaped break, and "b" (a blank line more).
+    text, _ = build_oru(_state(ReportStatus.FINAL, "a\r\nb\rc"))
+    [cmd] = map_message(parse_message(text))
+    assert cmd.event is not None and cmd.event.report is not None
+    assert cmd.event.report.text == "a\nb\nc"
