@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 import pytest
 
 from domain.definitions import OrderStatus
+from domain.fhir.config import FhirMappingConfig
+from domain.fhir.patient import patient as fhir_patient
 from domain.hl7.mapping import CommandKind, map_message
 from domain.hl7.parse import parse_message
 from domain.order import OrderData, OrderState, PersonName
@@ -167,3 +169,16 @@ def test_full_replacement_stays_for_events_without_partial() -> None:
     legacy = cmd.event.model_copy(update={"partial": False, "cleared": []})
     assert apply_event(st, legacy, NOW).changed
     assert st.order.patient.sex == "" and st.order.patient.name == PersonName()
+
+
+def test_fhir_patient_mirrors_the_merged_demographics() -> None:
+    """A40 with only the surviving identifier: the FHIR Patient keeps name, gender and birth date."""
+    st = stored()
+    [merge] = map_message(parse_message(message(
+        ADT.format(ev="A40"), "EVN|A40", "PID|1||MRN20002^^^GENHOSP^MR", "MRG|MRN10001^^^GENHOSP^MR")))
+    assert merge.event is not None and apply_event(st, merge.event, NOW).ok
+    resource = fhir_patient(st, FhirMappingConfig())
+    assert (resource["gender"], resource["birthDate"], resource["name"][0]["family"]) == ("female", "1975-04-12", "Testpatient")
+    [delete] = map_message(parse_message(message(ADT.format(ev="A08"), 'PID|1||MRN20002^^^GENHOSP^MR|||||""')))
+    assert delete.event is not None and apply_event(st, delete.event, NOW).ok
+    assert "gender" not in fhir_patient(st, FhirMappingConfig())
