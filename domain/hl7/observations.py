@@ -44,7 +44,6 @@ _SUBTYPES = {
     "POSTSCRIPT": "application/postscript",
 }
 _TYPES = {"TEXT": "text/plain", "TX": "text/plain", "FT": "text/plain"}
-_BASE64_JUNK = re.compile(r"[\s\\]")
 
 
 @dataclass
@@ -117,9 +116,10 @@ def _embedded(pm: ParsedMessage, obx: Segment, index: int, out: ReportContent) -
     encoding = unescape(encoding, pm.enc, pm.codec).strip().upper()
     try:
         if encoding == "BASE64":
-            data = base64.b64decode(_BASE64_JUNK.sub("", data_text), validate=True)
+            # Line breaks (\.br\ or \X0D0A\ in the message) may wrap the data; split() drops them in C.
+            data = base64.b64decode("".join(data_text.split()), validate=True)
         elif encoding == "HEX":
-            data = bytes.fromhex(_BASE64_JUNK.sub("", data_text))
+            data = bytes.fromhex("".join(data_text.split()))
         elif encoding in ("A", "NONE", ""):
             data = data_text.encode("utf-8")
         else:

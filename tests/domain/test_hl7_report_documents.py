@@ -89,3 +89,11 @@ def test_text_rows_that_look_like_uids_but_are_not_labelled_stay_text() -> None:
     (cmd,) = _oru("OBX|1|TX|&GDT^Report||Protocol 1.2 revised.~1.2.3||||||F")
     assert cmd.event.report.text == "Protocol 1.2 revised.\n1.2.3"
     assert cmd.event.report.imaging_references == []
+
+
+def test_base64_wrapped_in_escaped_line_breaks_decodes() -> None:
+    pdf = (REPORTS / "report.pdf").read_bytes()
+    b64 = base64.b64encode(pdf).decode()
+    wrapped = "\\.br\\".join(b64[i:i + 76] for i in range(0, len(b64), 76))  # MIME-style 76-column lines
+    (cmd,) = _oru(f"OBX|1|ED|X^Doc||^AP^PDF^Base64^{wrapped}||||||F")
+    assert list(cmd.documents.values()) == [pdf]
