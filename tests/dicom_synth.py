@@ -24,6 +24,7 @@ class SyntheticStudy:
     study_uid: str = field(default_factory=generate_uid)
     patient_id: str = "MRN001"  # tests.factories.make_order's default MRN: the images belong to the order
     patient_name: str = "Synthetic^Patient"
+    patient_issuer: str = ""  # IssuerOfPatientID, left out when empty
     series: list[tuple[str, int]] = field(default_factory=lambda: [("CT", 3), ("CT", 2)])  # (modality, instances)
     size: int = 128  # rows = columns; 128x128x16 bit = 32 KiB of pixels
 
@@ -51,6 +52,8 @@ class SyntheticStudy:
         ds.Modality = modality
         ds.PatientName = self.patient_name
         ds.PatientID = self.patient_id
+        if self.patient_issuer:
+            ds.IssuerOfPatientID = self.patient_issuer
         ds.PatientBirthDate = "19800101"
         ds.PatientSex = "O"
         ds.StudyInstanceUID = self.study_uid

@@ -189,7 +189,7 @@ class StudyAggregator:
         assert rec is not None
         at = datetime.fromtimestamp(rec.first_received if kind == EventKind.IMAGES_ARRIVING else s.last_received, UTC)
         # The images' patient goes with the counts: the order refuses another patient's study.
-        info = info.model_copy(update={"patient_id": rec.patient_id})
+        info = info.model_copy(update={"patient_id": rec.patient_id, "patient_issuer": rec.patient_issuer})
         event = OrderEvent(kind=kind, source=EventSource.DICOM, control_id=control_id, at=at, study=info)
         accession = rec.target_accession or await self._announced_by(s.uid)
         if accession:
@@ -224,6 +224,7 @@ class StudyAggregator:
         details = {
             "accession": rec.accession,
             "patient_id": rec.patient_id,
+            "patient_issuer": rec.patient_issuer,
             "patient_name": rec.patient_name,
             "study_date": rec.study_date,
             "calling_ae": rec.calling_ae,

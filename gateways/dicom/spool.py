@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS studies (
     study_uid          TEXT PRIMARY KEY,
     accession          TEXT NOT NULL DEFAULT '',
     patient_id         TEXT NOT NULL DEFAULT '',
+    patient_issuer     TEXT NOT NULL DEFAULT '',
     patient_name       TEXT NOT NULL DEFAULT '',
     study_date         TEXT NOT NULL DEFAULT '',
     calling_ae         TEXT NOT NULL DEFAULT '',
@@ -86,6 +87,7 @@ class InstanceHeader:
     patient_name: str = ""
     study_date: str = ""
     calling_ae: str = ""
+    patient_issuer: str = ""  # IssuerOfPatientID (0010,0021)
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ class StudyRecord:
     stable_sent_count: int
     linked_accession: str
     unmatched: bool
+    patient_issuer: str = ""
 
     @property
     def target_accession(self) -> str:
@@ -163,6 +166,9 @@ class Spool:
         self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         with self._lock:
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(studies)")}
+            if "patient_issuer" not in columns:  # a spool from before the column (study identity, issue 7.8)
+                self._db.execute("ALTER TABLE studies ADD COLUMN patient_issuer TEXT NOT NULL DEFAULT ''")
 
     def close(self) -> None:
         with self._lock:
@@ -208,11 +214,11 @@ class Spool:
             return False
         cur.execute(
             "INSERT INTO studies (study_uid, accession, patient_id, patient_name, study_date, calling_ae,"
-            " instance_count, first_received, last_received) VALUES (?,?,?,?,?,?,1,?,?)"
+            " instance_count, first_received, last_received, patient_issuer) VALUES (?,?,?,?,?,?,1,?,?,?)"
             " ON CONFLICT(study_uid) DO UPDATE SET instance_count = instance_count + 1,"
             " last_received = excluded.last_received",
             (header.study_uid, header.accession, header.patient_id, header.patient_name,
-             header.study_date, header.calling_ae, now, now),
+             header.study_date, header.calling_ae, now, now, header.patient_issuer),
         )
         return True
 
@@ -351,12 +357,12 @@ class Spool:
 
 
 _STUDY_COLUMNS = ("study_uid, accession, patient_id, patient_name, study_date, calling_ae, instance_count,"
-                  " first_received, last_received, arriving_sent, stable_sent_count, linked_accession, unmatched")
+                  " first_received, last_received, arriving_sent, stable_sent_count, linked_accession, unmatched, patient_issuer")
 
 
 def _study(row: tuple) -> StudyRecord:
     return StudyRecord(row[0], row[1], row[2], row[3], row[4], row[5], int(row[6]), float(row[7]), float(row[8]),
-                       bool(row[9]), int(row[10]), row[11], bool(row[12]))
+                       bool(row[9]), int(row[10]), row[11], bool(row[12]), row[13])
 
 
 class _Transaction:

@@ -78,7 +78,8 @@ CANNOT_UNDERSTAND = 0xC000
 _CHARSET, _ACCESSION, _MODALITY, _STUDY_DATE = 0x00080005, 0x00080050, 0x00080060, 0x00080020
 _SOP_CLASS, _SOP_INSTANCE = 0x00080016, 0x00080018
 _PATIENT_NAME, _PATIENT_ID, _STUDY_UID, _SERIES_UID = 0x00100010, 0x00100020, 0x0020000D, 0x0020000E
-_HEADER_TAGS = frozenset({_CHARSET, _ACCESSION, _MODALITY, _STUDY_DATE, _PATIENT_NAME, _PATIENT_ID, _STUDY_UID,
+_ISSUER = 0x00100021  # IssuerOfPatientID: the order compares it with the MRN's assigning authority
+_HEADER_TAGS = frozenset({_CHARSET, _ACCESSION, _MODALITY, _STUDY_DATE, _PATIENT_NAME, _PATIENT_ID, _ISSUER, _STUDY_UID,
                           _SERIES_UID, _SOP_CLASS, _SOP_INSTANCE})
 _PIXEL_TAGS = frozenset({PIXEL_DATA, 0x7FE00008, 0x7FE00009})  # PixelData, FloatPixelData, DoubleFloatPixelData
 _PN_DELIMITERS = {0x5E, 0x3D}  # ^ and =
@@ -135,6 +136,7 @@ def read_header(event: Event) -> InstanceHeader:
         accession=text(_ACCESSION),
         modality=text(_MODALITY),
         patient_id=text(_PATIENT_ID),
+        patient_issuer=text(_ISSUER),
         patient_name=decode_bytes(name, convert_encodings(charsets or ["ISO_IR 6"]), _PN_DELIMITERS).strip() if name else "",
         study_date=text(_STUDY_DATE),
         calling_ae=str(event.assoc.requestor.ae_title).strip(),

@@ -84,15 +84,18 @@ async def test_second_study_of_the_same_patient_is_kept_beside_the_first(radflow
         (first.study_uid, 5), (second.study_uid, 3)]
 
 
+@pytest.mark.parametrize(("patient_id", "issuer"), [("MRN-SOMEONE-ELSE", ""), ("MRN001", "OTHERHOSP")],
+                         ids=["other-patient-id", "same-id-other-issuer"])
 async def test_another_patients_study_with_the_orders_accession_is_quarantined(radflow: Radflow,  # noqa: F811
-                                                                             orthanc: Orthanc, tmp_path: Path) -> None:  # noqa: F811
-    order = make_order(new_accession("MIX"))
+                                                                             orthanc: Orthanc, tmp_path: Path,  # noqa: F811
+                                                                             patient_id: str, issuer: str) -> None:
+    order = make_order(new_accession("MIX"))  # MRN001, issuer HOSP
     await radflow.service.start_order(order, EventSource.HL7, "ORM1")
-    own = SyntheticStudy(order.accession, series=[("CT", 2)], size=32)
+    own = SyntheticStudy(order.accession, patient_issuer="HOSP", series=[("CT", 2)], size=32)
     send(radflow, own, tmp_path / "own")
     assert (await acquired_with(radflow, order.accession, 2)).status == OrderStatus.ACQUIRED
 
-    foreign = SyntheticStudy(order.accession, patient_id="MRN-SOMEONE-ELSE", series=[("CT", 4)], size=32)
+    foreign = SyntheticStudy(order.accession, patient_id=patient_id, patient_issuer=issuer, series=[("CT", 4)], size=32)
     send(radflow, foreign, tmp_path / "foreign")
 
     async def listed():
@@ -101,7 +104,7 @@ async def test_another_patients_study_with_the_orders_accession_is_quarantined(r
 
     items = await eventually(listed, lambda items: bool(items) and items[0]["details"].get("instance_count") == 4, timeout_s=30)
     assert items and "another patient" in items[0]["reason"] and not items[0]["resolved"], items
-    assert items[0]["details"]["patient_id"] == "MRN-SOMEONE-ELSE"
+    assert (items[0]["details"]["patient_id"], items[0]["details"]["patient_issuer"]) == (patient_id, issuer)
     state = await radflow.state(order.accession)
     assert (state.study.study_instance_uid, state.study.instance_count) == (own.study_uid, 2)  # not replaced
     assert state.extra_studies == [] and state.status == OrderStatus.ACQUIRED
