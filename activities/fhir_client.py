@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -110,6 +111,32 @@ class FhirClient:
             existing = await self.read(rtype, current.id)  # changed under us: compare again
         raise ApplicationError(
             f"FHIR {rtype}/{existing['id']} kept changing during update (412 x{_MAX_CONFLICTS})",
+            type=ErrorType.DELIVERY_FAILED,
+        )
+
+    async def amend(self, resource_type: str, identifier: tuple[str, str], change: Callable[[dict | None], dict]) -> Upserted:
+        """Rewrite the resource found by `identifier` as `change(stored)` (versioned update),
+        or create `change(None)` when there is none; unchanged when the result is the same."""
+        for _ in range(_MAX_CONFLICTS):
+            found = await self.search_by_identifier(resource_type, identifier)
+            if len(found) > 1:
+                await self._find_one(resource_type, identifier)  # raises: ambiguous identifier
+            if not found:
+                return await self.put_resource(change(None), identifier, update=False)
+            existing = found[0]
+            wanted = change(existing)
+            current = Upserted(resource_type, existing["id"], _version_of(existing), "unchanged")
+            if same_content(existing, wanted):
+                return current
+            resp = await self._send(
+                "PUT", f"{resource_type}/{current.id}", json_body={**wanted, "id": current.id},
+                headers={"If-Match": f'W/"{current.version_id}"'}, conflict_ok=True,
+            )
+            if resp.status_code != 412:
+                rid, version = _id_and_version(resp, resource_type, current.id)
+                return Upserted(resource_type, rid, version, "updated")
+        raise ApplicationError(
+            f"FHIR {resource_type} {identifier[1]} kept changing during update (412 x{_MAX_CONFLICTS})",
             type=ErrorType.DELIVERY_FAILED,
         )
 

@@ -33,6 +33,7 @@ from domain.fhir import (
 )
 from activities.documents import read_documents
 from domain.fhir.keys import study_key, study_ref_name
+from domain.fhir.patient import replaced_by, retired_patient_key
 from domain.order import EventKind, OrderState, StepRequest, StepResult
 from radflow.attachments import AttachmentStore, attachment_store
 from radflow.settings import Settings
@@ -124,9 +125,24 @@ class FhirDelivery:
     # ------------------------------------------------------------------ steps
     async def _order_resources(self, run: _Run, state: OrderState, *, owner_update: bool) -> None:
         await self._write(run, patient(state, self.mapping, run.refs), update=owner_update)
+        if owner_update:
+            await self._retire_merged_patients(run, state)
         await self._write(run, encounter(state, self.mapping, run.refs), update=owner_update)
         await self._write(run, service_request(state, self.mapping, run.refs))
         await self._write(run, task(state, self.mapping, run.refs))
+
+    async def _retire_merged_patients(self, run: _Run, state: OrderState) -> None:
+        """ADT A40: each MRN merged away stays on the server as an inactive Patient that
+        points `replaced-by` to the survivor (readers holding the old reference find it)."""
+        survivor = run.refs.get("Patient")
+        current = state.order.patient
+        for old in state.previous_patients:
+            if survivor is None or (old.mrn, old.issuer) == (current.mrn, current.issuer):
+                continue
+            key = retired_patient_key(old, self.mapping)
+            done = await self.client().amend("Patient", (key["system"], key["value"]),
+                                             lambda stored, key=key: replaced_by(stored, key, survivor))
+            run.done.append(done)
 
     async def _study_resources(self, run: _Run, state: OrderState) -> None:
         if study_key(state) is None:

@@ -1,7 +1,9 @@
 """The FastAPI application: routers, error mapping, and the Temporal client's lifetime.
 
 Errors map the same way everywhere: unknown order -> 404, refused transition -> 409,
-bad filter -> 422, Temporal unreachable -> 503 (nothing was applied; retry).
+body over the size limit -> 413, bad input or filter -> 422 (FastAPI's `detail` list:
+loc, msg, type), Temporal unreachable -> 503 (nothing was applied; retry). No answer
+carries server internals (SQL, stack traces): those go to the log.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
+from api.fhir_http import FhirError, error_response
 from api.routes import ROUTERS
 from radflow.order_search import InvalidFilter
 from radflow.ordering import EventRejected, OrderNotFound, OrderService, TemporalUnavailable
@@ -62,6 +67,14 @@ def _error(status: int, detail: str, error_type: str | None = None, headers: dic
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def invalid(loc: list[str], message: str, error_type: str) -> JSONResponse:
+    """A 422 in the shape FastAPI's own validation errors have (documented as HTTPValidationError)."""
+    return JSONResponse({"detail": [{"loc": loc, "msg": message, "type": error_type}]}, status_code=422)
+
+
+UNAVAILABLE = "Temporal unavailable: nothing was applied, retry"
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OrderNotFound)
     async def _not_found(_: Request, err: OrderNotFound) -> JSONResponse:
@@ -73,17 +86,37 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(InvalidFilter)
     async def _bad_filter(_: Request, err: InvalidFilter) -> JSONResponse:
-        return _error(422, str(err), "InvalidFilter")
+        if isinstance(err.__cause__, RPCError):
+            # Temporal's own words may quote its SQL: log them, answer in ours.
+            log.warning("visibility refused a filter", extra={"error": str(err)[:300]})
+            return invalid(["query"], "Temporal cannot search with this filter", "invalid_filter")
+        return invalid(["query"], str(err), "invalid_filter")
 
     @app.exception_handler(TemporalUnavailable)
     async def _unavailable(_: Request, err: TemporalUnavailable) -> JSONResponse:
-        return _error(503, str(err), "TemporalUnavailable", {"Retry-After": "2"})
+        log.warning("temporal unavailable", extra={"error": str(err)[:300]})
+        return _error(503, UNAVAILABLE, "TemporalUnavailable", {"Retry-After": "2"})
 
     @app.exception_handler(RPCError)
     async def _rpc(_: Request, err: RPCError) -> JSONResponse:
         # An RPC failure OrderService did not classify: never report success, let the client retry.
-        log.warning("unclassified temporal error", extra={"status": str(err.status), "error": err.message[:200]})
-        return _error(503, f"Temporal error: {err.message}", "TemporalUnavailable", {"Retry-After": "2"})
+        log.warning("unclassified temporal error", extra={"status": str(err.status), "error": err.message[:300]})
+        return _error(503, UNAVAILABLE, "TemporalUnavailable", {"Retry-After": "2"})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        # FastAPI answers a body its JSON parser gave up on (e.g. RecursionError on deeply
+        # nested arrays) with a bare 400; it is bad input like any other: 422.
+        if err.status_code == 400 and err.__cause__ is not None:
+            reason = "nested too deeply" if isinstance(err.__cause__, RecursionError) else "not readable JSON"
+            return invalid(["body"], f"the request body is {reason}", "json_invalid")
+        if err.status_code == 413:
+            limit = request.app.state.settings.api_max_body_bytes
+            message = f"request body over the limit of {limit} bytes (RADFLOW_API_MAX_BODY_BYTES)"
+            if request.url.path.startswith("/fhir"):
+                return error_response(FhirError(413, message, "too-costly"))
+            return _error(413, message, "PayloadTooLarge")
+        return await http_exception_handler(request, err)
 
 
 def create_app(
@@ -98,6 +131,9 @@ def create_app(
         summary="Imaging orders as durable Temporal workflows",
         version="0.1.0",
         lifespan=_lifespan,
+        # Starlette's limiter: a declared Content-Length over the limit is refused (413)
+        # before a byte of the body is read; a chunked body as soon as it goes over.
+        max_body_size=settings.api_max_body_bytes,
     )
     app.state.settings = settings
     app.state.service = service

@@ -1,8 +1,8 @@
-"""The read facade's resources: built from one order's live state, id = the accession.
+"""The read facade's resources: built from one order's live state, id = the accession as a FHIR id.
 
-Every facade resource of an order shares the order's accession as its logical id
-(ServiceRequest/A1, Task/A1, ImagingStudy/A1, DiagnosticReport/A1), so links between
-them resolve on this server; patients and encounters are not served and stay logical
+Every facade resource of an order shares the order's accession, written as a FHIR id
+(`domain.fhir.ids`: ServiceRequest/A1, Task/A1; `FON_1` becomes `FON.5F1`), so links
+between them resolve on this server; patients and encounters are not served and stay logical
 (identifier) references.
 """
 
@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from domain.fhir import FhirMappingConfig, diagnostic_report, endpoint, imaging_study, service_request, task
 from domain.fhir.common import fhir_datetime
+from domain.fhir.ids import NotAFhirId, fhir_id
 from domain.fhir.keys import study_key
 from domain.order import OrderState
 
@@ -24,7 +25,7 @@ BUILDERS: dict[str, Callable[..., dict | None]] = {
 
 
 def facade_refs(state: OrderState, cfg: FhirMappingConfig) -> dict[str, str]:
-    acc = state.order.accession
+    acc = fhir_id(state.order.accession)
     refs = {"ServiceRequest": f"ServiceRequest/{acc}", "Endpoint": f"Endpoint/{cfg.endpoint_name}"}
     if study_key(state) is not None:
         refs["ImagingStudy"] = f"ImagingStudy/{acc}"
@@ -32,12 +33,17 @@ def facade_refs(state: OrderState, cfg: FhirMappingConfig) -> dict[str, str]:
 
 
 def facade_resource(kind: str, state: OrderState, cfg: FhirMappingConfig) -> dict | None:
-    """The order's resource of `kind`, with id and meta; None when the order has none yet."""
-    built = BUILDERS[kind](state, cfg, facade_refs(state, cfg))
+    """The order's resource of `kind`, with id and meta; None when the order has none yet
+    (or an accession too long to be written as a FHIR id)."""
+    try:
+        refs = facade_refs(state, cfg)
+    except NotAFhirId:
+        return None
+    built = BUILDERS[kind](state, cfg, refs)
     if built is None:
         return None
     meta = {"lastUpdated": fhir_datetime(state.updated_at)}
-    return {"resourceType": kind, "id": state.order.accession, "meta": meta, **{k: v for k, v in built.items() if k != "resourceType"}}
+    return {"resourceType": kind, "id": refs["ServiceRequest"].split("/", 1)[1], "meta": meta, **{k: v for k, v in built.items() if k != "resourceType"}}
 
 
 def facade_endpoint(cfg: FhirMappingConfig) -> dict:

@@ -62,3 +62,19 @@ def searchset(request: Request, resources: list[dict], total: int) -> dict:
             for r in resources
         ]
     return bundle
+
+
+def json_depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, iteratively (a recursive walk is what deep input breaks)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest

@@ -10,15 +10,18 @@ contains is exact for the orders it considered.
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
 from fastapi import Request
 
 from api.fhir_http import FhirError
+from api.text_checks import unsafe_character
 from domain import definitions as d
 from domain.fhir import FhirMappingConfig
 from domain.fhir.config import DICOM_UID_SYSTEM, uid_from_value
+from domain.fhir.ids import accession_from_id
 from domain.order import OrderState
 from radflow.ordering import OrderNotFound, OrderService
 
@@ -27,6 +30,7 @@ SERVICE_REQUEST_PARAMS = {"identifier", "patient", "subject", "patient:identifie
 # The per-type reference parameter that names the order (R4 spells ImagingStudy's without a dash).
 BASED_ON = {"Task": "based-on", "ImagingStudy": "basedon", "DiagnosticReport": "based-on"}
 FETCH_CONCURRENCY = 16
+_COUNT = re.compile(r"[0-9]{1,9}")  # ASCII digits only ("²".isdigit() is True; int() refuses 4,300+ digits)
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,10 @@ def parse_params(request: Request, allowed: set[str], default_count: int, max_co
     params: Params = {}
     unsupported = []
     for name, raw in request.query_params.multi_items():
+        bad = unsafe_character(name + raw)
+        if bad is not None:
+            raise FhirError(400, f"search parameter {name[:40]!r}: control or invisible format characters are not allowed: {bad}",
+                            "value", name[:40])
         if name not in allowed | COMMON:
             unsupported.append(name)
             continue
@@ -55,8 +63,8 @@ def parse_params(request: Request, allowed: set[str], default_count: int, max_co
         raise FhirError(400, "only JSON is served (_format=json)", "not-supported", "_format")
     count = default_count
     for occ in params.pop("_count", []):
-        if len(occ) != 1 or not occ[0].isdigit():
-            raise FhirError(400, "_count must be a non-negative integer", "value", "_count")
+        if len(occ) != 1 or not _COUNT.fullmatch(occ[0]):
+            raise FhirError(400, "_count must be a non-negative integer (at most 9 digits)", "value", "_count")
         count = min(int(occ[0]), max_count)
     return params, count
 
@@ -72,12 +80,12 @@ def order_reference(raw: str, expected: str = "ServiceRequest") -> str | None:
     """The accession a reference parameter names (`ServiceRequest/A1`, `A1`, or a full URL)."""
     value = unquote(raw).rstrip("/")
     if "/" not in value:
-        return value or None
+        return accession_from_id(value) if value else None
     parts = value.split("/")
     if len(parts) >= 2 and parts[-2] == expected:
-        return parts[-1] or None
+        return accession_from_id(parts[-1]) if parts[-1] else None
     if len(parts) >= 4 and parts[-4] == expected and parts[-2] == "_history":
-        return parts[-3] or None
+        return accession_from_id(parts[-3]) if parts[-3] else None
     return None  # another resource type: matches nothing
 
 

@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     # API
     api_host: str = "0.0.0.0"
     api_port: int = 8000
+    api_max_body_bytes: int = 1024 * 1024  # larger request bodies: 413 before they are read (docs/limits.md)
 
     # Order policy (deadlines and retries), fixed per order at its start
     no_images_after_hours: float = 4.0

@@ -20,15 +20,17 @@ from functools import wraps
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
 from api.deps import ServiceDep, SettingsDep
 from api.fhir_facade import facade_endpoint, facade_resource
-from api.fhir_http import FHIR_JSON, FhirError, FhirResponse, base_url, error_response, searchset
+from api.fhir_http import FHIR_JSON, FhirError, FhirResponse, base_url, error_response, json_depth, searchset
 from api.fhir_search import BASED_ON, SERVICE_REQUEST_PARAMS, Searcher, matches_service_request, order_reference, parse_params
 from domain.definitions import EventSource, OrderStatus
 from domain.fhir import FhirInputError, order_from_service_request, placer_key
+from domain.fhir.ids import NotAFhirId, accession_from_id, fhir_id
 from domain.fhir.intake import CANCEL_STATUSES, CREATE_STATUSES
 from domain.order import EventKind, OrderData, OrderEvent, OrderState
 from domain.transitions import effective_status
@@ -40,6 +42,8 @@ log = logging.getLogger("radflow.api.fhir")
 router = APIRouter(prefix="/fhir", tags=["fhir"])
 
 DEFAULT_COUNT = 50
+# FHIR resources nest a dozen levels; far deeper input only costs recursion further on.
+MAX_JSON_DEPTH = 64
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)]
 
 
@@ -50,6 +54,8 @@ def fhir_errors(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitab
     async def wrapped(*args: Any, **kwargs: Any) -> Any:
         try:
             return await handler(*args, **kwargs)
+        except StarletteHTTPException:
+            raise  # e.g. the body size limit (413): answered by the app's handler
         except FhirError as err:
             return error_response(err)
         except FhirInputError as err:
@@ -60,7 +66,9 @@ def fhir_errors(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitab
             return error_response(FhirError(409, str(err), "business-rule"))
         except (TemporalUnavailable, RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
             # Not confirmed by Temporal: the client must retry, never read this as success.
-            message = f"Temporal unavailable, nothing confirmed: {err}"
+            # Temporal's message may quote its SQL store: it goes to the log only.
+            log.warning("temporal unavailable", extra={"error": repr(err)[:300]})
+            message = "Temporal unavailable, nothing confirmed: retry"
             return error_response(FhirError(503, message, "transient", headers={"Retry-After": "2"}))
         except Exception:
             log.exception("fhir route failed")
@@ -138,7 +146,7 @@ async def create_service_request(
         created = result.created
         state = await _applied_state(service, order.accession, _initial_state(order, result.status), fresh=created)
     log.info("fhir order intake", extra={"accession": order.accession, "order_created": created})
-    location = f"{base_url(request)}/ServiceRequest/{order.accession}"
+    location = f"{base_url(request)}/ServiceRequest/{_id_or_accession(order.accession)}"
     return FhirResponse(_applied_resource(state, settings), status_code=201 if created else 200,
                         headers={"Location": location} if created else None)
 
@@ -166,7 +174,7 @@ def _applied_resource(state: OrderState, settings: Settings) -> dict:
         log.exception("facade mapping failed for an applied order", extra={"accession": state.order.accession})
         resource = None
     if resource is None:
-        resource = {"resourceType": "ServiceRequest", "id": state.order.accession, "status": "active", "intent": "order",
+        resource = {"resourceType": "ServiceRequest", "id": _id_or_accession(state.order.accession), "status": "active", "intent": "order",
                     "subject": {"display": "see GET /fhir/ServiceRequest/{id}"}}
     return resource
 
@@ -178,13 +186,14 @@ async def update_service_request(
 ) -> FhirResponse:
     resource = await _read_resource(request)
     if resource.get("id") not in (None, id):
-        raise FhirError(400, f"resource id {resource.get('id')!r} does not match the URL id {id!r}", "invalid", "ServiceRequest.id")
+        raise FhirError(400, f"resource id {str(resource.get('id'))[:70]!r} does not match the URL id {id!r}", "invalid", "ServiceRequest.id")
+    accession = _accession(id)
     cfg = settings.fhir_mapping()
     incoming = order_from_service_request(resource, cfg, for_update=True)
-    if incoming.accession and incoming.accession != id:
+    if incoming.accession and incoming.accession != accession:
         message = "the accession identifier cannot change (it is this order's id)"
         raise FhirError(422, message, "business-rule", "ServiceRequest.identifier")
-    state = await service.get_state(id)
+    state = await service.get_state(accession)
     status = resource["status"]
     body_hash = hashlib.sha256(json.dumps(resource, sort_keys=True).encode()).hexdigest()[:20]
     control_id = idempotency_key or f"fhir-put-{body_hash}-{state.updated_at.timestamp():.6f}"
@@ -192,20 +201,20 @@ async def update_service_request(
         started = effective_status(state) == OrderStatus.IN_PROGRESS
         kind = EventKind.DISCONTINUE if started else EventKind.CANCEL
         event = OrderEvent(kind=kind, source=EventSource.FHIR, control_id=control_id, reason=f"ServiceRequest status {status}")
-        result = await service.send_event(id, event)
+        result = await service.send_event(accession, event)
         after = state.model_copy(update={"status": result.status})
     elif status in CREATE_STATUSES:
         merged = _merge(state.order, incoming, resource)
         after = state
         if merged != state.order:
             event = OrderEvent(kind=EventKind.ORDER_CHANGED, source=EventSource.FHIR, control_id=control_id, order=merged)
-            result = await service.send_event(id, event)
+            result = await service.send_event(accession, event)
             after = state.model_copy(update={"order": merged, "status": result.status})
     else:
         message = f"status {status!r} cannot be set by a placer here (use active to change, revoked to cancel)"
         raise FhirError(422, message, "business-rule", "ServiceRequest.status")
     # Applied (or a no-op): answer 200 even if the read-back fails.
-    return FhirResponse(_applied_resource(await _applied_state(service, id, after), settings))
+    return FhirResponse(_applied_resource(await _applied_state(service, accession, after), settings))
 
 
 def _merge(current: OrderData, incoming: OrderData, resource: dict) -> OrderData:
@@ -241,7 +250,7 @@ def _merge(current: OrderData, incoming: OrderData, resource: dict) -> OrderData
 @router.get("/ServiceRequest/{id}", response_class=FhirResponse)
 @fhir_errors
 async def read_service_request(id: str, service: ServiceDep, settings: SettingsDep) -> FhirResponse:
-    return FhirResponse(_resource_or_404("ServiceRequest", await service.get_state(id), settings))
+    return FhirResponse(_resource_or_404("ServiceRequest", await service.get_state(_accession(id)), settings))
 
 
 @router.get("/Endpoint/{id}", response_class=FhirResponse)
@@ -256,7 +265,7 @@ async def read_endpoint(id: str, settings: SettingsDep) -> FhirResponse:
 def _order_read(kind: str) -> Callable[..., Awaitable[FhirResponse]]:
     @fhir_errors
     async def read(id: str, service: ServiceDep, settings: SettingsDep) -> FhirResponse:
-        return FhirResponse(_resource_or_404(kind, await service.get_state(id), settings))
+        return FhirResponse(_resource_or_404(kind, await service.get_state(_accession(id)), settings))
 
     read.__name__ = f"read_{kind.lower()}"
     return read
@@ -311,15 +320,34 @@ for _kind in BASED_ON:
 async def _read_resource(request: Request) -> dict:
     ctype = request.headers.get("content-type", "")
     if ctype and "json" not in ctype:
-        raise FhirError(415, f"content type {ctype!r} is not supported: send {FHIR_JSON}", "not-supported")
+        raise FhirError(415, f"content type {ctype[:100]!r} is not supported: send {FHIR_JSON}", "not-supported")
     raw = await request.body()
     try:
         resource = json.loads(raw)
+    except RecursionError as err:
+        raise FhirError(400, f"the body nests JSON deeper than {MAX_JSON_DEPTH} levels", "structure") from err
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise FhirError(400, f"the body is not valid JSON: {err}", "structure") from err
     if not isinstance(resource, dict):
         raise FhirError(400, "the body is not a JSON object (a FHIR resource)", "structure")
+    if json_depth(resource) > MAX_JSON_DEPTH:
+        raise FhirError(400, f"the body nests JSON deeper than {MAX_JSON_DEPTH} levels", "structure")
     return resource
+
+
+def _accession(resource_id: str) -> str:
+    """The order a facade id names (ids are accessions written as FHIR ids); 404 otherwise."""
+    accession = accession_from_id(resource_id)
+    if accession is None:
+        raise FhirError(404, f"no resource has the id {resource_id[:70]!r} here (not a FHIR id radflow issues)", "not-found")
+    return accession
+
+
+def _id_or_accession(accession: str) -> str:
+    try:
+        return fhir_id(accession)
+    except NotAFhirId:
+        return accession
 
 
 def _initial_state(order: OrderData, status: OrderStatus) -> OrderState:

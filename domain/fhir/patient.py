@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from domain.fhir.common import V3_ACT_CODE, V3_NULL_FLAVOR, Refs, fhir_date, human_name, prune, reference
+from domain.fhir.common import V3_ACT_CODE, V3_NULL_FLAVOR, Refs, fhir_date, human_name, identifier, prune, reference
 from domain.fhir.config import FhirMappingConfig
 from domain.fhir.keys import encounter_key, patient_key
-from domain.order import OrderState
+from domain.order import OrderState, PatientKey
 
 # HL7 table 0001 (PID-8) -> FHIR AdministrativeGender.
 GENDER = {"M": "male", "F": "female", "O": "other", "A": "other", "U": "unknown", "N": "unknown"}
@@ -58,3 +58,21 @@ def encounter(state: OrderState, cfg: FhirMappingConfig, refs: Refs | None = Non
             "location": [{"location": {"display": visit.location}}] if visit.location else None,
         }
     )
+
+
+def retired_patient_key(key: PatientKey, cfg: FhirMappingConfig) -> dict:
+    """The identifier of a Patient merged away (ADT A40), like `patient_key` for the survivor."""
+    ident = identifier(cfg.mrn_system(key.issuer), key.mrn, "MR")
+    if key.issuer:
+        ident["assigner"] = {"display": key.issuer}
+    return ident
+
+
+def replaced_by(stored: dict | None, key: dict, survivor: str) -> dict:
+    """The merged-away Patient: what the server holds (or only its identifier when it holds
+    nothing), inactive and linked `replaced-by` to the surviving Patient (`Patient/id`)."""
+    out = {k: v for k, v in (stored or {"resourceType": "Patient", "identifier": [key]}).items() if k not in ("id", "meta", "text")}
+    links = [link for link in out.get("link") or [] if (link.get("other") or {}).get("reference") != survivor]
+    out["active"] = False
+    out["link"] = [*links, {"other": {"reference": survivor}, "type": "replaced-by"}]
+    return out

@@ -89,7 +89,8 @@ def service_request(state: OrderState, cfg: FhirMappingConfig, refs: Refs | None
             "intent": "order",
             "category": [IMAGING_CATEGORY],
             "priority": priority_code(order.priority),
-            "code": procedure_code(state, cfg),
+            # Required whenever orderDetail is present (prr-1): say what is known.
+            "code": procedure_code(state, cfg) or _unspecified_procedure(modality),
             # The modality the step is scheduled on (DICOM code), e.g. for a FHIR worklist.
             "orderDetail": [{"coding": [{"system": DCM, "code": modality}]}] if modality else None,
             "subject": reference("Patient", refs, patient_key(state, cfg)),
@@ -101,6 +102,12 @@ def service_request(state: OrderState, cfg: FhirMappingConfig, refs: Refs | None
             "reasonCode": [{"text": order.reason}] if order.reason else None,
         }
     )
+
+
+def _unspecified_procedure(modality: str) -> dict:
+    """An order that arrived without any procedure (OBR-4, OBR-44, IPC-6 and text all empty)."""
+    return {"text": f"{modality} imaging procedure (not specified by the placer)" if modality
+            else "imaging procedure (not specified by the placer)"}
 
 
 def task(state: OrderState, cfg: FhirMappingConfig, refs: Refs | None = None) -> dict:

@@ -519,7 +519,7 @@ class _Mapper:
             filler_number=get(orc, 3, 1) or get(obr, 3, 1),
             patient=patient,
             visit=visit,
-            procedure=self._procedure(obr),
+            procedure=self._procedure(obr, ipc),
             schedule=schedule,
             ordering_provider=provider,
             referring_physician=referring,
@@ -530,12 +530,13 @@ class _Mapper:
             character_set=self.charset,
         )
 
-    def _procedure(self, obr: Segment) -> Procedure:
-        """OBR-4 (universal service id), else OBR-44 (procedure code, v2.3+) when OBR-4 is empty."""
+    def _procedure(self, obr: Segment, ipc: Segment | None = None) -> Procedure:
+        """OBR-4 (universal service id), else OBR-44 (procedure code, v2.3+), else IPC-6
+        (protocol code, OMI): an order always names what is to be done when it can."""
         get = self._get
-        for f in (4, 44):
-            if get(obr, f, 1) or get(obr, f, 2):
-                return Procedure(code=get(obr, f, 1), text=get(obr, f, 2), coding_system=get(obr, f, 3))
+        for seg, f in ((obr, 4), (obr, 44), (ipc, 6)):
+            if seg is not None and (get(seg, f, 1) or get(seg, f, 2)):
+                return Procedure(code=get(seg, f, 1), text=get(seg, f, 2), coding_system=get(seg, f, 3))
         return Procedure()
 
     # ------------------------------------------------------------ reports

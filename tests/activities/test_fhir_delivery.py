@@ -10,7 +10,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.fhir_delivery import FhirDelivery
 from domain.definitions import OrderStatus, ReportStatus
-from domain.order import OrderState, StepRequest, Visit
+from domain.order import OrderState, PatientKey, Procedure, StepRequest, Visit
 from radflow.settings import Settings
 from tests.factories import make_order, report, stable_study
 from tests.fhir_server.fixture import FhirTestServer, fhir_server  # noqa: F401
@@ -114,4 +114,41 @@ async def test_report_versions_one_diagnostic_report(fhir_server: FhirTestServer
     assert dr["basedOn"] == [{"reference": f"ServiceRequest/{sr['id']}"}]
     assert dr["imagingStudy"] == [{"reference": f"ImagingStudy/{img['id']}"}]
     assert sr["status"] == "completed"
+    await delivery.aclose()
+
+
+async def test_order_without_procedure_code_is_accepted_by_a_validating_server(
+        fhir_server: FhirTestServer, delivery: FhirDelivery) -> None:
+    # prr-1: orderDetail (the modality) needs ServiceRequest.code; the server refused it (400).
+    state = a_state()
+    state.order.procedure = Procedure()
+    result = await ActivityEnvironment().run(delivery.sync_fhir, request(state, "NEW_ORDER"))
+    assert result.outcome == "delivered", result.detail
+    (sr,) = await by_accession(fhir_server, "ServiceRequest", state, delivery)
+    assert sr["code"] == {"text": "CT imaging procedure (not specified by the placer)"}
+    assert sr["orderDetail"][0]["coding"][0]["code"] == "CT"
+    await delivery.aclose()
+
+
+async def test_merge_retires_the_old_patient_with_a_replaced_by_link(fhir_server: FhirTestServer, delivery: FhirDelivery) -> None:
+    env = ActivityEnvironment()
+    before = a_state()
+    old_mrn = before.order.patient.mrn
+    await env.run(delivery.sync_fhir, request(before, "NEW_ORDER"))
+    merged = before.model_copy(deep=True)
+    merged.order.patient.mrn = old_mrn + "-SURV"
+    merged.previous_patients = [PatientKey(mrn=old_mrn, issuer=before.order.patient.issuer)]
+    result = await env.run(delivery.sync_fhir, request(merged, "PATIENT_MERGED"))
+    assert result.outcome == "delivered", result.detail
+    mrn_system = delivery.mapping.mrn_system(before.order.patient.issuer)
+    (old,) = await search(fhir_server, "Patient", identifier=f"{mrn_system}|{old_mrn}")
+    (survivor,) = await search(fhir_server, "Patient", identifier=f"{mrn_system}|{old_mrn}-SURV")
+    assert old["active"] is False
+    assert old["link"] == [{"other": {"reference": f"Patient/{survivor['id']}"}, "type": "replaced-by"}]
+    assert old["name"][0]["family"] == "Testperson"  # what the server held is kept
+    (sr,) = await by_accession(fhir_server, "ServiceRequest", merged, delivery)
+    assert sr["subject"]["reference"] == f"Patient/{survivor['id']}"
+    again = await env.run(delivery.sync_fhir, request(merged, "PATIENT_MERGED"))
+    assert "Patient/" not in again.detail.split("unchanged:")[0], again.detail  # nothing rewritten
+    assert [p["meta"]["versionId"] for p in await search(fhir_server, "Patient", _id=old["id"])] == ["2"]
     await delivery.aclose()

@@ -19,6 +19,7 @@ from domain.order import EventKind, PersonName, SeriesInfo, StudyInfo
 from tests.api.fhir_stack import IDENT_BASE, FhirStack, fhir_stack  # noqa: F401 (fixture)
 from tests.factories import event, make_order, report
 from tests.waiting import eventually
+from tests.api.test_fhir_api_intake import FHIR, service_request
 
 MODELS = {"ServiceRequest": ServiceRequest, "Task": Task, "ImagingStudy": ImagingStudy, "DiagnosticReport": DiagnosticReport}
 
@@ -206,3 +207,22 @@ async def test_searches_beyond_the_limit_are_refused_not_truncated(fhir_stack: F
     body = resp.json()
     OperationOutcome.model_validate(body)
     assert body["issue"][0]["code"] == "too-costly"
+
+
+async def test_accession_that_is_not_a_fhir_id_is_served_under_an_escaped_id(fhir_stack: FhirStack):
+    acc = "FON_" + uuid.uuid4().hex[:8]
+    body = service_request(accession=acc)
+    created = await fhir_stack.http.post("/fhir/ServiceRequest", json=body, headers=FHIR)
+    assert created.status_code == 201, created.text
+    rid = acc.replace("_", ".5F")
+    assert created.json()["id"] == rid and created.headers["location"].endswith(f"/ServiceRequest/{rid}")
+    ServiceRequest.model_validate(created.json())  # R4 id pattern [A-Za-z0-9\-.]{1,64}
+    read = await fhir_stack.http.get(f"/fhir/ServiceRequest/{rid}")
+    assert read.status_code == 200 and read.json()["identifier"][0]["value"] == acc
+    task = (await fhir_stack.http.get(f"/fhir/Task/{rid}")).json()
+    assert task["id"] == rid and task["basedOn"][0]["reference"] == f"ServiceRequest/{rid}"
+    found = (await fhir_stack.http.get("/fhir/Task", params={"based-on": f"ServiceRequest/{rid}"})).json()
+    assert [e["resource"]["id"] for e in found["entry"]] == [rid]
+    assert (await fhir_stack.http.get(f"/fhir/ServiceRequest/{acc}")).status_code == 404  # not an id we issue
+    put = await fhir_stack.http.put(f"/fhir/ServiceRequest/{rid}", json={**read.json(), "priority": "routine"}, headers=FHIR)
+    assert put.status_code == 200, put.text

@@ -209,7 +209,9 @@ def test_service_request_v25_study_uid_and_loinc():
 def test_service_request_minimal():
     res = service_request(state(minimal_order(), S.ORDERED), CFG)
     ServiceRequest.model_validate(res)
-    assert set(res) == {"resourceType", "identifier", "status", "intent", "category", "subject"}
+    # `code` is always there: orderDetail requires it (prr-1), and an order is for something.
+    assert set(res) == {"resourceType", "identifier", "status", "intent", "category", "subject", "code"}
+    assert res["code"] == {"text": "imaging procedure (not specified by the placer)"}
 
 
 def test_service_request_refs_win_over_logical_references():

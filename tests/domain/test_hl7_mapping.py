@@ -324,3 +324,20 @@ def test_config_from_settings() -> None:
     assert cfg.accession_fields == (FieldSpec("ORC", 3),)
     assert cfg.station_ae_fields == (FieldSpec("OBR", 20),)
     assert cfg.default_timezone == "Europe/Berlin"
+
+
+@pytest.mark.parametrize(
+    "obr,ipc,expected",
+    [
+        ("OBR|1|PL9||CTH^CT head^L", "IPC|ACC9|RP9||SPS9|CT||PR1^Protocol 1^99P", ("CTH", "CT head", "L")),
+        ("OBR|1|PL9" + "|" * 42 + "CT44^CT from OBR-44^C4", "IPC|ACC9|RP9||SPS9|CT",
+         ("CT44", "CT from OBR-44", "C4")),
+        ("OBR|1|PL9", "IPC|ACC9|RP9||SPS9|CT|PR1^Protocol 1^99P", ("PR1", "Protocol 1", "99P")),
+    ],
+)
+def test_procedure_falls_back_to_obr44_then_ipc6(obr: str, ipc: str, expected: tuple[str, str, str]) -> None:
+    # An OMI whose procedure only comes as a protocol code (IPC-6) must still name it, or the
+    # FHIR ServiceRequest has no code (prr-1) and the worklist no requested procedure.
+    [cmd] = mapped("OMI^O23", PID, "ORC|NW|PL9", "TQ1|1||||||20300101080000", obr, ipc)
+    proc = cmd.order.procedure
+    assert (proc.code, proc.text, proc.coding_system) == expected
