@@ -14,7 +14,8 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
@@ -102,6 +103,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         # An RPC failure OrderService did not classify: never report success, let the client retry.
         log.warning("unclassified temporal error", extra={"status": str(err.status), "error": err.message[:300]})
         return _error(503, UNAVAILABLE, "TemporalUnavailable", {"Retry-After": "2"})
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
+        if request.url.path.startswith("/fhir"):
+            first = (err.errors() or [{}])[0]
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            return error_response(FhirError(422, f"{where}: {first.get('msg', 'invalid')}", "invalid", where))
+        return await request_validation_exception_handler(request, err)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:

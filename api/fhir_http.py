@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 
 FHIR_JSON = "application/fhir+json"
 
@@ -31,6 +32,47 @@ class FhirError(Exception):
         self.code = code
         self.expression = expression
         self.headers = headers
+
+
+class OperationOutcomeIssue(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    severity: str
+    code: str
+    diagnostics: str | None = None
+    expression: list[str] | None = None
+
+
+class OperationOutcome(BaseModel):
+    """What every FHIR error answer is (documented in the OpenAPI document)."""
+
+    model_config = ConfigDict(extra="allow")
+    resourceType: str = "OperationOutcome"
+    issue: list[OperationOutcomeIssue]
+
+
+_WHY = {
+    400: "not JSON, not an R4 resource, or an unsupported/malformed search parameter",
+    404: "no such resource (ids are accessions written as FHIR ids)",
+    409: "refused by the order (e.g. a change to a cancelled order)",
+    413: "request body over RADFLOW_API_MAX_BODY_BYTES (refused before it is read)",
+    415: "not a JSON content type",
+    422: "valid FHIR against radflow's rules (status, intent, code, identifiers, subject), or a bad header",
+    503: "Temporal unavailable: nothing was applied, retry (Retry-After)",
+}
+
+
+def fhir_errors_doc(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a FHIR route: each status with the OperationOutcome schema."""
+    return {status: {"model": OperationOutcome, "description": _WHY[status]} for status in statuses}
+
+
+RESOURCE_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "an R4 ServiceRequest (JSON)",
+        "content": {media: {"schema": {"type": "object", "additionalProperties": True}} for media in (FHIR_JSON, "application/json")},
+    }
+}
 
 
 def operation_outcome(message: str, code: str, expression: str = "", severity: str = "error") -> dict:

@@ -44,3 +44,12 @@ def check_text(value: str) -> str:
 
 SafeText = Annotated[str, AfterValidator(check_text)]
 """A str parameter refused with 422 when it carries a control/format character."""
+
+
+def safe(max_length: int, description: str = "", where=None, **more):  # noqa: ANN001, ANN201 - FastAPI param factory
+    """A FastAPI Query/Path parameter for an identifier or filter value: length-bounded, and
+    documented with SAFE_PATTERN so clients (and schemathesis) know what is refused."""
+    from fastapi import Query
+
+    factory = where or Query
+    return factory(max_length=max_length, description=description or None, json_schema_extra={"pattern": SAFE_PATTERN}, **more)

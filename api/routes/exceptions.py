@@ -16,6 +16,8 @@ from fastapi import APIRouter, Body, Path, Query
 from pydantic import BaseModel, Field
 
 from api.deps import ServiceDep, SettingsDep
+from api.responses import NOT_FOUND, REFUSED, TOO_LARGE, UNAVAILABLE
+from api.text_checks import SafeText, safe
 from domain.definitions import EventSource, OrderStatus, UnmatchedKind
 from domain.order import EventKind, OrderEvent, StudyInfo
 from domain.unmatched import UnmatchedItem
@@ -27,7 +29,8 @@ log = logging.getLogger("radflow.api")
 
 router = APIRouter(tags=["exceptions"])
 
-Accession = Annotated[str, Path(min_length=1, max_length=64, description="the order's accession number")]
+Accession = Annotated[SafeText, safe(64, "the order's accession number", Path, min_length=1)]
+Key = Annotated[SafeText, safe(64, "StudyInstanceUID or MPPS SOP Instance UID", Path)]
 
 
 class ExceptionPublic(BaseModel):
@@ -71,7 +74,7 @@ def _public(item: UnmatchedItem) -> ExceptionPublic:
                            resolved=item.resolved, linked_accession=item.linked_accession)
 
 
-@router.get("/exceptions", response_model=ExceptionListPublic, summary="Open unmatched studies and MPPS")
+@router.get("/exceptions", response_model=ExceptionListPublic, responses=UNAVAILABLE, summary="Open unmatched studies and MPPS")
 async def list_exceptions(
     service: ServiceDep,
     kind: Annotated[UnmatchedKind | None, Query(description="only this kind")] = None,
@@ -81,8 +84,9 @@ async def list_exceptions(
     return ExceptionListPublic(items=[_public(i) for i in items])
 
 
-@router.get("/exceptions/{kind}/{key}", response_model=ExceptionPublic, summary="One unmatched item (open or resolved)")
-async def get_exception(service: ServiceDep, kind: UnmatchedKind, key: Annotated[str, Path(max_length=64)]) -> ExceptionPublic:
+@router.get("/exceptions/{kind}/{key}", response_model=ExceptionPublic, responses={**NOT_FOUND, **UNAVAILABLE},
+            summary="One unmatched item (open or resolved)")
+async def get_exception(service: ServiceDep, kind: UnmatchedKind, key: Key) -> ExceptionPublic:
     item = await get_unmatched(service.client, kind.value, key, rpc_timeout_s=service.rpc_timeout.total_seconds())
     if item is None:
         raise UnmatchedNotFound(f"no unmatched {kind.value} {key}")
@@ -90,8 +94,9 @@ async def get_exception(service: ServiceDep, kind: UnmatchedKind, key: Annotated
 
 
 @router.post("/exceptions/{kind}/{key}/dismiss", response_model=ExceptionPublic,
+             responses={**NOT_FOUND, **REFUSED, **TOO_LARGE, **UNAVAILABLE},
              summary="Close an unmatched item without linking it (e.g. a test study)")
-async def dismiss_exception(service: ServiceDep, kind: UnmatchedKind, key: Annotated[str, Path(max_length=64)],
+async def dismiss_exception(service: ServiceDep, kind: UnmatchedKind, key: Key,
                             body: Annotated[DismissRequest, Body()] = DismissRequest()) -> ExceptionPublic:
     item = await resolve_unmatched(service.client, kind.value, key, "", body.note or "dismissed",
                                    rpc_timeout_s=service.rpc_timeout.total_seconds())
@@ -100,7 +105,7 @@ async def dismiss_exception(service: ServiceDep, kind: UnmatchedKind, key: Annot
 
 
 @router.post("/orders/{accession}/link-study", response_model=LinkStudyResult,
-             summary="Link an unmatched (unsolicited) study to this order")
+             responses={**NOT_FOUND, **REFUSED, **TOO_LARGE, **UNAVAILABLE}, summary="Link an unmatched (unsolicited) study to this order")
 async def link_study(accession: Accession, body: LinkStudyRequest, service: ServiceDep,
                      settings: SettingsDep) -> LinkStudyResult:
     uid = body.study_instance_uid

@@ -26,7 +26,17 @@ from temporalio.service import RPCError
 
 from api.deps import ServiceDep, SettingsDep
 from api.fhir_facade import facade_endpoint, facade_resource
-from api.fhir_http import FHIR_JSON, FhirError, FhirResponse, base_url, error_response, json_depth, searchset
+from api.fhir_http import (
+    FHIR_JSON,
+    RESOURCE_BODY,
+    FhirError,
+    FhirResponse,
+    base_url,
+    error_response,
+    fhir_errors_doc,
+    json_depth,
+    searchset,
+)
 from api.fhir_search import BASED_ON, SERVICE_REQUEST_PARAMS, Searcher, matches_service_request, order_reference, parse_params
 from domain.definitions import EventSource, OrderStatus
 from domain.fhir import FhirInputError, order_from_service_request, placer_key
@@ -124,7 +134,10 @@ async def metadata(request: Request) -> FhirResponse:
 
 
 # ------------------------------------------------------------------ intake
-@router.post("/ServiceRequest", response_class=FhirResponse, status_code=201)
+@router.post(
+    "/ServiceRequest", response_class=FhirResponse, status_code=201, openapi_extra=RESOURCE_BODY,
+    responses={200: {"description": "a resend: the existing order, unchanged"}, **fhir_errors_doc(400, 409, 413, 415, 422, 503)},
+)
 @fhir_errors
 async def create_service_request(
     request: Request, service: ServiceDep, settings: SettingsDep, idempotency_key: IdempotencyKey = None
@@ -179,7 +192,8 @@ def _applied_resource(state: OrderState, settings: Settings) -> dict:
     return resource
 
 
-@router.put("/ServiceRequest/{id}", response_class=FhirResponse)
+@router.put("/ServiceRequest/{id}", response_class=FhirResponse, openapi_extra=RESOURCE_BODY,
+            responses=fhir_errors_doc(400, 404, 409, 413, 415, 422, 503))
 @fhir_errors
 async def update_service_request(
     id: str, request: Request, service: ServiceDep, settings: SettingsDep, idempotency_key: IdempotencyKey = None
@@ -247,13 +261,13 @@ def _merge(current: OrderData, incoming: OrderData, resource: dict) -> OrderData
 
 
 # ------------------------------------------------------------------ reads
-@router.get("/ServiceRequest/{id}", response_class=FhirResponse)
+@router.get("/ServiceRequest/{id}", response_class=FhirResponse, responses=fhir_errors_doc(404, 422, 503))
 @fhir_errors
 async def read_service_request(id: str, service: ServiceDep, settings: SettingsDep) -> FhirResponse:
     return FhirResponse(_resource_or_404("ServiceRequest", await service.get_state(_accession(id)), settings))
 
 
-@router.get("/Endpoint/{id}", response_class=FhirResponse)
+@router.get("/Endpoint/{id}", response_class=FhirResponse, responses=fhir_errors_doc(404, 422))
 @fhir_errors
 async def read_endpoint(id: str, settings: SettingsDep) -> FhirResponse:
     cfg = settings.fhir_mapping()
@@ -272,11 +286,12 @@ def _order_read(kind: str) -> Callable[..., Awaitable[FhirResponse]]:
 
 
 for _kind in ("Task", "ImagingStudy", "DiagnosticReport"):
-    router.add_api_route(f"/{_kind}/{{id}}", _order_read(_kind), methods=["GET"], response_class=FhirResponse)
+    router.add_api_route(f"/{_kind}/{{id}}", _order_read(_kind), methods=["GET"], response_class=FhirResponse,
+                         responses=fhir_errors_doc(404, 422, 503))
 
 
 # ------------------------------------------------------------------ searches
-@router.get("/ServiceRequest", response_class=FhirResponse)
+@router.get("/ServiceRequest", response_class=FhirResponse, responses=fhir_errors_doc(400, 503))
 @fhir_errors
 async def search_service_requests(request: Request, service: ServiceDep, settings: SettingsDep) -> FhirResponse:
     params, count = parse_params(request, SERVICE_REQUEST_PARAMS, DEFAULT_COUNT, settings.fhir_search_max)
@@ -313,7 +328,8 @@ def _based_on_search(kind: str) -> Callable[..., Awaitable[FhirResponse]]:
 
 
 for _kind in BASED_ON:
-    router.add_api_route(f"/{_kind}", _based_on_search(_kind), methods=["GET"], response_class=FhirResponse)
+    router.add_api_route(f"/{_kind}", _based_on_search(_kind), methods=["GET"], response_class=FhirResponse,
+                         responses=fhir_errors_doc(400, 503))
 
 
 # ------------------------------------------------------------------ helpers

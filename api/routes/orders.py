@@ -13,9 +13,10 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Path, Query
 
 from api.deps import ControlIdDep, ServiceDep
+from api.responses import NOT_FOUND, REFUSED, TOO_LARGE, UNAVAILABLE
+from api.text_checks import SafeText, safe
 from api.schemas import (
     CancelRequest,
-    ErrorPublic,
     EventResultPublic,
     OperatorRequest,
     OperatorResultPublic,
@@ -34,17 +35,13 @@ log = logging.getLogger("radflow.api")
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 
-Accession = Annotated[str, Path(min_length=1, max_length=64, description="the order's accession number")]
-
-_NOT_FOUND = {404: {"model": ErrorPublic, "description": "unknown order"}}
-_UNAVAILABLE = {503: {"model": ErrorPublic, "description": "Temporal unavailable: nothing was applied, retry"}}
-_REFUSED = {409: {"model": ErrorPublic, "description": "the order refused the event (recorded as an exception)"}}
+Accession = Annotated[SafeText, safe(64, "the order's accession number", Path, min_length=1)]
 
 
 @router.get(
     "",
     response_model=OrderListPublic,
-    responses=_UNAVAILABLE,
+    responses=UNAVAILABLE,
     summary="List orders (eventually consistent)",
     description=(
         "Built from Temporal visibility (the search attributes every order upserts), so a change "
@@ -54,16 +51,16 @@ _REFUSED = {409: {"model": ErrorPublic, "description": "the order refused the ev
 )
 async def list_orders(
     service: ServiceDep,
-    patient: Annotated[str | None, Query(max_length=64, description="patient MRN")] = None,
-    accession: Annotated[str | None, Query(max_length=64)] = None,
+    patient: Annotated[SafeText | None, safe(64, "patient MRN")] = None,
+    accession: Annotated[SafeText | None, safe(64)] = None,
     status: OrderStatus | None = None,
-    modality: Annotated[str | None, Query(max_length=16)] = None,
-    station: Annotated[str | None, Query(max_length=16, description="scheduled station AE title")] = None,
+    modality: Annotated[SafeText | None, safe(16)] = None,
+    station: Annotated[SafeText | None, safe(16, "scheduled station AE title")] = None,
     scheduled_from: Annotated[datetime | None, Query(description="scheduled start >= (ISO 8601, UTC if no offset)")] = None,
     scheduled_to: Annotated[datetime | None, Query(description="scheduled start <=")] = None,
     needs_attention: bool | None = None,
     page_size: Annotated[int, Query(ge=1, le=1000)] = 50,
-    next_page_token: Annotated[str | None, Query(max_length=4096)] = None,
+    next_page_token: Annotated[SafeText | None, safe(4096)] = None,
 ) -> OrderListPublic:
     flt = OrderFilter(
         accession=accession, patient=patient, status=status, modality=modality, station=station,
@@ -73,12 +70,12 @@ async def list_orders(
     return OrderListPublic.from_page(page)
 
 
-@router.get("/{accession}", response_model=OrderPublic, responses={**_NOT_FOUND, **_UNAVAILABLE})
+@router.get("/{accession}", response_model=OrderPublic, responses={**NOT_FOUND, **UNAVAILABLE})
 async def get_order(accession: Accession, service: ServiceDep) -> OrderPublic:
     return OrderPublic.from_state(await service.get_state(accession))
 
 
-@router.get("/{accession}/timeline", response_model=TimelinePublic, responses={**_NOT_FOUND, **_UNAVAILABLE})
+@router.get("/{accession}/timeline", response_model=TimelinePublic, responses={**NOT_FOUND, **UNAVAILABLE})
 async def get_timeline(accession: Accession, service: ServiceDep) -> TimelinePublic:
     entries = await service.get_timeline(accession)
     return TimelinePublic(accession=accession, entries=[TimelineEntryPublic.from_entry(e) for e in entries])
@@ -87,7 +84,7 @@ async def get_timeline(accession: Accession, service: ServiceDep) -> TimelinePub
 @router.post(
     "/{accession}/schedule",
     response_model=EventResultPublic,
-    responses={**_NOT_FOUND, **_REFUSED, **_UNAVAILABLE},
+    responses={**NOT_FOUND, **REFUSED, **TOO_LARGE, **UNAVAILABLE},
     summary="Schedule an order that arrived without a schedule (or reschedule before acquisition)",
 )
 async def schedule_order(accession: Accession, body: ScheduleRequest, service: ServiceDep, control_id: ControlIdDep) -> EventResultPublic:
@@ -98,7 +95,7 @@ async def schedule_order(accession: Accession, body: ScheduleRequest, service: S
     return await _send(service, accession, event)
 
 
-@router.post("/{accession}/cancel", response_model=EventResultPublic, responses={**_NOT_FOUND, **_REFUSED, **_UNAVAILABLE})
+@router.post("/{accession}/cancel", response_model=EventResultPublic, responses={**NOT_FOUND, **REFUSED, **TOO_LARGE, **UNAVAILABLE})
 async def cancel_order(
     accession: Accession, service: ServiceDep, control_id: ControlIdDep, body: Annotated[CancelRequest | None, Body()] = None
 ) -> EventResultPublic:
@@ -110,7 +107,7 @@ async def cancel_order(
 @router.post(
     "/{accession}/retry",
     response_model=OperatorResultPublic,
-    responses={**_NOT_FOUND, **_REFUSED, **_UNAVAILABLE},
+    responses={**NOT_FOUND, **REFUSED, **TOO_LARGE, **UNAVAILABLE},
     summary="Operator: retry the step an order in NEEDS_ATTENTION is waiting on",
 )
 async def retry_step(
@@ -122,7 +119,7 @@ async def retry_step(
 @router.post(
     "/{accession}/skip",
     response_model=OperatorResultPublic,
-    responses={**_NOT_FOUND, **_REFUSED, **_UNAVAILABLE},
+    responses={**NOT_FOUND, **REFUSED, **TOO_LARGE, **UNAVAILABLE},
     summary="Operator: skip the step an order in NEEDS_ATTENTION is waiting on",
 )
 async def skip_step(
