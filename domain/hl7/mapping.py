@@ -88,7 +88,7 @@ ORDER_SOURCES: dict[str, tuple[str, ...]] = {
     "visit.location": ("PV1-3",),
     "visit.visit_number": ("PV1-19",),
     "referring_physician": ("PV1-8",),
-    "procedure": ("OBR-4",),
+    "procedure": ("OBR-4", "OBR-44", "IPC-6"),
     "ordering_provider": ("ORC-12", "OBR-16"),
     "priority": ("TQ1-9", "OBR-27.6", "ORC-7.6", "OBR-5"),
     "reason": ("OBR-31",),

@@ -182,3 +182,25 @@ def test_fhir_patient_mirrors_the_merged_demographics() -> None:
     [delete] = map_message(parse_message(message(ADT.format(ev="A08"), 'PID|1||MRN20002^^^GENHOSP^MR|||||""')))
     assert delete.event is not None and apply_event(st, delete.event, NOW).ok
     assert "gender" not in fhir_patient(st, FhirMappingConfig())
+
+
+def test_every_order_field_has_its_null_sources() -> None:
+    """A field added to the order model must say where HL7 sends it, or why it has no null semantics."""
+    from pydantic import BaseModel
+
+    from domain.hl7.mapping import ORDER_SOURCES
+    from domain.merge import UNITS
+
+    def paths(model: type[BaseModel], prefix: str = "") -> set[str]:
+        out: set[str] = set()
+        for name, info in model.model_fields.items():
+            kind = info.annotation
+            if isinstance(kind, type) and issubclass(kind, BaseModel) and not issubclass(kind, UNITS):
+                out |= paths(kind, f"{prefix}{name}.")
+            else:
+                out.add(prefix + name)
+        return out
+
+    # Keys never change on an update; the issuer and charset keep the stored value when empty, and "" has no meaning there.
+    not_nullable = {"accession", "placer_number", "placer_system", "patient.mrn", "patient.issuer", "character_set"}
+    assert paths(OrderData) - not_nullable == set(ORDER_SOURCES)
