@@ -194,3 +194,34 @@ async def test_two_studies_of_one_order_are_two_imaging_studies_linked_from_the_
         ids.append(img["id"])
     (report,) = await fhir.by_identifier("DiagnosticReport", cfg.report_system, o.accession)
     assert report["imagingStudy"] == [{"reference": f"ImagingStudy/{i}"} for i in ids]
+
+
+class FullDisk:
+    """An attachment store that cannot write (disk full, volume gone)."""
+
+    def put(self, data: bytes) -> str:
+        raise OSError(28, "No space left on device")
+
+    def get(self, sha256: str) -> bytes:
+        raise AssertionError("nothing was stored")
+
+
+async def test_document_not_stored_means_ae_and_nothing_applied(stack, client: Client, settings: Settings,
+                                                                ehr: EhrSink) -> None:
+    """The document is written before the event reaches Temporal: a failed write answers AE, and the
+    order never hears of a report whose document could not be kept."""
+    service, port = stack
+    o = Hl7Order()
+    assert ack_code(await send_mllp(port, o.orm_nw())) == "AA"
+    gateway_port = free_port()
+    server = await Hl7Gateway(service, settings, attachments=FullDisk()).serve(host="127.0.0.1", port=gateway_port)
+    try:
+        b64 = base64.b64encode(PDF).decode()
+        ack = await send_mllp(gateway_port, oru(o, f"FULL{o.tag}", f"OBX|{{n}}|ED|18748-4^Report PDF^LN||^AP^PDF^Base64^{b64}||||||F"))
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert ack_code(ack) == "AE" and "could not be stored" in ack
+    state = await service.get_state(o.accession)
+    assert state.report is None and not any(e.kind == "REPORT" for e in state.timeline)
+    assert ehr.received == []
