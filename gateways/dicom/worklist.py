@@ -39,7 +39,8 @@ def _loggable(err: Exception) -> str:
 def failure(status: int, comment: str) -> Dataset:
     ds = Dataset()
     ds.Status = status
-    ds.ErrorComment = comment[:64]
+    # The command set is always the default repertoire, and a reason may quote the peer's non-ASCII value.
+    ds.ErrorComment = comment.encode("ascii", "replace").decode("ascii")[:64]
     return ds
 
 

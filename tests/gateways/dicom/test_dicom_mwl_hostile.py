@@ -159,3 +159,14 @@ async def test_invalid_values_from_peers_are_not_echoed_to_stderr_warnings(gatew
         decoded = decode(__import__("io").BytesIO(raw), False, True)
         assert decoded.PatientBirthDate == "19800231x"  # the gateway reads it (and refuses the query later)
     assert not [w for w in seen if "19800231" in str(w.message)]
+
+
+async def test_a_reason_quoting_non_ascii_input_still_reaches_the_peer(gateway: DicomGateway) -> None:
+    bad = Dataset()
+    bad.SpecificCharacterSet = "ISO_IR 192"
+    sps = Dataset()
+    sps.ScheduledProcedureStepStartDate = "2030°01°01"
+    bad.ScheduledProcedureStepSequence = [sps]
+    answers = await asyncio.to_thread(_find, gateway.port, bad)
+    assert [status for status, _, _ in answers] == [0xA900]
+    assert "ScheduledProcedureStepStartDate" in answers[0][1] and answers[0][1].isascii()
