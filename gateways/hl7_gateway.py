@@ -26,7 +26,7 @@ from domain.hl7.limits import Hl7Limits
 from domain.hl7.mapping import CommandKind, Hl7Command, MappingConfig, map_message
 from domain.hl7.parse import ErrorCode, Hl7Error, clip, parse_message
 from domain.hl7.validate import validate_commands
-from domain.order import EventKind
+from domain.order import EventKind, OrderState
 from domain.transitions import apply_event
 from gateways.mllp import MllpLimits, serve_mllp
 from radflow.attachments import AttachmentStore, attachment_store
@@ -106,6 +106,7 @@ class Hl7Gateway:
         applied: list[str] = []
         try:
             if len(commands) > 1:
+                _number_effects(commands)
                 await self._preflight(commands)
             for cmd in commands:
                 await self._execute(cmd)
@@ -162,8 +163,7 @@ class Hl7Gateway:
             if cmd.kind != CommandKind.ORDER_EVENT or cmd.event is None:
                 continue
             try:
-                accession = await self._resolve(cmd)
-                state = await self.service.get_state(accession)
+                accession, state = await self._resolve(cmd)
             except OrderNotFound as err:
                 raise _Nack(AckCode.AE, ErrorCode.UNKNOWN_KEY, f"nothing applied: order {n} of the message: {err}",
                             _segment_of(cmd)) from err
@@ -180,17 +180,16 @@ class Hl7Gateway:
                 raise _Nack(AckCode.AE, ErrorCode.INTERNAL_ERROR,
                             f"nothing applied: order {n} of the message ({accession}): {outcome.error}", where)
 
-    async def _resolve(self, cmd: Hl7Command) -> str:
-        if not cmd.accession:
-            return await self._by_placer(cmd)
-        try:
-            await self.service.get_state(cmd.accession)
-            return cmd.accession
-        except OrderNotFound:
-            other = await self._by_placer(cmd) if cmd.placer_number else ""
-            if not other:
-                raise
-            return other
+    async def _resolve(self, cmd: Hl7Command) -> tuple[str, OrderState]:
+        """The target order's accession and state (accession field first, then the placer number)."""
+        if cmd.accession:
+            try:
+                return cmd.accession, await self.service.get_state(cmd.accession)
+            except OrderNotFound:
+                if not cmd.placer_number:
+                    raise
+        accession = await self._by_placer(cmd)
+        return accession, await self.service.get_state(accession)
 
     async def _start(self, cmd: Hl7Command) -> None:
         order = cmd.order
@@ -300,3 +299,11 @@ def _segment_of(cmd: Hl7Command) -> str:
     if cmd.event is not None and cmd.event.kind == EventKind.REPORT:
         return "OBR"
     return "ORC"
+
+
+def _number_effects(commands: list[Hl7Command]) -> None:
+    """One resend key per effect: two groups of one message for the same order (a P and an F
+    report, two PIDs of one MRN) must not look like a resend of each other."""
+    for n, cmd in enumerate(commands, start=1):
+        if cmd.event is not None and cmd.event.message_key:
+            cmd.event = cmd.event.model_copy(update={"message_key": f"{cmd.event.message_key}#{n}"})

@@ -107,3 +107,18 @@ async def test_bare_cr_in_report_text_is_repaired_and_shown_on_the_timeline(hl7_
     assert state.report is not None and state.report.text == "Preliminary: first line\nsecond line"
     [entry] = [e for e in state.timeline if e.kind == "REPORT"]
     assert "repaired: OBX-5: a bare CR inside the field was kept as a line break" in entry.summary
+
+
+async def test_prelim_and_final_for_one_order_in_one_message_are_both_applied(hl7_stack: Hl7Stack) -> None:
+    s = hl7_stack
+    [nw] = await s.send(_nw(s, "1"))
+    assert nw.code == "AA"
+    both = _oru(s, f"PF{s.tag}", _obr(s, "1", "P"), "OBX|1|TX|&GDT||Preliminary one||||||P",
+                _obr(s, "1", "F"), "OBX|1|TX|&GDT||Final one||||||F")
+    [ack] = await s.send(both)
+    assert ack.code == "AA"
+    report = (await s.state(f"ACC1{s.tag}")).report
+    assert report is not None and (report.status.value, report.text, report.version) == ("final", "Final one", 2)
+    [again] = await s.send(both)  # the resend of the whole message changes nothing
+    assert again.code == "AA"
+    assert (await s.state(f"ACC1{s.tag}")).report.version == 2  # type: ignore[union-attr]

@@ -71,3 +71,14 @@ async def test_failure_after_the_preflight_says_what_was_applied() -> None:
     ack = await _send(svc)
     assert ack.code == "AE" and ack.text.startswith("partly applied (orders A1), the rest not:")
     assert [acc for acc, _ in svc.events] == ["A1"]
+
+
+async def test_two_groups_for_one_order_are_two_effects_not_a_resend() -> None:
+    svc = StatefulService(states={"A1": _state("A1")})
+    p = "|".join(["OBR", "1", "PLA1"] + [""] * 15 + ["A1"] + [""] * 6 + ["P"])
+    raw = await _gateway(svc).handle("\r".join([ORU, "PID|1||M1", p, "OBX|1|TX|&GDT||prelim||||||P",
+                                                 _obr("A1"), "OBX|1|TX|&GDT||final||||||F"]).encode())
+    ack = read_ack(raw.decode())
+    assert ack is not None and ack.code == "AA"
+    keys = [e.message_key for _, e in svc.events]
+    assert len(keys) == 2 and keys[0] != keys[1] and keys[0].endswith("#1") and keys[1].endswith("#2")
