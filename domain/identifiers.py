@@ -29,6 +29,7 @@ class Rule:
     pattern: re.Pattern[str] | None = None
 
 
+TOO_LONG = "more than"  # in every length reason, so callers can tell "too long" (HL7 104) from "invalid" (102)
 ACCESSION = Rule(16)
 LONG_ID = Rule(64)  # LO: MRN, issuer, placer/filler numbers
 NAME_PART = Rule(64, backslash=True)
@@ -56,7 +57,7 @@ def problem(label: str, value: str, rule: Rule) -> str | None:
     if not value:
         return None
     if len(value) > rule.max_chars:
-        return f"{label} has {len(value)} characters, more than {rule.max_chars}"
+        return f"{label} has {len(value)} characters, {TOO_LONG} {rule.max_chars}"
     ch = control_character(value)
     if ch is not None:
         return f"{label} contains the control character U+{ord(ch):04X}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from domain.hl7.limits import Hl7Limits
 from domain.hl7.mapping import CommandKind, Hl7Command
 from domain.hl7.parse import ErrorCode, Hl7Error
-from domain.identifiers import ACCESSION, CONTROL_ID, LONG_ID, order_problems, patient_problems, problem
+from domain.identifiers import ACCESSION, CONTROL_ID, LONG_ID, TOO_LONG, order_problems, patient_problems, problem
 
 _ORDER_FIELDS = {
     "accession": "OBR-18",
@@ -65,5 +65,4 @@ def _order(order) -> None:
 
 def _raise(reason: str | None, location: str, code: ErrorCode = ErrorCode.DATA_TYPE) -> None:
     if reason:
-        too_long = "characters, more than" in reason
-        raise Hl7Error(ErrorCode.VALUE_TOO_LONG if too_long else code, reason, location)
+        raise Hl7Error(ErrorCode.VALUE_TOO_LONG if f" {TOO_LONG} " in reason else code, reason, location)
