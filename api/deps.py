@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from api.text_checks import SafeText, safe
 from radflow.ordering import OrderService, TemporalUnavailable
 from radflow.settings import Settings
 
@@ -23,7 +24,7 @@ def get_service(request: Request) -> OrderService:
     return service
 
 
-def control_id(idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)] = None) -> str:
+def control_id(idempotency_key: Annotated[SafeText | None, safe(128, where=Header, alias="Idempotency-Key")] = None) -> str:
     """The event's control id: the client's Idempotency-Key (a retried POST is applied once), else fresh."""
     return idempotency_key or f"api-{uuid.uuid4().hex}"
 

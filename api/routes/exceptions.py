@@ -1,8 +1,9 @@
 """/exceptions (unmatched studies and MPPS) and /orders/{accession}/link-study.
 
 Linking tells the order first (STUDY_LINKED with the study's counts) and resolves the
-unmatched item after, so a failure in between leaves the item open and a retry completes
-it (the event's control id makes the second send a no-op).
+unmatched item after. Once the order has the study the answer is 200; if closing the item
+failed it says `resolved: false`, and linking again completes it (the event's control id
+makes the second send a no-op).
 """
 
 from __future__ import annotations
@@ -117,12 +118,20 @@ async def link_study(accession: Accession, body: LinkStudyRequest, service: Serv
         raise UnmatchedConflict(f"study {uid} is already resolved (linked to {item.linked_accession or 'nothing'})")
     study = _study_counts(settings, uid, item)
     result = await _tell_order(service, accession, study)
-    if not item.resolved:
-        await resolve_unmatched(service.client, UnmatchedKind.STUDY.value, uid, accession,
-                                body.note or "linked by operator", rpc_timeout_s=service.rpc_timeout.total_seconds())
+    # The order has the study now: whatever fails below, the answer is 2xx (a 5xx would say
+    # "nothing applied"). An item left open says so (resolved=false); linking again closes it.
+    resolved = item.resolved
+    if not resolved:
+        try:
+            await resolve_unmatched(service.client, UnmatchedKind.STUDY.value, uid, accession,
+                                    body.note or "linked by operator", rpc_timeout_s=service.rpc_timeout.total_seconds())
+            resolved = True
+        except Exception as err:
+            log.warning("study linked but its exception item not closed", extra={"accession": accession, "study_uid": uid,
+                                                                                 "error": repr(err)[:200]})
     log.info("unmatched study linked", extra={"accession": accession, "study_uid": uid, "instances": study.instance_count})
     return LinkStudyResult(accession=accession, study_instance_uid=uid, series_count=study.series_count,
-                           instance_count=study.instance_count, status=result, resolved=True)
+                           instance_count=study.instance_count, status=result, resolved=resolved)
 
 
 async def _tell_order(service: OrderService, accession: str, study: StudyInfo) -> OrderStatus:

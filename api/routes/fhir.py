@@ -25,6 +25,7 @@ from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
 from api.deps import ServiceDep, SettingsDep
+from api.text_checks import SafeText, safe
 from api.fhir_facade import facade_endpoint, facade_resource
 from api.fhir_http import (
     FHIR_JSON,
@@ -54,7 +55,7 @@ router = APIRouter(prefix="/fhir", tags=["fhir"])
 DEFAULT_COUNT = 50
 # FHIR resources nest a dozen levels; far deeper input only costs recursion further on.
 MAX_JSON_DEPTH = 64
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)]
+IdempotencyKey = Annotated[SafeText | None, safe(128, where=Header, alias="Idempotency-Key")]
 
 
 def fhir_errors(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:

@@ -69,3 +69,30 @@ async def test_dismiss_and_errors(api: httpx.AsyncClient, service: OrderService,
     assert (await api.get(f"/exceptions/study/{study_uid()}")).status_code == 404
     assert (await api.get("/exceptions", params={"kind": "bogus"})).status_code == 422
     assert (await service.get_state(order.accession)).status == OrderStatus.SCHEDULED
+
+
+async def test_link_study_answers_2xx_once_the_order_has_it(api: httpx.AsyncClient, service: OrderService, settings: Settings,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # The order is told first (real worker); closing the item then fails (injected): the
+    # answer must not be a 5xx ("nothing applied"), and linking again closes the item.
+    import api.routes.exceptions as routes
+    from radflow.ordering import TemporalUnavailable
+
+    uid = study_uid()
+    await record_unmatched(service.client, "study", uid, {"instance_count": 5, "series_count": 1, "modality": "CT"},
+                           reason="no order", task_queue=settings.task_queue)
+    order = make_order(new_accession("API"))
+    await service.start_order(order, EventSource.HL7, "ORM1")
+    real = routes.resolve_unmatched
+
+    async def down(*args, **kwargs):
+        raise TemporalUnavailable("injected: unmatched item unreachable")
+
+    monkeypatch.setattr(routes, "resolve_unmatched", down)
+    first = await api.post(f"/orders/{order.accession}/link-study", json={"study_instance_uid": uid})
+    assert first.status_code == 200, first.text
+    assert first.json()["resolved"] is False and first.json()["status"] == "ACQUIRED"
+    assert (await service.get_state(order.accession)).study.study_instance_uid == uid
+    monkeypatch.setattr(routes, "resolve_unmatched", real)
+    again = await api.post(f"/orders/{order.accession}/link-study", json={"study_instance_uid": uid})
+    assert again.status_code == 200 and again.json()["resolved"] is True, again.text

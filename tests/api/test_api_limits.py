@@ -150,3 +150,22 @@ async def test_list_still_finds_orders_with_ordinary_filters(base_url: str, clie
                 break
             await asyncio.sleep(0.1)
     assert [r["accession"] for r in rows] == [order.accession]
+
+
+@pytest.mark.parametrize(
+    "params,headers",
+    [
+        ({"page_size": "9" * 5000}, {}),
+        ({"scheduled_from": "9" * 5000}, {}),
+        ({"scheduled_from": "2030-01-02T00:00:00Z", "scheduled_to": "2030-01-01T00:00:00Z"}, {}),
+        ({}, {"Idempotency-Key": "k\x85ey"}),  # a C1 control character that HTTP/1.1 lets through
+    ],
+)
+async def test_other_hostile_parameters_are_422(base_url: str, params: dict, headers: dict) -> None:
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        if headers:
+            resp = await http.post("/orders/ACC1/cancel", headers={k: v.encode("latin-1") for k, v in headers.items()})
+        else:
+            resp = await http.get("/orders", params=params)
+    assert resp.status_code == 422, resp.text
+    assert isinstance(resp.json()["detail"], list) and resp.json()["detail"][0]["msg"]
