@@ -91,7 +91,7 @@ def _order_changed(state: OrderState, event: OrderEvent, current: OrderStatus, n
     state.order = new
     if current in _OPEN_BEFORE_ACQUISITION:
         set_status(state, S.SCHEDULED if new.schedule.is_scheduled() else S.ORDERED)
-    return Outcome(changed=True, summary=f"order changed ({new.procedure.code or 'no code'})")
+    return Outcome(changed=True, summary=f"order changed ({new.procedure.code or 'no code'})" + _deleted(event))
 
 
 def _schedule(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
@@ -157,7 +157,7 @@ def _patient_updated(state: OrderState, event: OrderEvent, current: OrderStatus,
     if new == old:
         return Outcome(changed=False, summary="demographics unchanged", duplicate=True)
     state.order.patient = new
-    return Outcome(changed=True, summary="patient demographics updated")
+    return Outcome(changed=True, summary="patient demographics updated" + _deleted(event))
 
 
 def _patient_merged(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
@@ -173,7 +173,12 @@ def _patient_merged(state: OrderState, event: OrderEvent, current: OrderStatus, 
     state.previous_patients.append(PatientKey(mrn=old.mrn, issuer=old.issuer))
     # An A40 PID often carries only the surviving identifier: what it does not send stays.
     state.order.patient = _incoming_patient(old, event)
-    return Outcome(changed=True, summary="patient merged into surviving MRN")
+    return Outcome(changed=True, summary="patient merged into surviving MRN" + _deleted(event))
+
+
+def _deleted(event: OrderEvent) -> str:
+    """Timeline note of the values the sender deleted with "" (field names only, no values)."""
+    return f"; deleted: {', '.join(event.cleared)}" if event.partial and event.cleared else ""
 
 
 def _incoming_patient(old: Patient, event: OrderEvent) -> Patient:

@@ -64,7 +64,7 @@ async def test_a08_with_empty_fields_keeps_demographics_and_quotes_delete_them(h
     p = state.order.patient
     assert (p.name, p.birth_date, p.sex) == (full, "19750412", "")
     updates = [e for e in state.timeline if e.kind == "PATIENT_UPDATED"]
-    assert [e.control_id for e in updates] == [f"D{s.tag}:{acc}"]
+    assert [(e.control_id, e.summary) for e in updates] == [(f"D{s.tag}:{acc}", "patient demographics updated; deleted: patient.sex")]
 
 
 async def test_a40_with_only_the_surviving_identifier_keeps_demographics(hl7_stack: Hl7Stack) -> None:
