@@ -159,6 +159,11 @@ def _render_list(body: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _documents(report: dict[str, Any] | None) -> str:
+    docs = (report or {}).get("attachments") or []
+    return "".join(f"; document {d['content_type']} {d['size']} B {d['title']}".rstrip() for d in docs)
+
+
 def _render_order(o: dict[str, Any]) -> str:
     p, proc, s, f = o["patient"], o["procedure"], o["schedule"], o["flags"]
     status = o["status"] if o["status"] == o["clinical_status"] else f"{o['status']} (clinically {o['clinical_status']})"
@@ -167,8 +172,9 @@ def _render_order(o: dict[str, Any]) -> str:
         f"  patient    {p['name']}  MRN {p['mrn']}{'^^^' + p['issuer'] if p['issuer'] else ''}  born {p['birth_date'] or '-'}  sex {p['sex'] or '-'}",
         f"  procedure  {proc['code']} {proc['text']}".rstrip(),
         f"  schedule   {s['station_ae'] or '-'} {s['modality'] or ''} at {s['start'] or '-'}",
-        f"  report     {o['report_status'] or '-'}",
-        f"  study      {o['study']['study_instance_uid'] or '-'} ({o['study']['series_count']} series, {o['study']['instance_count']} instances)",
+        f"  report     {o['report_status'] or '-'}{_documents(o.get('report'))}",
+        *[f"  study      {st['study_instance_uid'] or '-'} ({st['series_count']} series, {st['instance_count']} instances)"
+          for st in (o.get("studies") or [o["study"]])],
         f"  flags      overdue={','.join(f['overdue']) or '-'} exceptions={f['exceptions']}",
     ]
     if f["needs_attention"]:
