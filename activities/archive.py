@@ -28,9 +28,17 @@ from radflow.settings import Settings
 
 log = logging.getLogger("radflow.activities.archive")
 
-# Stop forwarding this far into the attempt's start-to-close timeout, so the attempt
-# reports its progress instead of being timed out mid-association.
+# Without a heartbeat timeout (ImagingOrder v1 calls): stop forwarding this far into the
+# attempt's start-to-close timeout, so the attempt reports its progress instead of being
+# timed out mid-association.
 TIME_BUDGET_FRACTION = 0.7
+
+
+class Progress:
+    """Instances the archive acknowledged in this attempt; written by the forwarding thread."""
+
+    def __init__(self) -> None:
+        self.stored = 0
 
 
 def count_verdict(archived: int, received: int, note: str = "") -> StepResult:
@@ -75,17 +83,29 @@ class ArchiveActivities:
                                    non_retryable=True)
         # Every study of the order (a second acquisition is archived like the first).
         uids = [study_uid] + [x.study_instance_uid for x in req.state.extra_studies if x.study_instance_uid != study_uid]
-        timeout = activity.info().start_to_close_timeout
-        deadline = time.monotonic() + timeout.total_seconds() * TIME_BUDGET_FRACTION if timeout else None
+        info = activity.info()
+        progress = Progress()  # shared by the studies: the count keeps growing across them
+        beating: asyncio.Task | None = None
+        deadline = None
+        if info.heartbeat_timeout:
+            # v2 lanes: the attempt runs as long as instances keep going out; a stall longer
+            # than the heartbeat timeout fails it and the retry policy starts the next one.
+            beating = asyncio.create_task(_heartbeat_progress(progress, info.heartbeat_timeout.total_seconds()))
+        elif info.start_to_close_timeout:
+            deadline = time.monotonic() + info.start_to_close_timeout.total_seconds() * TIME_BUDGET_FRACTION
         try:
-            results = [await asyncio.to_thread(self._archive, req.accession, uid, deadline) for uid in uids]
+            results = [await asyncio.to_thread(self._archive, req.accession, uid, deadline, progress) for uid in uids]
         except ArchiveUnreachable as err:
             raise ApplicationError(str(err), type=ErrorType.ARCHIVE_UNREACHABLE) from err
+        finally:
+            if beating is not None:
+                beating.cancel()
         if len(results) == 1:
             return results[0]
         return StepResult(outcome="delivered", detail=f"{len(results)} studies: " + "; ".join(r.detail for r in results))
 
-    def _archive(self, accession: str, study_uid: str, deadline: float | None) -> StepResult:
+    def _archive(self, accession: str, study_uid: str, deadline: float | None,
+                 progress: Progress | None = None) -> StepResult:
         spool = self.spool()
         received = spool.instance_count(study_uid)
         if received == 0:
@@ -94,7 +114,13 @@ class ArchiveActivities:
                 type=ErrorType.SPOOL_MISSING,
             )
         todo = spool.instances(study_uid, unforwarded_only=True)
-        report = self.client.forward(todo, spool.read, spool.mark_forwarded, deadline)
+        progress = progress or Progress()
+
+        def stored(sop_uid: str) -> None:
+            spool.mark_forwarded(sop_uid)
+            progress.stored += 1
+
+        report = self.client.forward(todo, spool.read, stored, deadline)
         log.info("study forwarded to archive", extra={"accession": accession, "study_uid": study_uid,
                                                       "sent": report.stored, "failed": len(report.failed),
                                                       "already_forwarded": received - len(todo)})
@@ -116,3 +142,15 @@ class ArchiveActivities:
                 spool.unmark_forwarded(lost)
                 notes.append(f"{len(lost)} acknowledged but missing, to be sent again")
         return count_verdict(archived, received, "; ".join(notes))
+
+
+async def _heartbeat_progress(progress: Progress, timeout_s: float) -> None:
+    """Heartbeat only when the count moved: a stalled forward then times out and is retried."""
+    every = max(min(timeout_s / 4, 5.0), 0.05)
+    activity.heartbeat(progress.stored)  # started (the first association may take a while)
+    last = progress.stored
+    while True:
+        await asyncio.sleep(every)
+        if progress.stored != last:
+            last = progress.stored
+            activity.heartbeat(last)

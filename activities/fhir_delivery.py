@@ -102,7 +102,8 @@ class FhirDelivery:
             return NOT_CONFIGURED
         state = req.state
         run = _Run()
-        await self._order_resources(run, state, owner_update=req.milestone in ORDER_MILESTONES)
+        # v2 lanes coalesce several changes into one sync: any order milestone among them counts.
+        await self._order_resources(run, state, owner_update=bool(ORDER_MILESTONES.intersection(req.milestones or [req.milestone])))
         if state.acquired_at is not None or req.milestone == EventKind.ACQUISITION_CONFIRMED.value:
             await self._study_resources(run, state)
         return StepResult(outcome="delivered", detail=run.detail())

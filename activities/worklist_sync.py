@@ -65,7 +65,7 @@ async def rebuild_worklist(client: Client, sync: WorklistSync, service: OrderSer
     """Re-apply every open order's state; hide rows whose order is no longer open."""
     service = service or OrderService(client)
     open_statuses = ", ".join(d.quote_visibility(s) for s in ("SCHEDULED", "IN_PROGRESS", "NEEDS_ATTENTION", "ORDERED"))
-    query = (f"WorkflowType = {d.quote_visibility(d.ORDER_WORKFLOW)} AND ExecutionStatus = 'Running' "
+    query = (f"{d.order_workflow_types_clause()} AND ExecutionStatus = 'Running' "
              f"AND TaskQueue = {d.quote_visibility(service.task_queue)} "
              f"AND {d.SA_ORDER_STATUS.name} IN ({open_statuses})")
     seen: set[str] = set()
@@ -91,6 +91,12 @@ async def rebuild_worklist(client: Client, sync: WorklistSync, service: OrderSer
         if accession in seen:
             continue
         try:
+            # A closed workflow (completed, or terminated without telling anyone) has no
+            # business on the worklist, whatever its last state says.
+            if not await service.is_running(accession):
+                await asyncio.to_thread(sync.store.hide, accession)
+                hidden += 1
+                continue
             state = await service.get_state(accession)
         except OrderNotFound:
             await asyncio.to_thread(sync.store.hide, accession)

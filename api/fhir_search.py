@@ -110,7 +110,7 @@ class Searcher:
 
     async def visible(self, *conditions: str) -> list[str]:
         q = d.quote_visibility
-        parts = [f"WorkflowType = {q(d.ORDER_WORKFLOW)}", f"TaskQueue = {q(self.service.task_queue)}", *conditions]
+        parts = [d.order_workflow_types_clause(), f"TaskQueue = {q(self.service.task_queue)}", *conditions]
         out: list[str] = []
         async for wf in self.service.client.list_workflows(" AND ".join(parts), limit=self.max_candidates + 1):
             acc = d.accession_from_workflow_id(wf.id)

@@ -72,10 +72,19 @@ class ReportPublic(BaseModel):
     imaging_references: list[str] = Field(default_factory=list, description="DICOM UIDs the report points at")
 
 
+class LanePublic(BaseModel):
+    """One consumer's delivery lane (worklist, fhir, hl7, archive): see docs/workflow.md."""
+
+    last: str = Field(description="the lane's last finished work and its outcome")
+    needs_attention: bool
+    attention_reason: str | None
+    attention_since: datetime | None
+
+
 class OrderPublic(BaseModel):
     accession: str
-    status: OrderStatus
-    clinical_status: OrderStatus = Field(description="the status underneath NEEDS_ATTENTION")
+    status: OrderStatus = Field(description="the clinical status; a lane waiting for an operator shows in flags/lanes")
+    clinical_status: OrderStatus = Field(description="same as status (orders started before v2: the status underneath NEEDS_ATTENTION)")
     placer_number: str
     filler_number: str
     priority: str
@@ -88,6 +97,7 @@ class OrderPublic(BaseModel):
     studies: list[StudyPublic] = Field(description="every study of the order, the primary first; empty until one is known")
     flags: FlagsPublic
     deliveries: dict[str, str]
+    lanes: dict[str, LanePublic] = Field(default_factory=dict)
     created_at: datetime
     updated_at: datetime
     closed_at: datetime | None
@@ -125,13 +135,17 @@ class OrderPublic(BaseModel):
             studies=primary + [_study(x) for x in s.extra_studies],
             flags=FlagsPublic(
                 overdue=[f.value for f in s.overdue],
-                needs_attention=s.attention is not None,
+                needs_attention=s.needs_attention,
                 attention_reason=s.attention.reason if s.attention else None,
                 attention_step=s.attention.step if s.attention else None,
                 attention_since=s.attention.since if s.attention else None,
                 exceptions=s.exceptions,
             ),
             deliveries=dict(s.deliveries),
+            lanes={name: LanePublic(last=lane.last, needs_attention=lane.attention is not None,
+                                    attention_reason=lane.attention.reason if lane.attention else None,
+                                    attention_since=lane.attention.since if lane.attention else None)
+                   for name, lane in s.lanes.items()},
             created_at=s.created_at,
             updated_at=s.updated_at,
             closed_at=s.closed_at,
@@ -214,6 +228,7 @@ class CancelRequest(BaseModel):
 
 class OperatorRequest(BaseModel):
     note: str = Field("", max_length=250)
+    lane: str = Field("", max_length=32, description="the lane to act on (worklist, fhir, hl7, archive); empty = every lane waiting")
 
 
 class EventResultPublic(BaseModel):
@@ -225,9 +240,13 @@ class EventResultPublic(BaseModel):
 
 
 class OperatorResultPublic(BaseModel):
+    """The order after the decision (a skip may complete delivery; a retry shows the lane retrying)."""
+
     accession: str
     action: str
     status: OrderStatus
+    needs_attention: bool = False
+    lanes: dict[str, str] = Field(default_factory=dict)
 
 
 class ErrorPublic(BaseModel):

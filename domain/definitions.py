@@ -12,7 +12,12 @@ from temporalio.common import SearchAttributeKey
 
 TASK_QUEUE = "radflow-orders"
 
-ORDER_WORKFLOW = "ImagingOrder"
+# Order workflow types. "ImagingOrder" (workflows/order_v1.py) is the single-step-queue
+# workflow, kept registered, unchanged, for orders started before the lanes rewrite; new
+# orders start "ImagingOrderV2" (workflows/order.py). See docs/workflow.md "Upgrades".
+ORDER_WORKFLOW = "ImagingOrderV2"
+ORDER_WORKFLOW_V1 = "ImagingOrder"
+ORDER_WORKFLOW_TYPES = (ORDER_WORKFLOW_V1, ORDER_WORKFLOW)
 ALLOCATOR_WORKFLOW = "AccessionAllocator"
 ALLOCATOR_ID_PREFIX = "radflow-accession-allocator"
 
@@ -58,12 +63,21 @@ class OrderStatus(StrEnum):
     DELIVERED = "DELIVERED"
     CANCELLED = "CANCELLED"
     DISCONTINUED = "DISCONTINUED"
+    # Closure outcomes (docs/workflow.md "Closure"):
+    COMPLETED = "COMPLETED"  # final report, but no destination acknowledged it (none configured / all skipped)
+    EXPIRED = "EXPIRED"  # scheduled, never started within the policy's window
+    UNREPORTED = "UNREPORTED"  # acquired, no final report within the policy's maximum age
+    # Only ImagingOrder v1 (workflows/order_v1.py) sets this overlay; v2 keeps the clinical
+    # status and flags attention per lane (OrderState.lanes, NeedsAttention).
     NEEDS_ATTENTION = "NEEDS_ATTENTION"
 
 
 # Orders in these states take no further clinical events (corrections to a delivered
 # report excepted); the workflow closes after the retention period.
-CLOSED_STATUSES = frozenset({OrderStatus.CANCELLED, OrderStatus.DISCONTINUED})
+CLOSED_STATUSES = frozenset({OrderStatus.CANCELLED, OrderStatus.DISCONTINUED, OrderStatus.EXPIRED,
+                             OrderStatus.UNREPORTED})
+# Statuses whose order may still take a corrected report until the retention period ends.
+REPORT_DONE_STATUSES = frozenset({OrderStatus.DELIVERED, OrderStatus.COMPLETED})
 
 
 class ReportStatus(StrEnum):
@@ -80,6 +94,7 @@ class EventSource(StrEnum):
     TIMER = "TIMER"
     OPERATOR = "OPERATOR"
     SYSTEM = "SYSTEM"
+    TEMPORAL = "TEMPORAL"  # a Temporal-level request (UI "Request Cancellation", `temporal workflow cancel`)
 
 
 class OverdueFlag(StrEnum):
@@ -96,6 +111,7 @@ class ErrorType(StrEnum):
     DELIVERY_REJECTED = "DeliveryRejected"
     DELIVERY_FAILED = "DeliveryFailed"  # consumer unreachable / AE: retried by the activity policy
     NO_ATTENTION_PENDING = "NoAttentionPending"
+    ORDER_CLOSED = "OrderClosed"  # the accession belongs to a closed order (a new order cannot reuse it)
     ARCHIVE_COUNT_MISMATCH = "ArchiveCountMismatch"
     # DICOM storage / archive forwarding (activities/archive.py); all retryable
     ARCHIVE_UNREACHABLE = "ArchiveUnreachable"
@@ -134,6 +150,11 @@ def quote_visibility(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def order_workflow_types_clause() -> str:
+    """Visibility filter matching order workflows of every type still registered."""
+    return "WorkflowType IN (" + ", ".join(quote_visibility(t) for t in ORDER_WORKFLOW_TYPES) + ")"
+
+
 # Activities the order workflow drives, by consumer name. A consumer whose endpoint is
 # not configured answers "not_configured" and the step is recorded as skipped.
 # Which consumers an order uses is fixed per order by `OrderPolicy` (from settings).
@@ -153,6 +174,16 @@ ACQUISITION_ACTIVITIES = {
 }
 MILESTONE_REPORT = "report"
 MILESTONE_ACQUISITION = "acquisition"
+MILESTONE_SYNC = "sync"
+
+
+def lane_names(sync: list[str], report: list[str], acquisition: list[str]) -> list[str]:
+    """One delivery lane per consumer that has an activity, in a stable order."""
+    names: list[str] = []
+    for consumers, registry in ((sync, SYNC_ACTIVITIES), (report, REPORT_DELIVERY_ACTIVITIES),
+                                (acquisition, ACQUISITION_ACTIVITIES)):
+        names += [c for c in consumers if c in registry and c not in names]
+    return names
 
 
 # --- Order index (workflows/order_index.py, domain/order_index.py) ---

@@ -219,6 +219,7 @@ class TimelineEntry(BaseModel):
     control_id: str = ""
     status: OrderStatus | None = None  # status after the entry
     exception: bool = False
+    seq: int = 0  # v2: 1-based position in the order's whole story (across continue-as-new runs)
 
 
 class Attention(BaseModel):
@@ -228,12 +229,33 @@ class Attention(BaseModel):
     attempts: int = 0
 
 
+class LaneState(BaseModel):
+    """One consumer's delivery lane (ImagingOrder v2): what it last sent, and whether it waits for an operator.
+
+    A lane mirrors the latest order state: it compares these marks with the order's and sends
+    the current snapshot once for everything that changed since (docs/workflow.md "Lanes").
+    """
+
+    mirror_version: int = 0  # OrderState.mirror_version last synced (or skipped)
+    report_version: int = 0  # Report.version last delivered (or skipped)
+    acquired_count: int = 0  # study instance count last confirmed by the acquisition activity
+    pending_kinds: list[str] = Field(default_factory=list)  # event kinds mirrored since the last sync
+    last: str = ""  # "<work> <outcome>" of the last finished activity
+    attention: Attention | None = None  # retries spent: waits for an operator (retry / skip)
+
+
 class OrderPolicy(BaseModel):
     """Per-order configuration, fixed at start so replays see the same values."""
 
     no_images_after_s: float = 4 * 3600  # after the scheduled start
     no_report_after_s: float = 24 * 3600  # after acquisition
     retention_after_close_s: float = 7 * 24 * 3600  # corrections accepted this long after delivery
+    expire_after_s: float = 7 * 24 * 3600  # scheduled, not started this long after its start: EXPIRED
+    unreported_close_after_s: float = 90 * 24 * 3600  # acquired, no final report this long after: UNREPORTED
+    timeline_kept: int = 100  # timeline entries carried across continue-as-new (older ones stay in earlier runs)
+    history_soft_limit: int = 4_000  # continue-as-new beyond this many history events
+    archive_timeout_s: float = 6 * 3600  # one archive_study attempt, as long as it heartbeats
+    archive_heartbeat_s: float = 60.0  # no progress reported this long: the attempt is retried
     step_max_attempts: int = 5
     step_initial_interval_s: float = 1.0
     step_max_interval_s: float = 60.0
@@ -264,6 +286,17 @@ class OrderState(BaseModel):
     seen_control_ids: list[str] = Field(default_factory=list)  # bounded, for resend detection
     timeline: list[TimelineEntry] = Field(default_factory=list)
     exceptions: int = 0
+    # ImagingOrder v2 only:
+    lanes: dict[str, LaneState] = Field(default_factory=dict)
+    mirror_version: int = 0  # bumped when what the sync lanes mirror changed
+    mirror_key: str = ""  # fingerprint of that mirrored view
+    timeline_total: int = 0  # entries ever recorded (the timeline keeps the newest `timeline_kept`)
+    previous_run_id: str = ""  # the run before the last continue-as-new: older timeline entries
+    runs: int = 1
+
+    @property
+    def needs_attention(self) -> bool:
+        return any(lane.attention is not None for lane in self.lanes.values()) or self.attention is not None
 
     def studies(self) -> list[StudyInfo]:
         """Every study of the order, the primary first (empty until a Study Instance UID is known)."""
@@ -286,12 +319,17 @@ class StartOrder(BaseModel):
 class OperatorAction(BaseModel):
     action: str  # "retry" | "skip"
     note: str = ""
+    lane: str = ""  # v2: the lane to act on ("fhir", "hl7", ...); "" = every lane waiting for an operator
 
 
 class OperatorResult(BaseModel):
+    """The order after the decision was applied (a skip may have completed delivery)."""
+
     accession: str
     action: str
     status: OrderStatus
+    needs_attention: bool = False
+    lanes: dict[str, str] = Field(default_factory=dict)  # lane -> "waiting for operator" / "retrying" / last outcome
 
 
 class AllocateRequest(BaseModel):
@@ -310,6 +348,7 @@ class StepRequest(BaseModel):
     consumer: str
     milestone: str  # the event kind (or "report") that triggered the step
     accession: str
+    milestones: list[str] = Field(default_factory=list)  # v2 sync lanes: every event kind coalesced into this sync
     state: OrderState  # timeline stripped
 
 

@@ -44,7 +44,7 @@ class OrderFilter:
         """The visibility query; scoped to order workflows on this deployment's task queue."""
         self.check()
         q = d.quote_visibility
-        parts = [f"WorkflowType = {q(d.ORDER_WORKFLOW)}", f"TaskQueue = {q(task_queue)}"]
+        parts = [d.order_workflow_types_clause(), f"TaskQueue = {q(task_queue)}"]
         keyword_filters = [
             (d.SA_ACCESSION.name, self.accession),
             (d.SA_PATIENT_ID.name, self.patient),

@@ -27,11 +27,13 @@ from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain import definitions as d
+from domain.closed_orders import is_resend
 from domain.definitions import EventSource, OrderStatus
 from domain.order_index import (
     IndexEntries,
@@ -76,6 +78,13 @@ class EventRejected(OrderError):
         self.error_type = error_type
 
 
+class OrderClosed(EventRejected):
+    """The accession belongs to a closed order: events and new orders for it are refused (AE / 409)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, d.ErrorType.ORDER_CLOSED)
+
+
 class TemporalUnavailable(OrderError):
     """Temporal did not confirm in time: the caller must not acknowledge success."""
 
@@ -85,6 +94,7 @@ class StartResult:
     accession: str
     created: bool  # False: the order already existed (a resend)
     status: OrderStatus
+    closed: bool = False  # a resend of an order that is already closed (acknowledged, nothing changed)
 
 
 _UNAVAILABLE = {
@@ -150,8 +160,8 @@ class OrderService:
         try:
             return await asyncio.wait_for(call, self.rpc_timeout.total_seconds() + 1.0)
         except WorkflowAlreadyStartedError as err:
-            # A closed workflow holds this id (the order finished): the key is taken for good.
-            raise EventRejected(f"order {accession} already exists and is closed") from err
+            # REJECT_DUPLICATE: a closed workflow holds this id (the order finished); the key is taken for good.
+            raise OrderClosed(f"order {accession} is closed") from err
         except WorkflowUpdateFailedError as err:
             raise _update_failure(err, update_error) from err
         except WorkflowUpdateRPCTimeoutOrCancelledError as err:
@@ -159,7 +169,10 @@ class OrderService:
             raise TemporalUnavailable(f"order {accession} did not answer in time") from err
         except RPCError as err:
             if err.status == RPCStatusCode.ALREADY_EXISTS:
-                raise EventRejected(f"order {accession} already exists and is closed") from err
+                raise OrderClosed(f"order {accession} is closed") from err
+            if err.status == RPCStatusCode.NOT_FOUND and "completed" in (err.message or "").lower():
+                # An update to a finished workflow: the order exists and is closed (its state is still readable).
+                raise OrderClosed(f"order {accession} is closed") from err
             raise _map_rpc(err, accession) from err
         except (asyncio.TimeoutError, OSError) as err:
             raise TemporalUnavailable(f"Temporal did not answer: {err or 'timeout'}") from err
@@ -175,6 +188,10 @@ class OrderService:
         that exists is always found by them (an index entry without its order, left by a
         start that failed, is skipped by the lookups). `placer_key` is
         "<placer number>^<placer application>" (default: the order's placer number^system).
+
+        An accession is used once (REJECT_DUPLICATE): once its order closed, a resend of that
+        same order is acknowledged without effect, and a different order reusing the
+        accession is refused with OrderClosed (docs/workflow.md "Closed orders").
         """
         keys = [patient_index_key(order.patient.mrn)]
         placer = placer_key or _default_placer_key(order)
@@ -183,18 +200,26 @@ class OrderService:
         await self._index(d.INDEX_ADD_SIGNAL, {key: [order.accession] for key in keys})
         status = OrderStatus.SCHEDULED if order.schedule.is_scheduled() else OrderStatus.ORDERED
         start = StartOrder(order=order, source=source, control_id=control_id, policy=self.policy, repairs=repairs or [])
-        handle = await self._guard(
-            self.client.start_workflow(
-                d.ORDER_WORKFLOW,
-                start,
-                id=d.order_workflow_id(order.accession),
-                task_queue=self.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                search_attributes=order_search_attributes(order, status),
-                rpc_timeout=self.rpc_timeout,
-            ),
-            order.accession,
-        )
+        try:
+            handle = await self._guard(
+                self.client.start_workflow(
+                    d.ORDER_WORKFLOW,
+                    start,
+                    id=d.order_workflow_id(order.accession),
+                    task_queue=self.task_queue,
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    search_attributes=order_search_attributes(order, status),
+                    rpc_timeout=self.rpc_timeout,
+                ),
+                order.accession,
+            )
+        except OrderClosed:
+            closed = await self.get_state(order.accession)
+            if not is_resend(closed, order, control_id):
+                raise OrderClosed(f"order {order.accession} is closed ({closed.status.value}); "
+                                  "a new order needs a new accession") from None
+            return StartResult(accession=order.accession, created=False, status=closed.status, closed=True)
         return StartResult(accession=order.accession, created=_was_started(handle), status=status)
 
     async def send_event(self, accession: str, event: OrderEvent) -> EventResult:
@@ -277,6 +302,11 @@ class OrderService:
         return found[0] if len(found) == 1 else None
 
     # ----------------------------------------------------------- reads
+    async def is_running(self, accession: str) -> bool:
+        """False once the order's workflow ended (completed, cancelled, terminated, timed out)."""
+        desc = await self._guard(self.handle(accession).describe(rpc_timeout=self.rpc_timeout), accession)
+        return desc.status == WorkflowExecutionStatus.RUNNING
+
     async def get_state(self, accession: str) -> OrderState:
         return await self._guard(
             self.handle(accession).query(d.STATE_QUERY, result_type=OrderState, rpc_timeout=self.rpc_timeout), accession

@@ -38,9 +38,10 @@ def add_orders_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
     for name, text in [("show", "an order's status, patient, procedure, schedule and flags"), ("timeline", "an order's timeline")]:
         osub.add_parser(name, help=text).add_argument("accession")
     for name in ("retry", "skip"):
-        p = osub.add_parser(name, help=f"operator {name} of the step a NEEDS_ATTENTION order waits on")
+        p = osub.add_parser(name, help=f"operator {name} of the lane(s) of an order waiting for an operator")
         p.add_argument("accession")
         p.add_argument("--note", default="")
+        p.add_argument("--lane", default="", help="worklist, fhir, hl7 or archive (default: every waiting lane)")
     cancel = osub.add_parser("cancel", help="cancel an order")
     cancel.add_argument("accession")
     cancel.add_argument("--reason", default="")
@@ -89,7 +90,7 @@ def _call(http: httpx.Client, args: argparse.Namespace) -> Any:
     # but a transport-level retry inside this call would be applied once.
     headers = {"Idempotency-Key": f"cli-{uuid.uuid4().hex}"}
     if cmd in ("retry", "skip"):
-        return _check(http.post(f"/orders/{acc}/{cmd}", json={"note": args.note}, headers=headers))
+        return _check(http.post(f"/orders/{acc}/{cmd}", json={"note": args.note, "lane": args.lane}, headers=headers))
     if cmd == "cancel":
         return _check(http.post(f"/orders/{acc}/cancel", json={"reason": args.reason}, headers=headers))
     if cmd == "schedule":
@@ -143,7 +144,8 @@ def _render(cmd: str, body: Any) -> str:
             lines.append(f"{mark} {e['at']}  {e['source']:<8} {e['kind']:<20} {e['summary']}{ctl}  -> {e['status'] or ''}")
         return "\n".join(lines)
     if cmd in ("retry", "skip"):
-        return f"{body['accession']}: operator {body['action']} accepted, status {body['status']}"
+        lanes = ", ".join(f"{k}: {v}" for k, v in body.get("lanes", {}).items())
+        return f"{body['accession']}: operator {body['action']} accepted, status {body['status']}" + (f" ({lanes})" if lanes else "")
     changed = "changed" if body.get("changed") else "no change"
     return f"{body['accession']}: {body['status']} ({changed}) {body.get('message', '')}".rstrip()
 
@@ -179,6 +181,9 @@ def _render_order(o: dict[str, Any]) -> str:
     ]
     if f["needs_attention"]:
         lines.append(f"  ATTENTION  {f['attention_step']}: {f['attention_reason']} (since {f['attention_since']})")
+    for name, lane in o.get("lanes", {}).items():
+        waiting = f"WAITING FOR OPERATOR: {lane['attention_reason']}" if lane["needs_attention"] else lane["last"] or "idle"
+        lines.append(f"  lane       {name}: {waiting}")
     if o["deliveries"]:
         lines.append("  delivered  " + ", ".join(f"{k}={v}" for k, v in o["deliveries"].items()))
     return "\n".join(lines)

@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     no_images_after_hours: float = 4.0
     no_report_after_hours: float = 24.0
     retention_after_close_hours: float = 7 * 24.0
+    # Closure policies (docs/workflow.md "Closure"): scheduled, never started this long after
+    # its start -> EXPIRED; acquired, no final report this long after acquisition -> UNREPORTED.
+    expire_after_days: float = 7.0
+    unreported_close_after_days: float = 90.0
+    archive_heartbeat_s: float = 60.0  # archive_study reports progress; silent this long = retried
     step_max_attempts: int = 5
     step_initial_interval_s: float = 1.0
     step_max_interval_s: float = 60.0
@@ -165,6 +170,9 @@ class Settings(BaseSettings):
             no_images_after_s=self.no_images_after_hours * 3600,
             no_report_after_s=self.no_report_after_hours * 3600,
             retention_after_close_s=self.retention_after_close_hours * 3600,
+            expire_after_s=self.expire_after_days * 86400,
+            unreported_close_after_s=self.unreported_close_after_days * 86400,
+            archive_heartbeat_s=self.archive_heartbeat_s,
             step_max_attempts=self.step_max_attempts,
             step_initial_interval_s=self.step_initial_interval_s,
             step_max_interval_s=self.step_max_interval_s,

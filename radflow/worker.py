@@ -13,9 +13,12 @@ from radflow.settings import Settings
 from workflows.allocator import AccessionAllocatorWorkflow
 from workflows.order import ImagingOrderWorkflow
 from workflows.order_index import OrderIndexWorkflow
+from workflows.order_v1 import ImagingOrderWorkflowV1
 from workflows.unmatched import UnmatchedItemWorkflow
 
-WORKFLOWS = [ImagingOrderWorkflow, AccessionAllocatorWorkflow, UnmatchedItemWorkflow, OrderIndexWorkflow]
+# v1 stays registered for orders started before v2 (docs/workflow.md "Upgrades").
+WORKFLOWS = [ImagingOrderWorkflow, ImagingOrderWorkflowV1, AccessionAllocatorWorkflow, UnmatchedItemWorkflow,
+             OrderIndexWorkflow]
 
 
 def build_worker(

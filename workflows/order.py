@@ -1,14 +1,20 @@
-"""One imaging order = one workflow: ordered -> scheduled -> acquired -> reported -> delivered.
+"""ImagingOrder v2: one imaging order = one workflow, with one delivery lane per consumer.
 
-Deterministic code only: the state machine lives in `domain.transitions` (pure), every
-side effect is an activity started from the main loop, never from a handler, so a stuck
-step (NEEDS_ATTENTION) never blocks inbound events.
+The state machine is pure (`domain.transitions`); what each lane owes the order is pure
+too (`domain.lanes`). Inbound events are updates that change the state and return at
+once; each lane (worklist, fhir, hl7, archive) is its own coroutine that wakes when the
+order moved past what it last sent, runs its activity with its own retries, and waits
+for an operator on its own when those are spent. So a FHIR outage never holds back the
+worklist (a cancelled exam leaves the worklist within the next activity), other lanes,
+deadlines or continue-as-new (docs/workflow.md).
+
+The status is always the clinical one; attention is a per-lane flag (`needs_attention`).
+Orders started before this rewrite keep running `workflows/order_v1.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from temporalio import workflow
@@ -18,10 +24,12 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from domain import definitions as d
     from domain.definitions import EventSource, OrderStatus, OverdueFlag, ReportStatus
+    from domain.lanes import Work, acquisition_settled, mark_done, mirror_key, pending_work, report_verdict
     from domain.order import (
         Attention,
         EventKind,
         EventResult,
+        LaneState,
         OperatorAction,
         OperatorResult,
         OrderEvent,
@@ -32,26 +40,12 @@ with workflow.unsafe.imports_passed_through():
         StepResult,
         TimelineEntry,
     )
-    from domain.studies import received_instances
-    from domain.transitions import apply_event, effective_status, ready_for_acquisition, set_status
+    from domain.transitions import apply_event, ready_for_acquisition
 
+S = OrderStatus
 SEEN_IDS_KEPT = 200
-PATCH_LATE_INSTANCES = "archive-late-instances"  # histories before it never re-ran acquisition steps
-HISTORY_SOFT_LIMIT = 8_000
-
-
-@dataclass(frozen=True)
-class _Step:
-    consumer: str
-    activity: str
-    milestone: str  # "report" for report deliveries; the event kind for sync steps
-
-
-class _Operator:
-    """Pending operator decision for the step that is waiting in NEEDS_ATTENTION."""
-
-    def __init__(self) -> None:
-        self.action: OperatorAction | None = None
+PENDING_KINDS_KEPT = 16
+FINAL_STATUSES = {S.DELIVERED, S.COMPLETED, S.CANCELLED, S.DISCONTINUED, S.EXPIRED, S.UNREPORTED}
 
 
 @workflow.defn(name=d.ORDER_WORKFLOW)
@@ -59,49 +53,95 @@ class ImagingOrderWorkflow:
     @workflow.init
     def __init__(self, start: StartOrder) -> None:
         self.policy: OrderPolicy = start.policy
-        self._steps: list[_Step] = []
-        self._operator = _Operator()
+        self._lane_names = d.lane_names(self.policy.sync_consumers, self.policy.report_consumers,
+                                        self.policy.acquisition_consumers)
+        self._busy: dict[str, Work] = {}  # lane -> the work its activity is doing now
+        self._decisions: dict[str, OperatorAction] = {}  # lane -> operator decision not yet taken
+        self._draining = False  # continue-as-new pending: lanes start no new activity
+        self._stopping = False  # the run ends: lanes return once idle
         self._done = False
         self._sa_last: dict[str, object] = {}
-        self._synced_key: tuple = ()
         if start.carried is not None:
             self.state = start.carried
-            return
-        now = workflow.now()
-        status = OrderStatus.SCHEDULED if start.order.schedule.is_scheduled() else OrderStatus.ORDERED
-        self.state = OrderState(order=start.order, status=status, created_at=now, updated_at=now)
-        if start.control_id:
-            self.state.seen_control_ids.append(start.control_id)
-        code = start.order.procedure.code or "no procedure code"
-        repaired = f" (repaired: {'; '.join(start.repairs)})" if start.repairs else ""
-        self._record(start.source, EventKind.NEW_ORDER.value, f"new order ({code}){repaired}", start.control_id)
-        self._enqueue_sync(EventKind.NEW_ORDER.value)
+            self._entries: list[TimelineEntry] = list(self.state.timeline)
+        else:
+            now = workflow.now()
+            status = S.SCHEDULED if start.order.schedule.is_scheduled() else S.ORDERED
+            self.state = OrderState(order=start.order, status=status, created_at=now, updated_at=now)
+            self._entries = []
+            if start.control_id:
+                self.state.seen_control_ids.append(start.control_id)
+            code = start.order.procedure.code or "no procedure code"
+            repaired = f" (repaired: {'; '.join(start.repairs)})" if start.repairs else ""
+            self._record(start.source, EventKind.NEW_ORDER.value, f"new order ({code}){repaired}", start.control_id)
+        for name in self._lane_names:
+            self.state.lanes.setdefault(name, LaneState())
+        if start.carried is None:
+            self._mirror(EventKind.NEW_ORDER.value)
 
-    # ------------------------------------------------------------------ run loop
+    # ------------------------------------------------------------------ run
     @workflow.run
-    async def run(self, start: StartOrder) -> str:
+    async def run(self, start: StartOrder) -> OrderState:
         self._upsert_search_attributes()
+        lanes = [asyncio.create_task(self._lane(name)) for name in self._lane_names]
+        try:
+            await self._main_loop()
+            await self._settle(wait_for_operators=True)
+        except asyncio.CancelledError:
+            # Temporal-level cancellation (UI "Request Cancellation", `temporal workflow cancel`):
+            # a radflow cancel, then a normal finish so the lanes mirror it.
+            self._on_temporal_cancel()
+            await self._settle(wait_for_operators=False)
+        self._stopping = True
+        await asyncio.gather(*lanes)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._final_state()
+
+    async def _main_loop(self) -> None:
         while not self._done:
-            if self._steps:
-                await self._run_step(self._steps.pop(0))
-                self._after_step()
-                continue
-            if self._should_continue_as_new():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(
-                    StartOrder(order=self.state.order, source=EventSource.SYSTEM, policy=self.policy, carried=self.state)
-                )
+            if self._continue_as_new_due():
+                await self._continue_as_new()
             due = self._next_deadline()
             timeout = max((due - workflow.now()).total_seconds(), 0.001) if due else None
             try:
                 # Also wake when an event moved the next deadline, so the timer is re-armed.
                 await workflow.wait_condition(
-                    lambda: bool(self._steps) or self._done or self._next_deadline() != due, timeout=timeout
+                    lambda: self._done or self._next_deadline() != due or self._continue_as_new_due(), timeout=timeout
                 )
             except asyncio.TimeoutError:
                 self._on_deadline()
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return self.state.status.value
+
+    async def _settle(self, *, wait_for_operators: bool) -> None:
+        """Let every lane send what it owes; on a regular close also wait for operators."""
+        def settled() -> bool:
+            for name in self._lane_names:
+                lane = self.state.lanes[name]
+                if name in self._busy or name in self._decisions:
+                    return False
+                if lane.attention is not None:
+                    if wait_for_operators:
+                        return False
+                    continue
+                if pending_work(self.state, name, self.policy):
+                    return False
+            return True
+
+        await workflow.wait_condition(settled)
+
+    async def _continue_as_new(self) -> None:
+        # Lanes waiting for an operator are carried as they are; only running activities finish first.
+        self._draining = True
+        await workflow.wait_condition(lambda: not self._busy and not self._decisions and workflow.all_handlers_finished())
+        carried = self.state.model_copy(update={"previous_run_id": workflow.info().run_id, "runs": self.state.runs + 1})
+        workflow.continue_as_new(StartOrder(order=self.state.order, source=EventSource.SYSTEM, policy=self.policy,
+                                            carried=carried))
+
+    def _continue_as_new_due(self) -> bool:
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() > self.policy.history_soft_limit
+
+    def _final_state(self) -> OrderState:
+        return self.state.model_copy(update={"timeline": self.state.timeline[-self.policy.timeline_kept:]})
 
     # ------------------------------------------------------------------ inbound events
     @workflow.update(name=d.EVENT_UPDATE)
@@ -133,6 +173,8 @@ class ImagingOrderWorkflow:
     @on_event.validator
     def _validate_event(self, event: OrderEvent) -> None:
         # Rejected here, the event never enters history; the gateway answers AR / 422.
+        if self._done:
+            raise ApplicationError(f"order {self.state.order.accession} is closed", type=d.ErrorType.ORDER_CLOSED)
         if event.kind in (EventKind.ORDER_CHANGED,) and event.order is None:
             raise ValueError("ORDER_CHANGED needs order details")
         if event.kind == EventKind.REPORT and event.report is None:
@@ -140,16 +182,22 @@ class ImagingOrderWorkflow:
 
     # ------------------------------------------------------------------ operator
     @workflow.update(name=d.OPERATOR_UPDATE)
-    def operator(self, action: OperatorAction) -> OperatorResult:
-        self._take_operator_action(action)
-        return OperatorResult(accession=self.state.order.accession, action=action.action, status=self.state.status)
+    async def operator(self, action: OperatorAction) -> OperatorResult:
+        targets = self._operator_targets(action)
+        self._take_operator_action(action, targets)
+        # Answer with the order as it is once the lanes took the decision (a skip may deliver).
+        await workflow.wait_condition(lambda: not any(t in self._decisions for t in targets))
+        return self._operator_result(action)
 
     @operator.validator
     def _validate_operator(self, action: OperatorAction) -> None:
         if action.action not in ("retry", "skip"):
             raise ValueError(f"unknown operator action {action.action!r}: use 'retry' or 'skip'")
-        if self.state.attention is None or self._operator.action is not None:
-            raise ValueError("order is not waiting for an operator (not NEEDS_ATTENTION)")
+        if action.lane and action.lane not in self._lane_names:
+            raise ValueError(f"unknown lane {action.lane!r}: this order's lanes are {', '.join(self._lane_names)}")
+        if not self._operator_targets(action):
+            which = f"lane {action.lane!r}" if action.lane else "the order"
+            raise ValueError(f"{which} is not waiting for an operator (not NEEDS_ATTENTION)")
 
     @workflow.signal(name=d.OPERATOR_SIGNAL)
     def operator_signal(self, action: OperatorAction) -> None:
@@ -159,12 +207,34 @@ class ImagingOrderWorkflow:
         except ValueError as err:
             self._record(EventSource.OPERATOR, "OPERATOR", f"ignored: {err}", exception=True)
             return
-        self._take_operator_action(action)
+        self._take_operator_action(action, self._operator_targets(action))
 
-    def _take_operator_action(self, action: OperatorAction) -> None:
-        self._operator.action = action
+    def _operator_targets(self, action: OperatorAction) -> list[str]:
+        names = [action.lane] if action.lane else self._lane_names
+        return [n for n in names if n in self.state.lanes and self.state.lanes[n].attention is not None
+                and n not in self._decisions]
+
+    def _take_operator_action(self, action: OperatorAction, targets: list[str]) -> None:
+        for name in targets:
+            self._decisions[name] = action
         note = f" ({action.note})" if action.note else ""
-        self._record(EventSource.OPERATOR, "OPERATOR", f"operator chose {action.action}{note}")
+        self._record(EventSource.OPERATOR, "OPERATOR", f"operator chose {action.action}{note} for {', '.join(targets)}")
+
+    def _operator_result(self, action: OperatorAction) -> OperatorResult:
+        return OperatorResult(accession=self.state.order.accession, action=action.action, status=self.state.status,
+                              needs_attention=self.state.needs_attention, lanes=self._lane_summary())
+
+    def _lane_summary(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name in self._lane_names:
+            lane = self.state.lanes[name]
+            if lane.attention is not None:
+                out[name] = f"waiting for operator: {lane.attention.reason}"
+            elif name in self._busy:
+                out[name] = f"running {self._busy[name].kind}"
+            else:
+                out[name] = lane.last or "idle"
+        return out
 
     # ------------------------------------------------------------------ queries
     @workflow.query(name=d.STATE_QUERY)
@@ -173,195 +243,182 @@ class ImagingOrderWorkflow:
 
     @workflow.query(name=d.TIMELINE_QUERY)
     def get_timeline(self) -> list[TimelineEntry]:
-        return self.state.timeline
+        """This run's entries (those carried from earlier runs included); older ones: `previous_run_id`."""
+        return self._entries
 
-    # ------------------------------------------------------------------ steps
-    def _after_change(self, milestone: str, deliver_report: bool = False, check_acquisition: bool = False) -> None:
-        if self.state.status != OrderStatus.DELIVERED and effective_status(self.state) in (
-            OrderStatus.CANCELLED,
-            OrderStatus.DISCONTINUED,
-        ):
-            self.state.closed_at = self.state.closed_at or workflow.now()
-        if deliver_report:
-            self.state.closed_at = None
-            self._enqueue_each(self.policy.report_consumers, d.REPORT_DELIVERY_ACTIVITIES, d.MILESTONE_REPORT)
-        if check_acquisition:
-            self._check_acquisition()
-        self._enqueue_sync(milestone)
+    # ------------------------------------------------------------------ lanes
+    async def _lane(self, name: str) -> None:
+        while True:
+            await workflow.wait_condition(lambda: self._stopping or self._lane_ready(name))
+            lane = self.state.lanes[name]
+            if name in self._decisions:
+                self._take_decision(name, self._decisions.pop(name))
+                continue
+            if self._stopping and (lane.attention is not None or not self._lane_ready(name)):
+                return
+            work = pending_work(self.state, name, self.policy)[0]
+            carried = list(lane.pending_kinds) if work.kind == d.MILESTONE_SYNC else []
+            self._busy[name] = work
+            try:
+                result = await self._execute(name, work)
+            except ActivityError as err:
+                self._busy.pop(name, None)
+                self._enter_attention(name, work, _failure_reason(err))
+                continue
+            self._busy.pop(name, None)
+            label = "+".join(carried) or work.kind  # a sync names the changes it carried
+            if carried:
+                lane.pending_kinds = lane.pending_kinds[len(carried):]  # kept: what arrived meanwhile
+            mark_done(self.state, name, work, result.outcome)
+            detail = f": {result.detail}" if result.detail else ""
+            self._record(EventSource.SYSTEM, "STEP", f"{name}:{label} {result.outcome.replace('_', ' ')}{detail}")
+            self._after_lane()
+
+    def _lane_ready(self, name: str) -> bool:
+        if name in self._decisions:
+            return True
+        lane = self.state.lanes[name]
+        if lane.attention is not None or self._draining:
+            return False
+        return bool(pending_work(self.state, name, self.policy))
+
+    async def _execute(self, name: str, work: Work) -> StepResult:
+        lane = self.state.lanes[name]
+        snapshot = self.state.model_copy(update={"timeline": []})
+        if work.kind == d.MILESTONE_SYNC:
+            kinds = list(lane.pending_kinds)
+            milestone = kinds[-1] if kinds else d.MILESTONE_SYNC
+        else:
+            kinds, milestone = [], work.kind
+        request = StepRequest(consumer=name, milestone=milestone, milestones=kinds,
+                              accession=self.state.order.accession, state=snapshot)
+        retry = RetryPolicy(
+            initial_interval=timedelta(seconds=self.policy.step_initial_interval_s),
+            maximum_interval=timedelta(seconds=self.policy.step_max_interval_s),
+            maximum_attempts=self.policy.step_max_attempts,
+            non_retryable_error_types=[d.ErrorType.DELIVERY_REJECTED, d.ErrorType.INVALID_EVENT],
+        )
+        if work.kind == d.MILESTONE_ACQUISITION:
+            # Forwarding a study takes as long as it takes while it progresses: the heartbeat
+            # timeout (not start-to-close) decides when an attempt is stuck.
+            return await workflow.execute_activity(
+                work.activity, request, result_type=StepResult,
+                start_to_close_timeout=timedelta(seconds=self.policy.archive_timeout_s),
+                heartbeat_timeout=timedelta(seconds=self.policy.archive_heartbeat_s),
+                retry_policy=retry, summary=f"{name}: {work.kind} of {work.mark} instances",
+            )
+        return await workflow.execute_activity(
+            work.activity, request, result_type=StepResult,
+            start_to_close_timeout=timedelta(seconds=self.policy.step_timeout_s),
+            retry_policy=retry, summary=f"{name}: {work.kind} {milestone}",
+        )
+
+    def _enter_attention(self, name: str, work: Work, reason: str) -> None:
+        lane = self.state.lanes[name]
+        lane.attention = Attention(reason=reason, step=f"{name}:{work.kind}", since=workflow.now(),
+                                   attempts=self.policy.step_max_attempts)
+        self._refresh_attention()
+        self._record(EventSource.SYSTEM, "NEEDS_ATTENTION", f"{name}:{work.kind} failed after retries: {reason}", exception=True)
         self._upsert_search_attributes()
 
-    def _check_acquisition(self) -> None:
-        ready, waiting = ready_for_acquisition(self.state)
-        if not ready and self._late_instances() and workflow.patched(PATCH_LATE_INSTANCES):
-            # Instances that arrived after ACQUIRED still go to the archive, which confirms the new count.
-            self._enqueue_each(self.policy.acquisition_consumers, d.ACQUISITION_ACTIVITIES, d.MILESTONE_ACQUISITION)
-            return
-        if waiting:
-            self._record(EventSource.SYSTEM, "WAITING", waiting)
-        if not ready:
-            return
-        if any(c in d.ACQUISITION_ACTIVITIES for c in self.policy.acquisition_consumers):
-            self._enqueue_each(self.policy.acquisition_consumers, d.ACQUISITION_ACTIVITIES, d.MILESTONE_ACQUISITION)
-        else:
-            self._apply_internal(EventKind.ACQUISITION_CONFIRMED, "acquisition complete (no archive configured)")
+    def _take_decision(self, name: str, action: OperatorAction) -> None:
+        lane = self.state.lanes[name]
+        lane.attention = None
+        lane.last = "retrying (operator)"
+        if action.action == "skip":
+            # Skip gives up on everything the lane owes now (one skip per outage, not one per step).
+            skipped = pending_work(self.state, name, self.policy)
+            for work in skipped:
+                mark_done(self.state, name, work, "skipped")
+            lane.pending_kinds = []
+            what = ", ".join(w.kind for w in skipped) or "nothing pending"
+            self._record(EventSource.OPERATOR, "STEP_SKIPPED", f"{name} skipped by operator: {what}")
+            self._after_lane()
+        self._refresh_attention()
+        self._upsert_search_attributes()
 
-    def _late_instances(self) -> bool:
-        """Acquired, and the study grew beyond what the acquisition steps last confirmed."""
-        if effective_status(self.state) not in (OrderStatus.ACQUIRED, OrderStatus.REPORTED, OrderStatus.DELIVERED):
-            return False
-        if self.state.study.instance_count == 0:
-            return False
-        prefix = f"n{received_instances(self.state)}:"
-        return any(not self.state.deliveries.get(f"acquisition:{c}", "").startswith(prefix)
-                   for c in self.policy.acquisition_consumers if c in d.ACQUISITION_ACTIVITIES)
+    def _refresh_attention(self) -> None:
+        waiting = [self.state.lanes[n].attention for n in self._lane_names if self.state.lanes[n].attention is not None]
+        self.state.attention = waiting[0] if waiting else None
 
-    def _apply_internal(self, kind: EventKind, reason: str) -> None:
-        event = OrderEvent(kind=kind, source=EventSource.SYSTEM, reason=reason)
+    def _after_lane(self) -> None:
+        s = self.state
+        if s.status in (S.ORDERED, S.SCHEDULED, S.IN_PROGRESS) and ready_for_acquisition(s)[0]:
+            has_lane = any(c in d.ACQUISITION_ACTIVITIES for c in self.policy.acquisition_consumers)
+            settled, outcomes = acquisition_settled(s, self.policy)
+            if has_lane and settled:
+                self._apply_internal(EventKind.ACQUISITION_CONFIRMED, f"acquisition complete ({outcomes})")
+        verdict, summary = report_verdict(s, self.policy)
+        if verdict is not None and s.report is not None:
+            s.status = verdict
+            s.closed_at = s.updated_at = workflow.now()
+            what = "delivered" if verdict == S.DELIVERED else "completed, no destination acknowledged it"
+            self._record(EventSource.SYSTEM, verdict.value, f"{s.report.status.value} report {what} ({summary})")
+            self._mirror(verdict.value)
+            self._upsert_search_attributes()
+
+    # ------------------------------------------------------------------ state changes
+    def _after_change(self, kind: str, deliver_report: bool = False, check_acquisition: bool = False) -> None:
+        if self.state.status in (S.CANCELLED, S.DISCONTINUED):
+            self.state.closed_at = self.state.closed_at or workflow.now()
+        if deliver_report:
+            self.state.closed_at = None  # a correction reopens a delivered order until it is delivered again
+        if check_acquisition:
+            ready, waiting = ready_for_acquisition(self.state)
+            if waiting:
+                self._record(EventSource.SYSTEM, "WAITING", waiting)
+            if ready and not any(c in d.ACQUISITION_ACTIVITIES for c in self.policy.acquisition_consumers):
+                self._apply_internal(EventKind.ACQUISITION_CONFIRMED, "acquisition complete (no archive configured)")
+        self._mirror(kind)
+        self._upsert_search_attributes()
+
+    def _apply_internal(self, kind: EventKind, reason: str, source: EventSource = EventSource.SYSTEM) -> None:
+        event = OrderEvent(kind=kind, source=source, reason=reason)
         outcome = apply_event(self.state, event, workflow.now())
         if outcome.ok and outcome.changed:
             self.state.updated_at = workflow.now()
-            self._record(EventSource.SYSTEM, kind.value, outcome.summary)
+            self._record(source, kind.value, outcome.summary)
             self._after_change(kind.value, outcome.deliver_report, outcome.check_acquisition)
 
-    def _enqueue_sync(self, milestone: str) -> None:
-        # Mirrors only hear about what they mirror: a new study count before acquisition
-        # (every STUDY_STABLE) changes nothing they show, and would cost history per study.
-        key = self._mirrored_key()
-        if key == self._synced_key:
+    def _mirror(self, kind: str) -> None:
+        """Bump the mirror version when what the sync lanes show changed; they coalesce the rest."""
+        key = mirror_key(self.state)
+        if key == self.state.mirror_key:
             return
-        self._synced_key = key
-        self._enqueue_each(self.policy.sync_consumers, d.SYNC_ACTIVITIES, milestone)
+        self.state.mirror_key = key
+        self.state.mirror_version += 1
+        for name in self._lane_names:
+            lane = self.state.lanes[name]
+            lane.pending_kinds = (lane.pending_kinds + [kind])[-PENDING_KINDS_KEPT:]
 
-    def _mirrored_key(self) -> tuple:
+    def _on_temporal_cancel(self) -> None:
         s = self.state
-        confirmed = s.study.archive_confirmed
-        return (
-            effective_status(s).value,
-            s.order.model_dump_json(),
-            s.report.version if s.report else 0,
-            confirmed,
-            s.study.instance_count if confirmed else 0,
-            # Further studies of the order (none in histories before them): mirrored once stable.
-            *[(x.study_instance_uid, x.instance_count) for x in s.extra_studies if x.stable],
-        )
-
-    def _enqueue_each(self, consumers: list[str], registry: dict[str, str], milestone: str) -> None:
-        for consumer in consumers:
-            activity = registry.get(consumer)
-            if activity:
-                self._enqueue(_Step(consumer, activity, milestone))
-
-    def _enqueue(self, step: _Step) -> None:
-        # Steps send the state as it is when they run, so a queued twin adds nothing.
-        if step not in self._steps:
-            self._steps.append(step)
-
-    async def _run_step(self, step: _Step) -> None:
-        name = f"{step.consumer}:{step.milestone}"
-        while True:
-            snapshot = self.state.model_copy(update={"timeline": []})
-            request = StepRequest(consumer=step.consumer, milestone=step.milestone, accession=self.state.order.accession, state=snapshot)
-            try:
-                result = await workflow.execute_activity(
-                    step.activity,
-                    request,
-                    result_type=StepResult,
-                    start_to_close_timeout=timedelta(seconds=self.policy.step_timeout_s),
-                    retry_policy=RetryPolicy(
-                        initial_interval=timedelta(seconds=self.policy.step_initial_interval_s),
-                        maximum_interval=timedelta(seconds=self.policy.step_max_interval_s),
-                        maximum_attempts=self.policy.step_max_attempts,
-                        non_retryable_error_types=[d.ErrorType.DELIVERY_REJECTED, d.ErrorType.INVALID_EVENT],
-                    ),
-                )
-            except ActivityError as err:
-                reason = _failure_reason(err)
-                action = await self._wait_for_operator(name, reason)
-                if action == "skip":
-                    self._record(EventSource.OPERATOR, "STEP_SKIPPED", f"{name} skipped by operator")
-                    self._mark_delivery(step, "skipped")
-                    return
-                continue
-            self._mark_delivery(step, result.outcome)
-            detail = f": {result.detail}" if result.detail else ""
-            self._record(EventSource.SYSTEM, "STEP", f"{name} {result.outcome.replace('_', ' ')}{detail}")
-            return
-
-    async def _wait_for_operator(self, step_name: str, reason: str) -> str:
-        now = workflow.now()
-        self.state.attention = Attention(reason=reason, step=step_name, since=now, attempts=self.policy.step_max_attempts)
-        self.state.status_before_attention = self.state.status
-        self.state.status = OrderStatus.NEEDS_ATTENTION
-        self._record(EventSource.SYSTEM, "NEEDS_ATTENTION", f"{step_name} failed after retries: {reason}", exception=True)
-        self._upsert_search_attributes()
-        await workflow.wait_condition(lambda: self._operator.action is not None)
-        action = self._operator.action
-        assert action is not None
-        self._operator.action = None
-        self.state.status = self.state.status_before_attention or OrderStatus.ORDERED
-        self.state.status_before_attention = None
-        self.state.attention = None
-        self._upsert_search_attributes()
-        return action.action
-
-    def _mark_delivery(self, step: _Step, outcome: str) -> None:
-        if step.milestone == d.MILESTONE_REPORT and self.state.report is not None:
-            self.state.deliveries[step.consumer] = f"v{self.state.report.version}:{outcome}"
-        elif step.milestone == d.MILESTONE_ACQUISITION:
-            self.state.deliveries[f"acquisition:{step.consumer}"] = f"n{received_instances(self.state)}:{outcome}"
-
-    def _after_step(self) -> None:
-        if self.state.status == OrderStatus.NEEDS_ATTENTION:
-            return
-        self._maybe_acquired()
-        self._maybe_delivered()
-
-    def _maybe_acquired(self) -> None:
-        if any(s.milestone == d.MILESTONE_ACQUISITION for s in self._steps):
-            return
-        if effective_status(self.state) not in (OrderStatus.ORDERED, OrderStatus.SCHEDULED, OrderStatus.IN_PROGRESS):
-            return
-        consumers = [c for c in self.policy.acquisition_consumers if c in d.ACQUISITION_ACTIVITIES]
-        if not consumers or not ready_for_acquisition(self.state)[0]:
-            return
-        prefix = f"n{received_instances(self.state)}:"
-        results = {c: self.state.deliveries.get(f"acquisition:{c}", "") for c in consumers}
-        if all(r.startswith(prefix) for r in results.values()):
-            outcomes = ", ".join(f"{c}={r.split(':', 1)[1]}" for c, r in results.items())
-            self._apply_internal(EventKind.ACQUISITION_CONFIRMED, f"acquisition complete ({outcomes})")
-
-    def _maybe_delivered(self) -> None:
-        report = self.state.report
-        if report is None or report.status == ReportStatus.PRELIMINARY:
-            return
-        if effective_status(self.state) != OrderStatus.REPORTED:
-            return
-        prefix = f"v{report.version}:"
-        consumers = [c for c in self.policy.report_consumers if c in d.REPORT_DELIVERY_ACTIVITIES]
-        if all(self.state.deliveries.get(c, "").startswith(prefix) for c in consumers):
-            set_status(self.state, OrderStatus.DELIVERED)
-            self.state.closed_at = workflow.now()
-            outcomes = ", ".join(f"{c}={self.state.deliveries[c].split(':', 1)[1]}" for c in consumers) or "no consumers"
-            self._record(EventSource.SYSTEM, "DELIVERED", f"{report.status.value} report delivered ({outcomes})")
-            self._enqueue_sync("DELIVERED")
+        reason = "cancellation requested through Temporal (UI, CLI or batch)"
+        if s.status in (S.ORDERED, S.SCHEDULED):
+            self._apply_internal(EventKind.CANCEL, reason, EventSource.TEMPORAL)
+        elif s.status == S.IN_PROGRESS:
+            self._apply_internal(EventKind.DISCONTINUE, reason, EventSource.TEMPORAL)
+        else:
+            s.closed_at = s.closed_at or workflow.now()
+            self._record(EventSource.TEMPORAL, "CLOSED", f"{reason}: order closed as {s.status.value}")
             self._upsert_search_attributes()
 
     # ------------------------------------------------------------------ deadlines
     def _deadlines(self) -> list[tuple[datetime, str]]:
-        s = self.state
-        status = effective_status(s)
+        s, p = self.state, self.policy
         out: list[tuple[datetime, str]] = []
         start = s.order.schedule.start
-        if status == OrderStatus.SCHEDULED and start and OverdueFlag.NO_IMAGES not in s.overdue:
-            out.append((_aware(start) + timedelta(seconds=self.policy.no_images_after_s), OverdueFlag.NO_IMAGES.value))
+        if s.status == S.SCHEDULED and start:
+            if OverdueFlag.NO_IMAGES not in s.overdue:
+                out.append((_aware(start) + timedelta(seconds=p.no_images_after_s), OverdueFlag.NO_IMAGES.value))
+            out.append((_aware(start) + timedelta(seconds=p.expire_after_s), S.EXPIRED.value))
         final = s.report is not None and s.report.status != ReportStatus.PRELIMINARY
-        if s.acquired_at and not final and OverdueFlag.NO_FINAL_REPORT not in s.overdue and status in (
-            OrderStatus.ACQUIRED,
-            OrderStatus.REPORTED,
-        ):
-            out.append((s.acquired_at + timedelta(seconds=self.policy.no_report_after_s), OverdueFlag.NO_FINAL_REPORT.value))
-        if s.closed_at and s.status in (OrderStatus.DELIVERED, OrderStatus.CANCELLED, OrderStatus.DISCONTINUED):
-            out.append((s.closed_at + timedelta(seconds=self.policy.retention_after_close_s), "CLOSE"))
+        if s.acquired_at and not final and s.status in (S.ACQUIRED, S.REPORTED):
+            if OverdueFlag.NO_FINAL_REPORT not in s.overdue:
+                out.append((s.acquired_at + timedelta(seconds=p.no_report_after_s), OverdueFlag.NO_FINAL_REPORT.value))
+            out.append((s.acquired_at + timedelta(seconds=p.unreported_close_after_s), S.UNREPORTED.value))
+        if s.closed_at and s.status in FINAL_STATUSES:
+            out.append((s.closed_at + timedelta(seconds=p.retention_after_close_s), "CLOSE"))
         return out
 
     def _next_deadline(self) -> datetime | None:
@@ -375,26 +432,31 @@ class ImagingOrderWorkflow:
                 continue
             if what == "CLOSE":
                 self._done = True
-                continue
-            self.state.overdue.append(OverdueFlag(what))
-            label = "no images" if what == OverdueFlag.NO_IMAGES else "no final report"
-            self._record(EventSource.TIMER, "OVERDUE", f"overdue: {label} by {at.isoformat()}", exception=True)
+            elif what in (S.EXPIRED.value, S.UNREPORTED.value):
+                self._close_by_policy(S(what), at)
+            else:
+                self.state.overdue.append(OverdueFlag(what))
+                label = "no images" if what == OverdueFlag.NO_IMAGES else "no final report"
+                self._record(EventSource.TIMER, "OVERDUE", f"overdue: {label} by {at.isoformat()}", exception=True)
         self._upsert_search_attributes()
+
+    def _close_by_policy(self, status: OrderStatus, at: datetime) -> None:
+        s = self.state
+        why = ("scheduled, never started" if status == S.EXPIRED else "acquired, no final report")
+        s.status = status
+        s.closed_at = s.updated_at = workflow.now()
+        self._record(EventSource.TIMER, status.value, f"closed as {status.value}: {why} by {at.isoformat()}")
+        self._mirror(status.value)
 
     # ------------------------------------------------------------------ helpers
     def _record(self, source: EventSource, kind: str, summary: str, control_id: str = "", exception: bool = False) -> None:
-        self.state.timeline.append(
-            TimelineEntry(
-                at=workflow.now(),
-                source=source,
-                kind=kind,
-                summary=summary,
-                control_id=control_id,
-                status=self.state.status,
-                exception=exception,
-            )
-        )
-        workflow.logger.info("order %s: %s %s", self.state.order.accession, kind, "exception" if exception else "")
+        s = self.state
+        s.timeline_total += 1
+        entry = TimelineEntry(at=workflow.now(), source=source, kind=kind, summary=summary, control_id=control_id,
+                              status=s.status, exception=exception, seq=s.timeline_total)
+        self._entries.append(entry)
+        s.timeline = (s.timeline + [entry])[-self.policy.timeline_kept:]
+        workflow.logger.info("order %s: %s %s", s.order.accession, kind, "exception" if exception else "")
 
     def _upsert_search_attributes(self) -> None:
         o = self.state.order
@@ -407,7 +469,7 @@ class ImagingOrderWorkflow:
             d.SA_STUDY_UID.name: o.study_instance_uid,
             d.SA_PLACER.name: o.placer_number,
             d.SA_SCHEDULED_START.name: _aware(o.schedule.start) if o.schedule.start else None,
-            d.SA_NEEDS_ATTENTION.name: self.state.attention is not None,
+            d.SA_NEEDS_ATTENTION.name: self.state.needs_attention,
             d.SA_OVERDUE.name: [f.value for f in self.state.overdue],
         }
         keys = {k.name: k for k in d.SEARCH_ATTRIBUTES}
@@ -421,12 +483,6 @@ class ImagingOrderWorkflow:
         if updates:
             workflow.upsert_search_attributes(updates)
             self._sa_last = wanted
-
-    def _should_continue_as_new(self) -> bool:
-        if self._steps or self.state.attention is not None:
-            return False
-        info = workflow.info()
-        return info.is_continue_as_new_suggested() or info.get_current_history_length() > HISTORY_SOFT_LIMIT
 
 
 _MISSING = object()
@@ -443,4 +499,3 @@ def _failure_reason(err: ActivityError) -> str:
     if isinstance(cause, ApplicationError):
         return f"{cause.type}: {cause.message}" if cause.type else cause.message
     return str(cause) if cause is not None else str(err)
-

@@ -38,6 +38,9 @@ TASK_STATUS = {
     S.CANCELLED: "cancelled",
     # Discontinued (ORC DC / MPPS DISCONTINUED): the step ended without its images.
     S.DISCONTINUED: "failed",
+    S.COMPLETED: "completed",
+    S.EXPIRED: "cancelled",  # never performed
+    S.UNREPORTED: "completed",  # the step was performed; the missing report is the ServiceRequest's story
 }
 
 
@@ -55,9 +58,9 @@ def service_request_status(state: OrderState) -> str:
     `entered-in-error` is handled as a cancellation on intake.
     """
     status = clinical_status(state)
-    if status in (S.CANCELLED, S.DISCONTINUED):
+    if status in (S.CANCELLED, S.DISCONTINUED, S.EXPIRED, S.UNREPORTED):
         return "revoked"
-    if status == S.DELIVERED or (state.report and state.report.status != ReportStatus.PRELIMINARY):
+    if status in (S.DELIVERED, S.COMPLETED) or (state.report and state.report.status != ReportStatus.PRELIMINARY):
         return "completed"
     return "active"
 
@@ -118,7 +121,7 @@ def task(state: OrderState, cfg: FhirMappingConfig, refs: Refs | None = None) ->
     if order.schedule.sps_id:
         idents.append(identifier(cfg.task_system + "/sps-id", order.schedule.sps_id))
     end = state.acquired_at if TASK_STATUS[status] == "completed" else None
-    if status in (S.CANCELLED, S.DISCONTINUED):
+    if status in (S.CANCELLED, S.DISCONTINUED, S.EXPIRED):
         end = state.closed_at
     # executionPeriod is what happened (procedure start .. end); the planned time is the
     # restriction (when fulfilment is sought), so a requested Task carries no execution.

@@ -153,8 +153,10 @@ async def test_failed_delivery_needs_attention_then_retry_then_skip(api: httpx.A
         return (await api.get(f"/orders/{acc}")).json()
 
     waiting = await eventually(flags, lambda b: b["flags"]["needs_attention"], timeout_s=20)
-    assert waiting["status"] == "NEEDS_ATTENTION" and waiting["clinical_status"] == "REPORTED"
+    # The status stays clinical; the hl7 lane is the one waiting.
+    assert waiting["status"] == "REPORTED" and waiting["clinical_status"] == "REPORTED"
     assert waiting["flags"]["attention_step"] == "hl7:report" and waiting["flags"]["attention_reason"]
+    assert waiting["lanes"]["hl7"]["needs_attention"] and waiting["lanes"]["hl7"]["attention_reason"]
 
     retried = await api.post(f"/orders/{acc}/retry", json={"note": "EHR back?"}, headers={"Idempotency-Key": "op-1"})
     assert retried.status_code == 200, retried.text
@@ -165,10 +167,12 @@ async def test_failed_delivery_needs_attention_then_retry_then_skip(api: httpx.A
     assert sum(e["kind"] == "NEEDS_ATTENTION" for e in timeline.json()["entries"]) == 2
     await eventually(flags, lambda b: b["flags"]["needs_attention"], timeout_s=10)
 
-    skipped = await api.post(f"/orders/{acc}/skip", json={"note": "delivered by phone"})
+    skipped = await api.post(f"/orders/{acc}/skip", json={"note": "delivered by phone", "lane": "hl7"})
     assert skipped.status_code == 200, skipped.text
-    done = await eventually(flags, lambda b: b["status"] == "DELIVERED", timeout_s=10)
-    assert done["status"] == "DELIVERED" and done["flags"]["needs_attention"] is False
+    # The reply carries the status after the skip: no destination acknowledged the report.
+    assert skipped.json()["status"] == "COMPLETED" and skipped.json()["needs_attention"] is False
+    done = await flags()
+    assert done["status"] == "COMPLETED" and done["flags"]["needs_attention"] is False
     assert done["deliveries"]["hl7"].endswith(":skipped")
     summaries = [e["summary"] for e in (await api.get(f"/orders/{acc}/timeline")).json()["entries"]]
     assert any("operator chose retry (EHR back?)" in s for s in summaries)

@@ -1,7 +1,7 @@
 """Acceptance 3 (issue 4): the FHIR server is down when a report must go out.
 
 The step fails for real (connection refused) until its retries are spent, the order shows
-NEEDS_ATTENTION with the reason; the server comes back (same port, same data: the
+its FHIR lane waiting for an operator with the reason; the server comes back (same port, same data: the
 launcher keeps its store across stop/start), an operator calls `POST /orders/{acc}/retry`
 on the HTTP API, and the report is delivered without a duplicate resource.
 """
@@ -83,13 +83,13 @@ async def test_report_waits_for_operator_while_fhir_is_down(api_url, fhir_server
         await service.send_event(o.accession, OrderEvent(kind=EventKind.REPORT, source=EventSource.HL7,
                                                          control_id=f"ORU-{o.tag}", report=final))
         stuck = await eventually(lambda: service.get_state(o.accession), lambda s: s.attention is not None, timeout_s=30)
-        assert stuck.status == OrderStatus.NEEDS_ATTENTION
+        assert stuck.status == OrderStatus.REPORTED and stuck.lanes["fhir"].attention == stuck.attention
         assert stuck.attention is not None and stuck.attention.step == "fhir:report"
         assert "DeliveryFailed" in stuck.attention.reason and "ConnectError" in stuck.attention.reason
         assert stuck.attention.attempts == settings.step_max_attempts
         async with httpx.AsyncClient(base_url=base) as http:
             shown = (await http.get(f"/orders/{o.accession}")).json()
-        assert shown["status"] == "NEEDS_ATTENTION" and "ConnectError" in str(shown)
+        assert shown["status"] == "REPORTED" and shown["flags"]["needs_attention"] and "ConnectError" in str(shown)
 
         await fhir_server.start()  # same port, data restored from the launcher's snapshot
         async with httpx.AsyncClient(base_url=base) as http:

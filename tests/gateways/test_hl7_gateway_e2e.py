@@ -59,8 +59,9 @@ async def test_adt_then_orm_v23_then_reports_p_f(hl7_stack: Hl7Stack) -> None:
 
     [f] = await s.send(s.msg("oru_r01_f_v23.hl7"))
     assert f.code == "AA"
-    state = await s.wait_status(acc, OrderStatus.DELIVERED)
-    assert state.status == OrderStatus.DELIVERED  # no EHR configured: delivery answers not_configured
+    state = await s.wait_status(acc, OrderStatus.COMPLETED)
+    # No EHR configured (delivery answers not_configured): nobody acknowledged it, so not DELIVERED.
+    assert state.status == OrderStatus.COMPLETED
     assert state.report.status == ReportStatus.FINAL and state.report.version == 2
     assert state.report.text.startswith("FINDINGS:\nNo intracranial haemorrhage.")
     timeline = await s.service.get_timeline(acc)
@@ -68,8 +69,9 @@ async def test_adt_then_orm_v23_then_reports_p_f(hl7_stack: Hl7Stack) -> None:
     assert [e.summary for e in reports] == ["preliminary report received", "final report received"]
     assert [e.control_id for e in reports] == ["ORU0001", "ORU0002"]
     assert reports[-1].status == OrderStatus.REPORTED
-    delivered = [e for e in timeline if e.kind == "DELIVERED"]
-    assert len(delivered) == 1 and delivered[0].summary.startswith("final report delivered")
+    completed = [e for e in timeline if e.kind == "COMPLETED"]
+    assert len(completed) == 1 and completed[0].summary.startswith("final report completed, no destination acknowledged it")
+    assert not any(e.kind == "DELIVERED" for e in timeline)
 
     # A resent ORU changes nothing.
     [f2] = await s.send(s.msg("oru_r01_f_v23.hl7"))
@@ -114,7 +116,7 @@ async def test_omi_o23_v251_and_corrections(hl7_stack: Hl7Stack) -> None:
     corrected = for_this("oru_r01_c_v251.hl7").replace(b"|ORU0003|", b"|ORU0004|")
     [f, c] = await s.send(for_this("oru_r01_f_v23.hl7"), corrected)
     assert (f.code, c.code) == ("AA", "AA")
-    state = await s.wait_for(acc, lambda st: st.status == OrderStatus.DELIVERED and st.report.version == 2)
+    state = await s.wait_for(acc, lambda st: st.status == OrderStatus.COMPLETED and st.report.version == 2)
     assert state.report.status == ReportStatus.CORRECTED
     assert state.report.text == "CORRECTED: no acute findings; small old infarct."
 

@@ -101,7 +101,10 @@ async def test_skip_a_stuck_delivery(stack: Stack, capsys: pytest.CaptureFixture
     code, out, _ = await cli(capsys, *api, "show", acc)
     assert code == 0 and "ATTENTION  hl7:report" in out
 
-    code, out, _ = await cli(capsys, *api, "skip", acc, "--note", "sent by fax")
-    assert code == 0 and "operator skip accepted" in out
-    done = await eventually(lambda: stack.service.get_state(acc), lambda s: s.status.value == "DELIVERED", timeout_s=10)
-    assert done.status.value == "DELIVERED" and done.deliveries["hl7"].endswith(":skipped")
+    assert "lane       hl7: WAITING FOR OPERATOR" in out
+
+    code, out, _ = await cli(capsys, *api, "skip", acc, "--note", "sent by fax", "--lane", "hl7")
+    # The answer is the status after the skip: no destination acknowledged the report.
+    assert code == 0 and "operator skip accepted, status COMPLETED" in out
+    done = await stack.service.get_state(acc)
+    assert done.status.value == "COMPLETED" and done.deliveries["hl7"].endswith(":skipped")

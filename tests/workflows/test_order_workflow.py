@@ -106,16 +106,21 @@ async def test_accession_allocation_is_unique_and_idempotent(client: Client, tas
 
 
 synced: list[str] = []
+synced_kinds: dict[str, list[list[str]]] = {}
 
 
 @activity.defn(name="sync_worklist")
 async def fake_sync(req: StepRequest) -> StepResult:
     synced.append(f"{req.accession}:{req.milestone}")
+    synced_kinds.setdefault(req.accession, []).append(list(req.milestones))
     return StepResult(outcome="delivered")
 
 
 async def test_mirrors_hear_only_what_they_mirror(client: Client, task_queue: str) -> None:
-    """Study counts before acquisition are not mirrored: a study costs no sync per STUDY_STABLE."""
+    """Study counts before acquisition are not mirrored: a study costs no sync per STUDY_STABLE.
+
+    The lane coalesces what changed while it was busy into one sync of the latest state, so
+    NEW_ORDER and PROCEDURE_STARTED may arrive as one call that names both."""
     async with Worker(client, task_queue=task_queue, workflows=[ImagingOrderWorkflow, AccessionAllocatorWorkflow, OrderIndexWorkflow],
                       activities=[fake_hl7_delivery, fake_sync]):
         svc = OrderService(client, task_queue=task_queue, policy=OrderPolicy(sync_consumers=["worklist"]))
@@ -134,4 +139,6 @@ async def test_mirrors_hear_only_what_they_mirror(client: Client, task_queue: st
                 break
             await asyncio.sleep(0.05)
         mine = [m.split(":", 1)[1] for m in synced if m.startswith(acc)]
-        assert mine == ["NEW_ORDER", "PROCEDURE_STARTED", "ACQUISITION_CONFIRMED"]
+        assert mine[-1] == "ACQUISITION_CONFIRMED" and 2 <= len(mine) <= 3, mine
+        kinds = [k for call in synced_kinds[acc] for k in call]
+        assert kinds == ["NEW_ORDER", "PROCEDURE_STARTED", "ACQUISITION_CONFIRMED"], synced_kinds[acc]

@@ -11,6 +11,7 @@ from temporalio.worker import Replayer
 
 from workflows.allocator import AccessionAllocatorWorkflow
 from workflows.order import ImagingOrderWorkflow
+from workflows.order_v1 import ImagingOrderWorkflowV1
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
@@ -22,7 +23,7 @@ def test_histories_are_present() -> None:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_replay(path: Path) -> None:
-    replayer = Replayer(workflows=[ImagingOrderWorkflow, AccessionAllocatorWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[ImagingOrderWorkflow, ImagingOrderWorkflowV1, AccessionAllocatorWorkflow], data_converter=pydantic_data_converter)
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None

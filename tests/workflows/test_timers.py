@@ -113,7 +113,9 @@ async def test_needs_attention_then_retry_resumes(time_env: WorkflowEnvironment)
         await _send(handle, EventKind.REPORT, report=report(ReportStatus.FINAL))
         await time_env.sleep(timedelta(minutes=5))
         state = await _state(handle)
-        assert state.status == OrderStatus.NEEDS_ATTENTION
+        # The status stays clinical; the hl7 lane waits for an operator.
+        assert state.status == OrderStatus.REPORTED and state.needs_attention
+        assert state.lanes["hl7"].attention is not None and state.attention == state.lanes["hl7"].attention
         assert state.attention is not None and "EHR refused connection" in state.attention.reason
         assert consumer.attempts == 3  # bounded by the retry policy, then it waits
         await time_env.sleep(timedelta(hours=1))
@@ -123,7 +125,7 @@ async def test_needs_attention_then_retry_resumes(time_env: WorkflowEnvironment)
         consumer.healthy = True
         result = await handle.execute_update(d.OPERATOR_UPDATE, OperatorAction(action="retry", note="EHR back"),
                                              result_type=OperatorResult)
-        assert result.action == "retry"
+        assert result.action == "retry" and not result.needs_attention and result.lanes["hl7"] == "retrying (operator)"
         await time_env.sleep(timedelta(seconds=30))
         state = await _state(handle)
         assert state.status == OrderStatus.DELIVERED and state.attention is None
@@ -139,11 +141,13 @@ async def test_skip_moves_on(time_env: WorkflowEnvironment) -> None:
         handle = await _start(time_env, tq, policy)
         await _send(handle, EventKind.REPORT, report=report(ReportStatus.FINAL))
         await time_env.sleep(timedelta(minutes=1))
-        assert (await _state(handle)).status == OrderStatus.NEEDS_ATTENTION
-        await handle.execute_update(d.OPERATOR_UPDATE, OperatorAction(action="skip"), result_type=OperatorResult)
-        await time_env.sleep(timedelta(seconds=5))
+        assert (await _state(handle)).needs_attention
+        result = await handle.execute_update(d.OPERATOR_UPDATE, OperatorAction(action="skip", lane="hl7"),
+                                             result_type=OperatorResult)
+        # The reply carries the status after the skip: no destination acknowledged the final report.
+        assert result.status == OrderStatus.COMPLETED and not result.needs_attention
         state = await _state(handle)
-        assert state.status == OrderStatus.DELIVERED
+        assert state.status == OrderStatus.COMPLETED and not state.needs_attention
         assert state.deliveries["hl7"].endswith("skipped")
         assert any(e.kind == "STEP_SKIPPED" for e in state.timeline)
 
@@ -175,4 +179,5 @@ async def test_closed_order_completes_after_retention(time_env: WorkflowEnvironm
         handle = await _start(time_env, tq, policy)
         await _send(handle, EventKind.CANCEL, reason="duplicate order")
         await time_env.sleep(timedelta(hours=25))
-        assert await handle.result() == OrderStatus.CANCELLED.value
+        final = OrderState.model_validate(await handle.result())
+        assert final.status == OrderStatus.CANCELLED and final.timeline[-1].kind == "CANCEL"
