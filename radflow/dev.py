@@ -36,6 +36,15 @@ def dev_settings(settings: Settings, server: DevServer) -> Settings:
     })
 
 
+def destinations_warning(settings: Settings) -> str:
+    """Say so when no report destination is configured: orders then end COMPLETED, never DELIVERED."""
+    configured = {"hl7": bool(settings.ehr_mllp_host), "fhir": bool(settings.fhir_base_url)}
+    if any(configured.get(c) for c in settings.report_consumers):
+        return ""
+    return ("WARNING: no report destination is configured (set RADFLOW_EHR_MLLP_HOST/PORT or RADFLOW_FHIR_BASE_URL): "
+            "reports are kept but delivered nowhere, and finished orders end COMPLETED, not DELIVERED.")
+
+
 async def run_dev(settings: Settings, data_dir: Path, headless: bool = False) -> int:
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -64,6 +73,8 @@ async def run_dev(settings: Settings, data_dir: Path, headless: bool = False) ->
             os.killpg(server.process.pid, signal.SIGKILL)
 
     def banner(components: list[Component]) -> str:
-        return banner_text(f"radflow dev is running (data dir {data_dir}, task queue {settings.task_queue})", components)
+        text = banner_text(f"radflow dev is running (data dir {data_dir}, task queue {settings.task_queue})", components)
+        warning = destinations_warning(settings)
+        return f"{text}\n{warning}" if warning else text
 
     return await run_components([TemporalDevComponent(server), after_temporal], banner=banner, on_second_signal=kill_server)

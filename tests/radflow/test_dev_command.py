@@ -63,6 +63,7 @@ async def test_radflow_dev_serves_an_order_and_stops_cleanly_on_ctrl_c(tmp_path:
         text = "".join(output)
         assert f"127.0.0.1:{ports['mllp']}" in text and f"{api}/docs" in text
         assert f"http://127.0.0.1:{ports['ui']}/namespaces/default/workflows" in text
+        assert "WARNING: no report destination is configured" in text
         dev_pid = int(re.search(r"dev server pid\s+(\d+)", text).group(1))  # type: ignore[union-attr]
         assert _alive(dev_pid)
 
