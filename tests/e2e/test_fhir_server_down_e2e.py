@@ -74,7 +74,9 @@ async def test_report_waits_for_operator_while_fhir_is_down(api_url, fhir_server
         # Stop only once every queued sync step has run, so the report is the step that meets the outage.
         # (STUDY_STABLE and the acquisition it completes are mirrored once, as ACQUISITION_CONFIRMED.)
         synced = {"fhir:NEW_ORDER", "fhir:ACQUISITION_CONFIRMED"}
-        steps = lambda tl: {e.summary.split(" ")[0] for e in tl if e.kind == "STEP"}  # noqa: E731
+        # A lane coalesces: one sync may carry several changes ("fhir:NEW_ORDER+ACQUISITION_CONFIRMED").
+        steps = lambda tl: {f"{lane}:{kind}" for e in tl if e.kind == "STEP"  # noqa: E731
+                            for lane, kinds in [e.summary.split(" ")[0].split(":", 1)] for kind in kinds.split("+")}
         timeline = await eventually(lambda: service.get_timeline(o.accession), lambda tl: synced <= steps(tl))
         assert synced <= steps(timeline)
 
