@@ -1,7 +1,13 @@
-"""Replay saved histories: a workflow change that would break in-flight orders fails here."""
+"""Replay saved histories: a workflow change that would break in-flight orders fails here.
+
+`v1_*`: ImagingOrder v1 (workflows/order_v1.py, kept for orders started before v2).
+`v2_*`: ImagingOrder v2, one per path (tests/workflows/history_scenarios.py regenerates them).
+"""
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
 import pytest
@@ -11,19 +17,60 @@ from temporalio.worker import Replayer
 
 from workflows.allocator import AccessionAllocatorWorkflow
 from workflows.order import ImagingOrderWorkflow
+from workflows.order_index import OrderIndexWorkflow
 from workflows.order_v1 import ImagingOrderWorkflowV1
+from workflows.unmatched import UnmatchedItemWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 
 def test_histories_are_present() -> None:
     names = {p.stem for p in HISTORIES}
-    assert {"order_happy", "order_cancel", "order_stuck", "allocator"} <= names
+    assert {"v1_order_happy", "v1_order_cancel", "v1_order_stuck", "v1_allocator"} <= names
+    v2_paths = {"happy", "cancel", "stuck", "temporal_cancel", "expiry", "continued", "continued_run2", "linked"}
+    assert {f"v2_order_{p}" for p in v2_paths} | {"v2_unmatched", "v2_allocator"} <= names
+
+
+def test_v2_histories_cover_every_path() -> None:
+    """The saved v2 histories really went through the paths they are named after."""
+    text = {p.stem: _with_payloads(p) for p in HISTORIES if p.stem.startswith("v2_order")}
+    happy = text["v2_order_happy"]
+    for activity in ("sync_worklist", "sync_fhir", "archive_study", "deliver_report_hl7", "deliver_report_fhir"):
+        assert activity in happy, activity
+    assert happy.count('"name": "deliver_report_hl7"') == 3  # P, F, then the corrected report
+    assert '"status":"corrected"' in happy
+    assert "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW" in text["v2_order_continued"]
+    assert "EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED" in text["v2_order_temporal_cancel"]
+    assert "EXPIRED" in text["v2_order_expiry"] and "STUDY_LINKED" in text["v2_order_linked"]
+    assert '"action":"skip"' in text["v2_order_stuck"] and '"action":"retry","note":"","lane":"hl7"' in text["v2_order_stuck"]
+
+
+def _with_payloads(path: Path) -> str:
+    """The history JSON plus its payloads decoded (they are base64 in the file)."""
+    raw = path.read_text()
+    decoded: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if "data" in node and "metadata" in node and isinstance(node["data"], str):
+                decoded.append(base64.b64decode(node["data"]).decode("utf-8", "replace"))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(raw))
+    return raw + "\n".join(decoded)
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_replay(path: Path) -> None:
-    replayer = Replayer(workflows=[ImagingOrderWorkflow, ImagingOrderWorkflowV1, AccessionAllocatorWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[ImagingOrderWorkflow, ImagingOrderWorkflowV1, AccessionAllocatorWorkflow, UnmatchedItemWorkflow,
+                   OrderIndexWorkflow],
+        data_converter=pydantic_data_converter,
+    )
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
