@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from domain import definitions as d
 from domain.definitions import OrderStatus
 from domain.order import LaneState, OrderPolicy, OrderState
+from domain.studies import received_instances
 from domain.transitions import ready_for_acquisition
 
 S = OrderStatus
@@ -37,6 +38,8 @@ def mirror_key(state: OrderState) -> str:
         str(s.report.version if s.report else 0),
         str(confirmed),
         str(s.study.instance_count if confirmed else 0),
+        # Further studies of the order: mirrored once stable.
+        *[f"{x.study_instance_uid}:{x.instance_count}" for x in s.extra_studies if x.stable],
     ))
     return hashlib.sha256(view.encode()).hexdigest()[:16]
 
@@ -45,7 +48,9 @@ def acquisition_wanted(state: OrderState) -> bool:
     """Complete on radflow's side, or instances that arrived after ACQUIRED (the archive confirms the new count)."""
     if ready_for_acquisition(state)[0]:
         return True
-    return state.status in _ACQUIRED_OR_LATER and state.study.instance_count > 0
+    # A further study is archived (and counted) once it is stable, not image by image.
+    return (state.status in _ACQUIRED_OR_LATER and received_instances(state) > 0
+            and all(x.stable for x in state.extra_studies))
 
 
 def pending_work(state: OrderState, lane_name: str, policy: OrderPolicy) -> list[Work]:
@@ -59,7 +64,7 @@ def pending_work(state: OrderState, lane_name: str, policy: OrderPolicy) -> list
         out.append(Work(d.MILESTONE_REPORT, d.REPORT_DELIVERY_ACTIVITIES[lane_name], report.version))
     if lane_name in policy.sync_consumers and lane_name in d.SYNC_ACTIVITIES and lane.mirror_version < state.mirror_version:
         out.append(Work(d.MILESTONE_SYNC, d.SYNC_ACTIVITIES[lane_name], state.mirror_version))
-    count = state.study.instance_count
+    count = received_instances(state)  # over every study of the order
     if (lane_name in policy.acquisition_consumers and lane_name in d.ACQUISITION_ACTIVITIES
             and lane.acquired_count != count and acquisition_wanted(state)):
         out.append(Work(d.MILESTONE_ACQUISITION, d.ACQUISITION_ACTIVITIES[lane_name], count))
@@ -85,7 +90,7 @@ def acquisition_settled(state: OrderState, policy: OrderPolicy) -> tuple[bool, s
     consumers = [c for c in policy.acquisition_consumers if c in d.ACQUISITION_ACTIVITIES]
     if not consumers:
         return True, "no archive configured"
-    prefix = f"n{state.study.instance_count}:"
+    prefix = f"n{received_instances(state)}:"
     results = {c: state.deliveries.get(f"acquisition:{c}", "") for c in consumers}
     if not all(r.startswith(prefix) for r in results.values()):
         return False, ""
