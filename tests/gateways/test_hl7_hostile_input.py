@@ -78,3 +78,18 @@ async def test_hostile_message_is_ar_and_the_connection_goes_on(hl7_stack: Hl7St
         with pytest.raises(RPCError) as err:
             await s.client.get_workflow_handle(order_workflow_id(accession)).describe()
         assert err.value.status == RPCStatusCode.NOT_FOUND
+
+
+async def test_quotes_in_identifiers_are_values_not_query_syntax(hl7_stack: Hl7Stack) -> None:
+    """MRN and placer number end up quoted in lookups: quotes must neither fail them (AE) nor widen them."""
+    s = hl7_stack
+    mrn, placer, acc = f"Q'\"M{s.tag}", f"P'Q{s.tag}", f"QA{s.tag}"
+    nw = _nw(s.tag, "QNW", mrn=mrn, acc=acc).replace(f"HPQNW{s.tag}^CPOE", f"{placer}^CPOE")
+    adt = "\r".join([f"MSH|^~\\&|HIS|GENHOSP|RADFLOW|RAD|20240301090000||ADT^A08|QADT-{s.tag}|P|2.3",
+                     f"PID|1||{mrn}^^^GENHOSP^MR||Renamed^Rita"])
+    ca = "\r".join([f"MSH|^~\\&|CPOE|GENHOSP|RADFLOW|RAD|20240301090000||ORM^O01|QCA-{s.tag}|P|2.3",
+                    f"PID|1||{mrn}^^^GENHOSP^MR", f"ORC|CA|{placer}^CPOE"])
+    codes = [a.code for a in await s.send(nw.encode(), adt.encode(), ca.encode())]
+    assert codes == ["AA", "AA", "AA"]
+    state = await s.state(acc)
+    assert state.order.patient.mrn == mrn and state.order.patient.name.family == "Renamed"
