@@ -71,6 +71,12 @@ class Hl7Gateway:
         if not envelope.messages:
             ack = self._ack(AckHeader(), AckCode.AR, "empty message", ErrorCode.SEGMENT_SEQUENCE)
             return ack.encode(decoded.codec, errors="replace")
+        if len(envelope.messages) > self.limits.max_messages:
+            # Refused whole, before any of them is applied: one answer, not thousands of Temporal calls.
+            reason = f"frame holds {len(envelope.messages)} messages, more than the limit of {self.limits.max_messages}"
+            log.info("hl7 frame rejected: %s", reason)
+            ack = self._ack(AckHeader.from_text(envelope.messages[0]), AckCode.AR, reason, ErrorCode.SEGMENT_SEQUENCE)
+            return ack.encode(decoded.codec, errors="replace")
         answers = [await self._handle_message(text, decoded) for text in envelope.messages]
         acks = [a for a in answers if a]  # enhanced mode: MSH-15 may ask for no commit ACK
         if not envelope.batch and len(answers) == 1 and not acks:

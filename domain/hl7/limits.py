@@ -29,6 +29,7 @@ class Hl7Limits:
     max_obx: int = 2_000  # OBX segments per message
     max_report_chars: int = 1_000_000  # characters of all OBX-5 values of one message together
     max_report_lines: int = 10_000  # lines of one report's text (each becomes an OBX of the ORU we send)
+    max_messages: int = 1_000  # messages in one frame (a batch, or several MSH): each may cost Temporal calls
 
     @classmethod
     def from_settings(cls, settings: Any) -> Hl7Limits:

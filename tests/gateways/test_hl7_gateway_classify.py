@@ -38,3 +38,14 @@ async def test_refused_identifiers_never_reach_the_service() -> None:
 def test_fallback_ack_always_answers(head: bytes) -> None:
     ack = read_ack(fallback_ack(head, AckCode.AE, "internal error", ErrorCode.INTERNAL_ERROR).decode("latin-1"))
     assert ack is not None and ack.code == "AE"
+
+
+async def test_a_frame_with_more_messages_than_the_limit_is_refused_whole() -> None:
+    service = FakeService()
+    nw = "\r".join(NW)
+    raw = "\r".join([nw.replace("|N1|", f"|N{i}|") for i in range(4)]).encode()
+    ack = read_ack((await _gateway(service, hl7_max_messages=3).handle(raw)).decode())
+    assert ack is not None and ack.code == "AR" and "4 messages, more than the limit of 3" in ack.text
+    assert service.started == []
+    batch = (await _gateway(service, hl7_max_messages=4).handle(raw)).decode()
+    assert batch.startswith("BHS") and batch.count("MSA|AA") == 4
