@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     hl7_max_report_chars: int = 1_000_000  # all OBX-5 of one message
     hl7_max_report_lines: int = 10_000
     hl7_max_messages: int = 1_000  # in one MLLP frame (batch)
+    hl7_max_delimiters: int = 50_000  # | ^ ~ & and escape characters in one message
     ehr_receiving_application: str = "EHR"  # MSH-5/6 of the ORU radflow sends
     ehr_receiving_facility: str = ""
     # --- end HL7 / MLLP ---

@@ -29,6 +29,10 @@ class Hl7Limits:
     max_obx: int = 2_000  # OBX segments per message
     max_report_chars: int = 1_000_000  # characters of all OBX-5 values of one message together
     max_report_lines: int = 10_000  # lines of one report's text (each becomes an OBX of the ORU we send)
+    # Delimiters (| ^ ~ & and the escape character) in one message: the parser's and the
+    # mapper's work grows with them (~10 us each here), not with the bytes. A typical ORM has
+    # ~150; 2,000 OBX of report text ~25,000; a 1 MiB frame of "|" would have a million.
+    max_delimiters: int = 50_000
     max_messages: int = 1_000  # messages in one frame (a batch, or several MSH): each may cost Temporal calls
 
     @classmethod
@@ -44,6 +48,10 @@ def check_limits(text: str, enc: EncodingChars, limits: Hl7Limits) -> None:
     if segments > limits.max_segments:
         raise Hl7Error(ErrorCode.SEGMENT_SEQUENCE,
                        f"message has {segments} segments, more than the limit of {limits.max_segments}", "")
+    delimiters = sum(text.count(ch) for ch in (enc.field, enc.component, enc.repetition, enc.subcomponent, enc.escape))
+    if delimiters > limits.max_delimiters:
+        raise Hl7Error(ErrorCode.SEGMENT_SEQUENCE,
+                       f"message has {delimiters} delimiters, more than the limit of {limits.max_delimiters}", "")
     obx = 0
     report_chars = 0
     for segment in text.split(SEGMENT_SEPARATOR):

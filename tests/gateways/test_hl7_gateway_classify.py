@@ -49,3 +49,24 @@ async def test_a_frame_with_more_messages_than_the_limit_is_refused_whole() -> N
     assert service.started == []
     batch = (await _gateway(service, hl7_max_messages=4).handle(raw)).decode()
     assert batch.startswith("BHS") and batch.count("MSA|AA") == 4
+
+
+async def test_large_messages_are_parsed_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    threads: list[tuple[int, int]] = []
+    real = hl7_gateway.parse_message
+
+    def recording(text, *args, **kwargs):
+        threads.append((len(text), threading.get_ident()))
+        return real(text, *args, **kwargs)
+
+    monkeypatch.setattr(hl7_gateway, "parse_message", recording)
+    gw = _gateway(FakeService())
+    small = "\r".join(NW)
+    large = small + "".join(f"\rOBX|{i}|TX|X||" + "report text " * 30 for i in range(300))
+    assert (await _ack(gw, small)).code == "AA"
+    assert (await _ack(gw, large)).code == "AA"
+    loop_thread = threading.get_ident()
+    assert [t == loop_thread for _, t in threads] == [True, False]
+    assert threads[1][0] > 64 * 1024

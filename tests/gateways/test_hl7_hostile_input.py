@@ -57,8 +57,12 @@ CASES = [
          "LA{t}"),
     Case("2,000-character accession", lambda t: _nw(t, "LONGACC", acc="A" * 2000).encode(), "accession number has 2000"),
     Case("NW without a procedure", lambda t: _nw(t, "NOPROC", proc="", acc=f"NP{t}").encode(), "without a procedure", "NP{t}"),
-    Case("300,000 repetitions in OBX-5", lambda t: _nw(t, "REPS", obx5="~" * 300_000, acc=f"RP{t}").encode(), "repetitions",
-         "RP{t}"),
+    Case("300,000 repetitions in OBX-5", lambda t: _nw(t, "REPS", obx5="~" * 300_000, acc=f"RP{t}").encode(),
+         "more than the limit of 50000", "RP{t}"),
+    Case("1,001 repetitions in OBX-5", lambda t: _nw(t, "REPS2", obx5="~" * 1000, acc=f"RR{t}").encode(),
+         "1001 repetitions", "RR{t}"),
+    Case("a segment of 60,000 fields", lambda t: (_nw(t, "FIELDS", acc=f"RF{t}") + "\rZZZ|" + "|" * 60_000).encode(),
+         "delimiters", "RF{t}"),
 ]
 
 
