@@ -63,9 +63,31 @@ def validate_r4(resource: dict, expected: str = "ServiceRequest") -> None:
         missing = first["type"] == "missing"
         message = f"{expected}.{path}: {'is required' if missing else first['msg']}"
         raise FhirInputError(message, f"{expected}.{path}", "required" if missing else "structure", structural=True) from err
+    except (TypeError, KeyError, AttributeError) as err:
+        # fhir.resources fails this way on some malformed input (e.g. a contained resource
+        # whose resourceType is null or ""): still the client's error, never a crash.
+        raise FhirInputError(f"{expected} is not a readable R4 resource ({type(err).__name__})", expected, "structure",
+                             structural=True) from err
 
 
 def order_from_service_request(
+    resource: dict, cfg: FhirMappingConfig, patient: dict | None = None, *, for_update: bool = False
+) -> OrderData:
+    """The order a ServiceRequest describes; see `_order_from_service_request`.
+
+    Whatever else the mapping trips over in input that passed R4 validation (a null inside
+    a list, a number where a string belongs) is the client's error too: 422, never a crash.
+    """
+    try:
+        return _order_from_service_request(resource, cfg, patient, for_update=for_update)
+    except FhirInputError:
+        raise
+    except (TypeError, KeyError, AttributeError, ValueError, ValidationError) as err:
+        raise FhirInputError(f"ServiceRequest has an element radflow cannot read ({type(err).__name__})", "ServiceRequest",
+                             "value") from err
+
+
+def _order_from_service_request(
     resource: dict, cfg: FhirMappingConfig, patient: dict | None = None, *, for_update: bool = False
 ) -> OrderData:
     """The order a ServiceRequest describes; `accession` is "" when it carries no ACSN identifier.
@@ -237,7 +259,7 @@ def _patient_resource(resource: dict, cfg: FhirMappingConfig) -> Patient:
     chosen = next((n for n in names if n.get("use") == "official"), None) or next(
         (n for n in names if n.get("use") == "usual"), names[0] if names else {}
     )
-    given = chosen.get("given") or []
+    given = [g for g in chosen.get("given") or [] if isinstance(g, str) and g]
     return Patient(
         mrn=mrn["value"],
         issuer=_issuer(mrn, cfg),
@@ -344,7 +366,7 @@ def _reason(resource: dict) -> str:
 
 def _datetime(value: str | None) -> datetime | None:
     # A date without a time says the day, not when: no schedule start from it.
-    if not value or "T" not in value:
+    if not isinstance(value, str) or "T" not in value:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
