@@ -29,6 +29,11 @@ def placer_index_key(placer_key: str) -> str:
     return f"placer:{placer_key}"
 
 
+def study_index_key(study_uid: str) -> str:
+    """The Study Instance UID an order announced (ZDS-1 / IPC-3 / FHIR): images without an accession."""
+    return f"study:{study_uid}"
+
+
 def index_bucket(key: str, buckets: int = d.INDEX_BUCKETS) -> int:
     """Stable across processes and Python versions (unlike hash())."""
     digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()

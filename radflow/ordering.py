@@ -43,6 +43,7 @@ from domain.order_index import (
     invalid_key,
     patient_index_key,
     placer_index_key,
+    study_index_key,
 )
 from domain.order import (
     AllocateRequest,
@@ -197,6 +198,8 @@ class OrderService:
         placer = placer_key or _default_placer_key(order)
         if placer:
             keys.append(placer_index_key(placer))
+        if order.study_instance_uid and not invalid_key(study_index_key(order.study_instance_uid)):
+            keys.append(study_index_key(order.study_instance_uid))  # never a reason to refuse the order
         await self._index(d.INDEX_ADD_SIGNAL, {key: [order.accession] for key in keys})
         status = OrderStatus.SCHEDULED if order.schedule.is_scheduled() else OrderStatus.ORDERED
         start = StartOrder(order=order, source=source, control_id=control_id, policy=self.policy, repairs=repairs or [])
@@ -295,8 +298,15 @@ class OrderService:
         return found_ids[0] if found_ids else None
 
     async def accession_for_study(self, study_uid: str) -> str | None:
-        """The order that announced this Study Instance UID (visibility: eventually consistent);
-        None when none or several do."""
+        """The order that announced this Study Instance UID; None when none or several do.
+
+        The index answers for orders started since it exists (at once); visibility (eventually
+        consistent) for older ones.
+        """
+        key = study_index_key(study_uid)
+        indexed = set((await self._index_lookup([key])).get(key, []))
+        if indexed:
+            return indexed.pop() if len(indexed) == 1 else None
         query = f"{d.SA_STUDY_UID.name} = {d.quote_visibility(study_uid)}"
         found = await self._guard(self._list_ids(query, limit=2))
         return found[0] if len(found) == 1 else None
