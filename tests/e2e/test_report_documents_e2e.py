@@ -225,3 +225,20 @@ async def test_document_not_stored_means_ae_and_nothing_applied(stack, client: C
     state = await service.get_state(o.accession)
     assert state.report is None and not any(e.kind == "REPORT" for e in state.timeline)
     assert ehr.received == []
+
+
+async def test_a_500_kb_pdf_travels_whole(stack, ehr: EhrSink, fhir: FhirReader, settings: Settings) -> None:
+    """A realistically sized document (one MLLP frame, parsed off the event loop) reaches both consumers."""
+    service, port = stack
+    o = Hl7Order()
+    assert ack_code(await send_mllp(port, o.orm_nw())) == "AA"
+    big = PDF[:-6] + bytes(range(256)) * 2000 + b"%%EOF\n"  # ~512 KB; binary content after the header
+    assert 500_000 < len(big) < 700_000
+    b64 = base64.b64encode(big).decode()
+    assert ack_code(await send_mllp(port, oru(o, f"BIG{o.tag}", f"OBX|{{n}}|ED|18748-4^Report PDF^LN||^AP^PDF^Base64^{b64}||||||F"))) == "AA"
+    state = await delivered(service, o.accession)
+    assert state.status == OrderStatus.DELIVERED, state.timeline[-3:]
+    (cmd,) = map_message(parse_message(ehr.received[0]))
+    assert list(cmd.documents.values()) == [big]
+    (report,) = await fhir.by_identifier("DiagnosticReport", settings.fhir_mapping().report_system, o.accession)
+    assert base64.b64decode(report["presentedForm"][0]["data"]) == big
