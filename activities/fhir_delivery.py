@@ -39,16 +39,7 @@ from radflow.attachments import AttachmentStore, attachment_store
 from radflow.settings import Settings
 
 # Milestones after which Patient and Encounter are rewritten from the order.
-ORDER_MILESTONES = frozenset(
-    k.value
-    for k in (
-        EventKind.NEW_ORDER,
-        EventKind.ORDER_CHANGED,
-        EventKind.SCHEDULE,
-        EventKind.PATIENT_UPDATED,
-        EventKind.PATIENT_MERGED,
-    )
-)
+ORDER_MILESTONES = d.OWNER_MILESTONES  # shared with the workflow (a report delivery covers other syncs)
 NOT_CONFIGURED = StepResult(outcome="not_configured", detail="no FHIR server (RADFLOW_FHIR_BASE_URL is empty)")
 
 

@@ -193,10 +193,11 @@ class TimelineEntryPublic(BaseModel):
     control_id: str
     status: str | None
     exception: bool
+    seq: int = Field(0, description="position in the order's whole timeline (0: orders started before v2)")
 
     @classmethod
     def from_entry(cls, e: TimelineEntry) -> TimelineEntryPublic:
-        return cls(
+        return cls(seq=e.seq, 
             at=e.at, source=e.source.value, kind=e.kind, summary=e.summary, control_id=e.control_id,
             status=e.status.value if e.status else None, exception=e.exception,
         )
@@ -205,6 +206,8 @@ class TimelineEntryPublic(BaseModel):
 class TimelinePublic(BaseModel):
     accession: str
     entries: list[TimelineEntryPublic]
+    total: int | None = Field(None, description="entries the order ever recorded (paged requests)")
+    next_before: int | None = Field(None, description="`before` of the previous (older) page; null on the first page")
 
 
 # ---------------------------------------------------------------- commands

@@ -87,9 +87,13 @@ async def _wait(service, acc: str, check, timeout_s: float = 60.0) -> None:
     raise TimeoutError(f"{acc}: status {state.status}, deliveries {state.deliveries}")
 
 
+KINDS: dict[str, int] = {}
+
+
 async def count(client: Client, acc: str) -> tuple[int, int]:
     """Events and workflow tasks over every run of the order (follows continue-as-new)."""
     events = tasks = 0
+    KINDS.clear()
     handle = client.get_workflow_handle(order_workflow_id(acc))
     desc = await handle.describe()
     run_id: str | None = desc.raw_description.workflow_execution_info.first_run_id or None
@@ -100,6 +104,8 @@ async def count(client: Client, acc: str) -> tuple[int, int]:
         nxt = None
         for e in history.events:
             events += 1
+            kind = EventType.Name(e.event_type).removeprefix("EVENT_TYPE_")
+            KINDS[kind] = KINDS.get(kind, 0) + 1
             tasks += e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
             if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
                 nxt = e.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
@@ -136,6 +142,7 @@ async def main() -> None:
             tasks = statistics.median(t for _, t in figures)
             print(f"full lifecycle, {args.orders} orders: history events per order {events:g}, "
                   f"workflow tasks per order {tasks:g} (all: {figures})")
+            print("last order by event type: " + ", ".join(f"{k}={v}" for k, v in sorted(KINDS.items(), key=lambda x: -x[1])))
             if args.baseline:
                 base_events, base_tasks = (float(x) for x in args.baseline.split(","))
                 print(f"ratio vs baseline {args.baseline}: events {events / base_events:.2f}, tasks {tasks / base_tasks:.2f}"

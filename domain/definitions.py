@@ -175,6 +175,13 @@ ACQUISITION_ACTIVITIES = {
 MILESTONE_REPORT = "report"
 MILESTONE_ACQUISITION = "acquisition"
 MILESTONE_SYNC = "sync"
+# Sync activities that touch only local files of the worker: run as local activities (one
+# history marker instead of three events, no extra workflow task).
+LOCAL_ACTIVITIES = frozenset({"sync_worklist"})
+# Lanes whose report delivery writes everything their sync writes from the same snapshot,
+# unless an owner milestone is pending (then Patient/Encounter must be rewritten by a sync).
+REPORT_COVERS_SYNC = frozenset({"fhir"})
+OWNER_MILESTONES = frozenset({"NEW_ORDER", "ORDER_CHANGED", "SCHEDULE", "PATIENT_UPDATED", "PATIENT_MERGED"})
 
 
 def lane_names(sync: list[str], report: list[str], acquisition: list[str]) -> list[str]:

@@ -91,6 +91,13 @@ class TemporalUnavailable(OrderError):
 
 
 @dataclass
+class TimelinePage:
+    entries: list[TimelineEntry]  # oldest first
+    total: int  # entries the order ever recorded
+    next_before: int | None  # pass as `before` for the previous page; None = this is the first
+
+
+@dataclass
 class StartResult:
     accession: str
     created: bool  # False: the order already existed (a resend)
@@ -327,6 +334,30 @@ class OrderService:
             self.handle(accession).query(d.TIMELINE_QUERY, result_type=list[TimelineEntry], rpc_timeout=self.rpc_timeout),
             accession,
         )
+
+    async def timeline_page(self, accession: str, before: int | None = None, limit: int = 100) -> TimelinePage:
+        """The `limit` entries before position `before` (newest page when None), across continue-as-new runs.
+
+        Each run answers the `timeline` query with its own entries (those it carried in
+        included); older ones are in the run named by its state's `previous_run_id`. Orders
+        of ImagingOrder v1 have no positions: their current run's entries come back whole.
+        """
+        state = await self.get_state(accession)
+        entries = [e for e in await self.get_timeline(accession) if before is None or e.seq < before]
+        if any(e.seq == 0 for e in entries):
+            return TimelinePage(entries=entries, total=len(entries), next_before=None)
+        run_id = state.previous_run_id
+        while len(entries) < limit and run_id and (not entries or entries[0].seq > 1):
+            handle = self.client.get_workflow_handle(d.order_workflow_id(accession), run_id=run_id)
+            older_state = await self._guard(handle.query(d.STATE_QUERY, result_type=OrderState, rpc_timeout=self.rpc_timeout), accession)
+            older = await self._guard(handle.query(d.TIMELINE_QUERY, result_type=list[TimelineEntry],
+                                                   rpc_timeout=self.rpc_timeout), accession)
+            floor = entries[0].seq if entries else (before or older_state.timeline_total + 1)
+            entries = [e for e in older if e.seq < floor] + entries
+            run_id = older_state.previous_run_id
+        page = entries[-limit:]
+        first = page[0].seq if page else 0
+        return TimelinePage(entries=page, total=state.timeline_total, next_before=first if first > 1 else None)
 
     async def open_orders_of_patient(self, mrn: str) -> list[str]:
         """Accessions of the open orders (running, not cancelled/discontinued) of an MRN.

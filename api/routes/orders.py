@@ -76,9 +76,15 @@ async def get_order(accession: Accession, service: ServiceDep) -> OrderPublic:
 
 
 @router.get("/{accession}/timeline", response_model=TimelinePublic, responses={**NOT_FOUND, **UNAVAILABLE})
-async def get_timeline(accession: Accession, service: ServiceDep) -> TimelinePublic:
-    entries = await service.get_timeline(accession)
-    return TimelinePublic(accession=accession, entries=[TimelineEntryPublic.from_entry(e) for e in entries])
+async def get_timeline(accession: Accession, service: ServiceDep,
+                       before: Annotated[int | None, Query(ge=1, description="page of entries before this position")] = None,
+                       limit: Annotated[int | None, Query(ge=1, le=1000, description="page size")] = None) -> TimelinePublic:
+    if before is None and limit is None:  # the current run's entries, as before paging existed
+        entries = await service.get_timeline(accession)
+        return TimelinePublic(accession=accession, entries=[TimelineEntryPublic.from_entry(e) for e in entries])
+    page = await service.timeline_page(accession, before, limit or 100)
+    return TimelinePublic(accession=accession, entries=[TimelineEntryPublic.from_entry(e) for e in page.entries],
+                          total=page.total, next_before=page.next_before)
 
 
 @router.post(

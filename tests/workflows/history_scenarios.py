@@ -1,9 +1,11 @@
 """Record workflow histories of representative orders for the replay test.
 
-Run `python -m tests.workflows.history_scenarios` after an intentional, compatible workflow
-change to refresh the `v2_*` files in `tests/workflows/histories/`; never regenerate to
+Run `python -m tests.workflows.history_scenarios PREFIX` after a workflow change guarded by
+`workflow.patched(...)` to record the new behaviour as `PREFIX_*` files in
+`tests/workflows/histories/` (v2: before any patch; v2p1: with "lanes-fewer-activities"),
+keeping the older files: they are what in-flight orders look like. Never regenerate to
 silence a replay failure: that failure means in-flight orders would break. The `v1_*` files
-are histories of ImagingOrder v1 (workflows/order_v1.py) and are never regenerated.
+are histories of ImagingOrder v1 (workflows/order_v1.py).
 
 Every path of ImagingOrder v2 has a history here: lanes (worklist, fhir, hl7, archive),
 amendments (corrected report), NEEDS_ATTENTION with retry and skip, radflow and Temporal
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -195,7 +198,7 @@ async def _save_runs(client: Client, workflow_id: str, name: str) -> None:
         (HISTORIES / f"{name}{suffix}.json").write_text(json.dumps(json.loads(history.to_json()), indent=1))
 
 
-async def main() -> None:
+async def main(prefix: str) -> None:
     server = DevServer(port=free_port(), ui_port=None)
     await server.start()
     try:
@@ -209,24 +212,24 @@ async def main() -> None:
                           activities=[_hl7, _fhir_report, _fhir_sync, _worklist, _archive, prune_order_index]):
             HISTORIES.mkdir(exist_ok=True)
             orders = {
-                "v2_order_happy": await happy(svc),
-                "v2_order_cancel": await cancel(svc),
-                "v2_order_stuck": await stuck(svc),
-                "v2_order_temporal_cancel": await temporal_cancel(svc),
-                "v2_order_expiry": await expiry(svc, client),
-                "v2_order_continued": (await continued(svc, client))[0],
+                f"{prefix}_order_happy": await happy(svc),
+                f"{prefix}_order_cancel": await cancel(svc),
+                f"{prefix}_order_stuck": await stuck(svc),
+                f"{prefix}_order_temporal_cancel": await temporal_cancel(svc),
+                f"{prefix}_order_expiry": await expiry(svc, client),
+                f"{prefix}_order_continued": (await continued(svc, client))[0],
             }
             linked, item_id = await unmatched(svc, client)
-            orders["v2_order_linked"] = linked
+            orders[f"{prefix}_order_linked"] = linked
             await asyncio.sleep(1.0)  # visibility lists every run
             for name, acc in orders.items():
                 await _save_runs(client, d.order_workflow_id(acc), name)
-            await _save_runs(client, item_id, "v2_unmatched")
+            await _save_runs(client, item_id, f"{prefix}_unmatched")
             await svc.allocate_accession("PLACER-1^EHR")
-            await _save_runs(client, d.allocator_workflow_id(tq), "v2_allocator")
+            await _save_runs(client, d.allocator_workflow_id(tq), f"{prefix}_allocator")
     finally:
         server.stop()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "v2p1"))

@@ -33,6 +33,7 @@ EVENTS = 10_000
 SOFT_LIMIT = 4_000
 HARD_LIMIT = 5_000
 STATE_LIMIT = 64 * 1024
+SENDERS = 8  # concurrent updates (Temporal allows 10 in flight per workflow)
 
 
 @activity.defn(name="sync_worklist")
@@ -52,15 +53,14 @@ async def test_ten_thousand_events_keep_every_run_and_the_state_small(client: Cl
 
         async def sender(lane: int) -> None:
             nonlocal sent
-            for n in range(lane, EVENTS, 8):
+            for n in range(lane, EVENTS, SENDERS):
                 # A new (synthetic) given name each time: every event is applied and recorded.
                 name = order.patient.name.model_copy(update={"given": f"G{n}"})
                 patient = order.patient.model_copy(update={"name": name})
                 await service.send_event(acc, event(EventKind.PATIENT_UPDATED, control_id=f"A08-{n}", patient=patient))
                 sent += 1
 
-        # 8 senders at once.
-        await asyncio.gather(*(sender(lane) for lane in range(8)))
+        await asyncio.gather(*(sender(lane) for lane in range(SENDERS)))
         assert sent == EVENTS
 
         state = await service.get_state(acc)
@@ -88,8 +88,8 @@ async def test_ten_thousand_events_keep_every_run_and_the_state_small(client: Cl
                 before = body["next_before"]
                 if before is None:
                     break
-            assert body["total"] == state.timeline_total
-        assert seqs == list(range(1, state.timeline_total + 1))
+            assert body["total"] >= state.timeline_total  # the lane may have recorded its last sync since
+        assert seqs == list(range(1, body["total"] + 1))
 
 
 async def run_lengths(client: Client, workflow_id: str) -> list[int]:

@@ -21,6 +21,7 @@ from workflows.order_index import OrderIndexWorkflow
 from workflows.order_v1 import ImagingOrderWorkflowV1
 from workflows.unmatched import UnmatchedItemWorkflow
 
+V2_PREFIXES = ("v2", "v2p1")  # v2: before the "lanes-fewer-activities" patch; v2p1: with it
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 
@@ -28,16 +29,21 @@ def test_histories_are_present() -> None:
     names = {p.stem for p in HISTORIES}
     assert {"v1_order_happy", "v1_order_cancel", "v1_order_stuck", "v1_allocator"} <= names
     v2_paths = {"happy", "cancel", "stuck", "temporal_cancel", "expiry", "continued", "continued_run2", "linked"}
-    assert {f"v2_order_{p}" for p in v2_paths} | {"v2_unmatched", "v2_allocator"} <= names
+    for prefix in V2_PREFIXES:
+        assert {f"{prefix}_order_{p}" for p in v2_paths} | {f"{prefix}_unmatched", f"{prefix}_allocator"} <= names
 
 
-def test_v2_histories_cover_every_path() -> None:
+@pytest.mark.parametrize("prefix", V2_PREFIXES)
+def test_v2_histories_cover_every_path(prefix: str) -> None:
     """The saved v2 histories really went through the paths they are named after."""
-    text = {p.stem: _with_payloads(p) for p in HISTORIES if p.stem.startswith("v2_order")}
+    text = {p.stem.removeprefix(prefix): _with_payloads(p) for p in HISTORIES if p.stem.startswith(f"{prefix}_order")}
+    text = {f"v2{k}": v for k, v in text.items()}
     happy = text["v2_order_happy"]
     for activity in ("sync_worklist", "sync_fhir", "archive_study", "deliver_report_hl7", "deliver_report_fhir"):
         assert activity in happy, activity
     assert happy.count('"name": "deliver_report_hl7"') == 3  # P, F, then the corrected report
+    if prefix == "v2p1":  # worklist syncs as local activities (markers), the patch marker recorded
+        assert "lanes-fewer-activities" in happy and "MARKER_RECORDED" in happy
     assert '"status":"corrected"' in happy
     assert "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW" in text["v2_order_continued"]
     assert "EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED" in text["v2_order_temporal_cancel"]
