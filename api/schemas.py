@@ -208,6 +208,7 @@ class TimelinePublic(BaseModel):
     entries: list[TimelineEntryPublic]
     total: int | None = Field(None, description="entries the order ever recorded (paged requests)")
     next_before: int | None = Field(None, description="`before` of the previous (older) page; null on the first page")
+    next_run: str = Field("", description="`run` of the previous (older) page (the continue-as-new run holding it)")
 
 
 # ---------------------------------------------------------------- commands

@@ -95,6 +95,7 @@ class TimelinePage:
     entries: list[TimelineEntry]  # oldest first
     total: int  # entries the order ever recorded
     next_before: int | None  # pass as `before` for the previous page; None = this is the first
+    next_run: str = ""  # pass as `run` with it: the run holding that page ("" = the current run)
 
 
 @dataclass
@@ -335,29 +336,46 @@ class OrderService:
             accession,
         )
 
-    async def timeline_page(self, accession: str, before: int | None = None, limit: int = 100) -> TimelinePage:
+    async def timeline_page(self, accession: str, before: int | None = None, limit: int = 100,
+                            run: str = "") -> TimelinePage:
         """The `limit` entries before position `before` (newest page when None), across continue-as-new runs.
 
         Each run answers the `timeline` query with its own entries (those it carried in
-        included); older ones are in the run named by its state's `previous_run_id`. Orders
-        of ImagingOrder v1 have no positions: their current run's entries come back whole.
+        included); older ones are in the run named by its state's `previous_run_id`. The page
+        names the run its oldest entry came from (`next_run`): the next page starts there
+        instead of walking back from the current run (each closed run answers by replay).
+        Orders of ImagingOrder v1 have no positions: their current run's entries come back whole.
         """
-        state = await self.get_state(accession)
-        entries = [e for e in await self.get_timeline(accession) if before is None or e.seq < before]
+        current = await self.get_state(accession)
+
+        async def read(run_id: str) -> tuple[OrderState, list[TimelineEntry]]:
+            if not run_id:
+                return current, await self.get_timeline(accession)
+            handle = self.client.get_workflow_handle(d.order_workflow_id(accession), run_id=run_id)
+            state = await self._guard(handle.query(d.STATE_QUERY, result_type=OrderState, rpc_timeout=self.rpc_timeout),
+                                      accession)
+            timeline = await self._guard(handle.query(d.TIMELINE_QUERY, result_type=list[TimelineEntry],
+                                                      rpc_timeout=self.rpc_timeout), accession)
+            return state, timeline
+
+        state, timeline = await read(run)
+        entries = [e for e in timeline if before is None or e.seq < before]
         if any(e.seq == 0 for e in entries):
             return TimelinePage(entries=entries, total=len(entries), next_before=None)
+        first_run = run
         run_id = state.previous_run_id
         while len(entries) < limit and run_id and (not entries or entries[0].seq > 1):
-            handle = self.client.get_workflow_handle(d.order_workflow_id(accession), run_id=run_id)
-            older_state = await self._guard(handle.query(d.STATE_QUERY, result_type=OrderState, rpc_timeout=self.rpc_timeout), accession)
-            older = await self._guard(handle.query(d.TIMELINE_QUERY, result_type=list[TimelineEntry],
-                                                   rpc_timeout=self.rpc_timeout), accession)
+            older_state, older = await read(run_id)
             floor = entries[0].seq if entries else (before or older_state.timeline_total + 1)
-            entries = [e for e in older if e.seq < floor] + entries
+            fresh = [e for e in older if e.seq < floor]
+            if fresh:
+                entries, first_run = fresh + entries, run_id
             run_id = older_state.previous_run_id
         page = entries[-limit:]
         first = page[0].seq if page else 0
-        return TimelinePage(entries=page, total=state.timeline_total, next_before=first if first > 1 else None)
+        more = first > 1
+        return TimelinePage(entries=page, total=current.timeline_total, next_before=first if more else None,
+                            next_run=first_run if more else "")
 
     async def open_orders_of_patient(self, mrn: str) -> list[str]:
         """Accessions of the open orders (running, not cancelled/discontinued) of an MRN.

@@ -78,13 +78,15 @@ async def get_order(accession: Accession, service: ServiceDep) -> OrderPublic:
 @router.get("/{accession}/timeline", response_model=TimelinePublic, responses={**NOT_FOUND, **UNAVAILABLE})
 async def get_timeline(accession: Accession, service: ServiceDep,
                        before: Annotated[int | None, Query(ge=1, description="page of entries before this position")] = None,
-                       limit: Annotated[int | None, Query(ge=1, le=1000, description="page size")] = None) -> TimelinePublic:
+                       limit: Annotated[int | None, Query(ge=1, le=1000, description="page size")] = None,
+                       run: Annotated[str, Query(max_length=64, pattern=r"^[0-9a-fA-F-]*$",
+                                                 description="`next_run` of the page before")] = "") -> TimelinePublic:
     if before is None and limit is None:  # the current run's entries, as before paging existed
         entries = await service.get_timeline(accession)
         return TimelinePublic(accession=accession, entries=[TimelineEntryPublic.from_entry(e) for e in entries])
-    page = await service.timeline_page(accession, before, limit or 100)
+    page = await service.timeline_page(accession, before, limit or 100, run)
     return TimelinePublic(accession=accession, entries=[TimelineEntryPublic.from_entry(e) for e in page.entries],
-                          total=page.total, next_before=page.next_before)
+                          total=page.total, next_before=page.next_before, next_run=page.next_run)
 
 
 @router.post(
@@ -114,7 +116,7 @@ async def cancel_order(
     "/{accession}/retry",
     response_model=OperatorResultPublic,
     responses={**NOT_FOUND, **REFUSED, **TOO_LARGE, **UNAVAILABLE},
-    summary="Operator: retry the step an order in NEEDS_ATTENTION is waiting on",
+    summary="Operator: retry the lane(s) of an order waiting for an operator (body lane optional)",
 )
 async def retry_step(
     accession: Accession, service: ServiceDep, control_id: ControlIdDep, body: Annotated[OperatorRequest | None, Body()] = None
@@ -126,7 +128,7 @@ async def retry_step(
     "/{accession}/skip",
     response_model=OperatorResultPublic,
     responses={**NOT_FOUND, **REFUSED, **TOO_LARGE, **UNAVAILABLE},
-    summary="Operator: skip the step an order in NEEDS_ATTENTION is waiting on",
+    summary="Operator: skip what the lane(s) of an order waiting for an operator owe now",
 )
 async def skip_step(
     accession: Accession, service: ServiceDep, control_id: ControlIdDep, body: Annotated[OperatorRequest | None, Body()] = None

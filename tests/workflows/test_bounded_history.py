@@ -80,12 +80,12 @@ async def test_ten_thousand_events_keep_every_run_and_the_state_small(client: Cl
         app = create_app(settings, service)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://radflow.test") as http:
             seqs: list[int] = []
-            before = None
+            before, run = None, ""
             while True:
-                params = {"limit": 1000} | ({"before": before} if before else {})
+                params = {"limit": 1000} | ({"before": before, "run": run} if before else {})
                 body = (await http.get(f"/orders/{acc}/timeline", params=params)).json()
                 seqs = [e["seq"] for e in body["entries"]] + seqs
-                before = body["next_before"]
+                before, run = body["next_before"], body["next_run"]
                 if before is None:
                     break
             assert body["total"] >= state.timeline_total  # the lane may have recorded its last sync since
