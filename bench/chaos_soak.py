@@ -218,6 +218,7 @@ class SendStats:
     resends: int = 0
     answers: collections.Counter = field(default_factory=collections.Counter)  # non-AA codes, "timeout", "conn"
     done_orders: list[int] = field(default_factory=list)
+    latency: dict[str, list[float]] = field(default_factory=lambda: collections.defaultdict(list))  # kind -> s to AA
 
 
 async def send_until_aa(port: int, payload: bytes, stats: SendStats, conn: list[MllpClient | None]) -> None:
@@ -252,8 +253,10 @@ async def sender(port: int, run: str, queue: asyncio.Queue, stats: SendStats) ->
                 i = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            for message in (nw(run, i), a08(run, i), oru(run, i)):
+            for kind, message in (("NW", nw(run, i)), ("A08", a08(run, i)), ("ORU", oru(run, i))):
+                t = time.perf_counter()
                 await send_until_aa(port, message, stats, conn)
+                stats.latency[kind].append(time.perf_counter() - t)
             stats.done_orders.append(i)
     finally:
         if conn[0] is not None:
@@ -427,6 +430,10 @@ async def main() -> int:
     print(f"orders                 {args.orders} (ADT A08 + ORM NW + ORU F each), seed {seed}")
     print(f"kill -9                {sum(stack.kills.values())}: {dict(stack.kills)}; exits on their own: {dict(stack.own_exits) or 0}")
     print(f"senders                {sent_s:.0f} s, {stats.resends} resends; non-AA answers: {dict(stats.answers) or 0}")
+    for kind, values in stats.latency.items():
+        ordered = sorted(values)
+        p50, p99 = ordered[len(ordered) // 2], ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+        print(f"{kind + ' to AA':<23}p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {ordered[-1]:.1f} s")
     print(f"API reads during run   {dict(api_counts)}")
     print(f"settle                 {settle_s:.0f} s")
     print(f"lost                   {len(lost)}  {lost[:10]}")

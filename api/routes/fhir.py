@@ -150,7 +150,9 @@ async def create_service_request(
         order.accession = await service.allocate_accession(placer_key(order, cfg))
     control_id = idempotency_key or f"fhir-create-{order.accession}"
     try:
-        result = await service.start_order(order, EventSource.FHIR, control_id)
+        # Indexed under the key allocate_accession looks up, so a resend finds this order.
+        key = placer_key(order, cfg) if order.placer_number else ""
+        result = await service.start_order(order, EventSource.FHIR, control_id, placer_key=key)
     except EventRejected:
         # The accession belongs to an order that already finished: the resend still gets it.
         state = await service.get_state(order.accession)
