@@ -119,9 +119,18 @@ _UNAVAILABLE = {
 def _map_rpc(err: RPCError, accession: str = "") -> OrderError:
     if err.status == RPCStatusCode.NOT_FOUND:
         return OrderNotFound(f"unknown order {accession}" if accession else "not found")
-    if err.status in _UNAVAILABLE:
+    if err.status in _UNAVAILABLE or _workflow_not_ready(err):
         return TemporalUnavailable(f"Temporal unavailable: {err.message}")
     return EventRejected(err.message, d.ErrorType.INVALID_EVENT)
+
+
+def _workflow_not_ready(err: RPCError) -> bool:
+    """The workflow's last tasks failed or timed out (e.g. its worker was killed mid-task): the server
+    refuses updates and queries until a task completes. Transient, never a refusal of the event."""
+    if err.status != RPCStatusCode.FAILED_PRECONDITION:
+        return False
+    details = getattr(err.grpc_status, "details", None) or []
+    return any(x.type_url.endswith("WorkflowNotReadyFailure") for x in details) or "Workflow Task in failed state" in err.message
 
 
 def order_search_attributes(order: OrderData, status: OrderStatus) -> TypedSearchAttributes:
