@@ -19,6 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
+from radflow.private_files import private_dir
+
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -51,7 +53,7 @@ class FileAttachmentStore:
         path = self._path(sha)
         if path.exists() and path.stat().st_size == len(data):
             return sha  # content-addressed: same name, same bytes
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)  # report documents: owner-only
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as f:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from domain.order import SeriesInfo, StudyInfo
+from radflow.private_files import private_dir, private_file
 from radflow.settings import Settings
 
 _UID = re.compile(r"^[0-9.]{1,64}$")
@@ -153,7 +154,8 @@ class Spool:
         self.fsync = fsync
         self.clock = clock
         self.file_threshold = file_threshold
-        (self.root / "studies").mkdir(parents=True, exist_ok=True)
+        private_dir(self.root / "studies")  # instances hold names and MRNs: owner-only
+        private_file(self.root / "index.sqlite")
         self._lock = threading.Lock()
         self._known_dirs: set[str] = set()
         self._db = sqlite3.connect(self.root / "index.sqlite", timeout=30.0, check_same_thread=False, isolation_level=None)
@@ -227,7 +229,7 @@ class Spool:
         directory = path.parent
         if str(directory) not in self._known_dirs:
             created = not directory.exists()
-            directory.mkdir(parents=True, exist_ok=True)
+            private_dir(directory)
             if created and self.fsync:
                 _fsync_dir(directory.parent)
             self._known_dirs.add(str(directory))
@@ -235,14 +237,14 @@ class Spool:
             # Straight to the final name: on ext4 the file's fsync then commits its directory
             # entry in the same journal transaction, so the directory fsync below is nearly
             # free (a rename afterwards would cost a second journal commit per instance).
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             if self.contains(sop_instance_uid):
                 return False  # a resend: the first copy stays, like an archive's "already stored"
             # An orphan of a crash, or the same instance arriving on two associations at once:
             # written aside and renamed, so a reader never sees half a file.
             part = path.with_name(f"{path.name}.{threading.get_ident()}.part")
-            self._write_fd(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640), data)
+            self._write_fd(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), data)
             os.replace(part, path)
         else:
             self._write_fd(fd, data)

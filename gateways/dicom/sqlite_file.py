@@ -11,13 +11,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from radflow.private_files import private_file
+
 
 class SqliteFile:
     SCHEMA = ""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)  # names and MRNs: owner-only (radflow/private_files.py)
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(self.SCHEMA)
