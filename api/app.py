@@ -16,11 +16,16 @@ from collections.abc import AsyncIterator, Sequence
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
+from api.audit import AuditLog
+from api.auth import Authenticator
 from api.fhir_http import FhirError, error_response
+from api import openapi_security
+from api.guard import Guard
 from api.routes import ROUTERS
 from radflow.order_search import InvalidFilter
 from radflow.ordering import EventRejected, OrderNotFound, OrderService, TemporalUnavailable
@@ -128,12 +133,29 @@ def _install_error_handlers(app: FastAPI) -> None:
         return await http_exception_handler(request, err)
 
 
+def _install_security(app: FastAPI, settings: Settings, audit: bool) -> None:
+    # Added last = outermost: CORS answers preflights before the guard asks for a token.
+    authenticator = Authenticator(settings)
+    app.state.authenticator = authenticator
+    openapi_security.install(app, authenticator.enforcing)
+    app.add_middleware(Guard, authenticator=authenticator, audit=AuditLog(settings.audit_log_path()) if audit else None)
+    if settings.api_cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.api_cors_origins, allow_credentials=False,
+                           allow_methods=["GET", "POST", "PUT"],
+                           allow_headers=["Authorization", "Content-Type", "Idempotency-Key"])
+
+
 def create_app(
     settings: Settings | None = None,
     service: OrderService | None = None,
     routers: Sequence[APIRouter] = (),
+    audit: bool = True,
 ) -> FastAPI:
-    """The API app. Without `service` the lifespan connects to Temporal from `settings`."""
+    """The API app. Without `service` the lifespan connects to Temporal from `settings`.
+
+    Authentication is on when API keys or OIDC are configured (api/auth.py); the CLI refuses to
+    serve without either unless RADFLOW_API_AUTH=none. Every non-public request is audited.
+    """
     settings = settings or Settings()
     app = FastAPI(
         title="radflow",
@@ -146,6 +168,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.service = service
+    _install_security(app, settings, audit)
     for router in [*ROUTERS, *routers]:
         app.include_router(router)
     _install_error_handlers(app)

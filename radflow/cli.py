@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -75,6 +76,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     _setup_logging(settings)
+    refusal = api_auth_refusal(settings, loopback_may_run_open=True, host=settings.dev_host)
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
     return _run_forever(run_dev(settings, Path(settings.data_dir), headless=args.headless))
 
 
@@ -132,6 +137,10 @@ def cmd_api(args: argparse.Namespace) -> int:
     host = args.host or settings.api_host
     port = args.port or settings.api_port
     _setup_logging(settings)
+    refusal = api_auth_refusal(settings)
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
 
     async def run() -> int:
         from radflow.runner import banner_text, run_components
@@ -141,6 +150,32 @@ def cmd_api(args: argparse.Namespace) -> int:
         return await run_components([comp], banner=lambda c: banner_text("radflow API is running", c))
 
     return _run_forever(run())
+
+
+def api_auth_refusal(settings: Settings, loopback_may_run_open: bool = False, host: str = "") -> str:
+    """Why the API must not start with these settings ("" = it may). Never quotes a secret."""
+    from api.auth import AuthConfigError, Authenticator
+
+    try:
+        auth = Authenticator(settings)
+    except AuthConfigError as err:
+        return f"radflow: API authentication misconfigured: {err}"
+    if auth.configured or (loopback_may_run_open and _is_loopback(host)):
+        return ""
+    return ("radflow: refusing to serve the API without authentication. Configure RADFLOW_API_KEYS / "
+            "RADFLOW_API_KEYS_FILE or OIDC (RADFLOW_OIDC_ISSUER, _AUDIENCE, _JWKS_URL), or set RADFLOW_API_AUTH=none "
+            "to run it open on a trusted network (docs/security.md).")
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def cmd_dicom(args: argparse.Namespace) -> int:
@@ -203,6 +238,9 @@ def _run_forever(coro) -> int:  # noqa: ANN001
     """Run a process that hosts a worker, then leave without interpreter finalization."""
     from radflow.runner import hard_exit
 
+    # Everything a server process creates (read models, spool, attachments, audit log, the dev
+    # server's Temporal database) holds PHI: owner-only unless the operator widens it on purpose.
+    os.umask(0o077)
     try:
         code = asyncio.run(coro)
     except KeyboardInterrupt:

@@ -45,6 +45,17 @@ def destinations_warning(settings: Settings) -> str:
             "reports are kept but delivered nowhere, and finished orders end COMPLETED, not DELIVERED.")
 
 
+def auth_notice(settings: Settings) -> str:
+    """Say so when the API is open (allowed on loopback only; the CLI refuses it elsewhere)."""
+    from api.auth import Authenticator
+
+    auth = Authenticator(settings)
+    if auth.enforcing:
+        return auth.describe()
+    return (f"NOTICE: the API on {settings.dev_host} is OPEN (no authentication; every caller is admin). "
+            "Set RADFLOW_API_KEYS before exposing it (docs/security.md).")
+
+
 async def run_dev(settings: Settings, data_dir: Path, headless: bool = False) -> int:
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -74,7 +85,7 @@ async def run_dev(settings: Settings, data_dir: Path, headless: bool = False) ->
 
     def banner(components: list[Component]) -> str:
         text = banner_text(f"radflow dev is running (data dir {data_dir}, task queue {settings.task_queue})", components)
-        warning = destinations_warning(settings)
-        return f"{text}\n{warning}" if warning else text
+        warnings = [w for w in (auth_notice(settings), destinations_warning(settings)) if w]
+        return "\n".join([text, *warnings])
 
     return await run_components([TemporalDevComponent(server), after_temporal], banner=banner, on_second_signal=kill_server)

@@ -1,6 +1,7 @@
 """`radflow orders ...`: an operator's view of orders, through the HTTP API (never Temporal directly).
 
-Exit codes: 0 done, 1 the API refused (404 unknown order, 409 refused, 422 bad input,
+Exit codes: 0 done, 1 the API refused (401 no/invalid RADFLOW_API_TOKEN, 403 role missing,
+404 unknown order, 409 refused, 422 bad input,
 503 Temporal down), 2 the API could not be reached.
 """
 
@@ -60,9 +61,13 @@ class ApiError(Exception):
 
 
 def run_orders_command(args: argparse.Namespace) -> int:
-    base = args.api or Settings().api_url
+    settings = Settings()
+    base = args.api or settings.api_url
+    # The token comes from the environment only: argv is visible to every user (ps, /proc).
+    token = settings.api_token.get_secret_value()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with httpx.Client(base_url=base, timeout=30.0) as http:
+        with httpx.Client(base_url=base, timeout=30.0, headers=headers) as http:
             body = _call(http, args)
     except ApiError as err:
         print(f"error {err.status}: {err}", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.definitions import TASK_QUEUE
@@ -53,6 +54,21 @@ class Settings(BaseSettings):
     api_host: str = "0.0.0.0"
     api_port: int = 8000
     api_max_body_bytes: int = 1024 * 1024  # larger request bodies: 413 before they are read (docs/limits.md)
+    # --- API security (api/auth.py, api/guard.py, docs/security.md) ---
+    # "" = on when a method below is configured (`radflow api` refuses to start without one);
+    # "none" = explicitly open (every caller is admin): only for a trusted, closed network.
+    api_auth: str = ""
+    api_keys: SecretStr = SecretStr("")  # "name:role[+role]:secret,..." (env only, never a flag)
+    api_keys_file: Path | None = None  # lines of the same (one entry per line, # comments)
+    oidc_issuer: str = ""  # JWTs must carry exactly this `iss`
+    oidc_audience: str = ""  # ... and this `aud`
+    oidc_jwks_url: str = ""  # the issuer's signing keys (cached; refetched on an unknown kid)
+    oidc_roles_claim: str = "roles"  # dotted path to the roles list, e.g. realm_access.roles (Keycloak)
+    oidc_jwks_refresh_cooldown_s: float = 30.0  # unknown kids refetch the JWKS at most this often (no fetch floods)
+    oidc_algorithms: list[str] = ["RS256", "ES256", "PS256", "EdDSA"]
+    api_cors_origins: list[str] = []  # browser origins allowed to call the API; empty = CORS off
+    audit_log: Path | None = None  # append-only JSON lines of every PHI read and change; default data_dir/audit.jsonl
+    # --- end API security ---
 
     # Order policy (deadlines and retries), fixed per order at its start
     no_images_after_hours: float = 4.0
@@ -92,6 +108,7 @@ class Settings(BaseSettings):
 
     # --- API client, CLI and dev stack (api/, radflow/cli.py, radflow/logs.py) ---
     api_url: str = "http://localhost:8000"  # where `radflow orders ...` finds the API
+    api_token: SecretStr = SecretStr("")  # bearer token `radflow orders ...` sends (RADFLOW_API_TOKEN; env only)
     dev_host: str = "127.0.0.1"  # `radflow dev` binds every listener here (not exposed by default)
     log_format: str = "kv"  # "kv" (key=value lines) or "json" (one JSON object per line)
     # --- end API client, CLI and dev stack ---
@@ -133,6 +150,9 @@ class Settings(BaseSettings):
     mwl_timezone: str = ""  # site time zone for SPS start date/time; empty = hl7_default_timezone
     # Consumers mirrored after every applied change (SYNC_ACTIVITIES), fixed per order at its start.
     sync_consumers: list[str] = ["worklist", "fhir"]
+
+    def audit_log_path(self) -> Path:
+        return self.audit_log or self.data_dir / "audit.jsonl"
 
     def attachments_path(self) -> Path:
         return self.attachments_dir or self.data_dir / "attachments"

@@ -164,7 +164,7 @@ async def test_list_still_finds_orders_with_ordinary_filters(base_url: str, clie
 async def test_other_hostile_parameters_are_422(base_url: str, params: dict, headers: dict) -> None:
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
         if headers:
-            resp = await http.post("/orders/ACC1/cancel", headers={k: v.encode("latin-1") for k, v in headers.items()})
+            resp = await http.post("/orders/ACC1/cancel", json={}, headers={k: v.encode("latin-1") for k, v in headers.items()})
         else:
             resp = await http.get("/orders", params=params)
     assert resp.status_code == 422, resp.text

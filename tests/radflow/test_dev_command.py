@@ -64,6 +64,9 @@ async def test_radflow_dev_serves_an_order_and_stops_cleanly_on_ctrl_c(tmp_path:
         assert f"127.0.0.1:{ports['mllp']}" in text and f"{api}/docs" in text
         assert f"http://127.0.0.1:{ports['ui']}/namespaces/default/workflows" in text
         assert "WARNING: no report destination is configured" in text
+        assert "NOTICE: the API on 127.0.0.1 is OPEN" in text  # open is allowed on loopback, and said
+        # The umask makes the dev server's Temporal database owner-only too (it holds every payload).
+        assert (tmp_path / "data" / "temporal.db").stat().st_mode & 0o077 == 0
         dev_pid = int(re.search(r"dev server pid\s+(\d+)", text).group(1))  # type: ignore[union-attr]
         assert _alive(dev_pid)
 
