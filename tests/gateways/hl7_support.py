@@ -6,6 +6,7 @@ import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,7 +107,14 @@ def stack_settings(tmp_path: Path, task_queue: str, **overrides: object) -> Sett
 
 @pytest.fixture
 async def hl7_stack(client: Client, task_queue: str, tmp_path: Path) -> AsyncIterator[Hl7Stack]:
-    settings = stack_settings(tmp_path, task_queue)
+    async with open_hl7_stack(client, task_queue, tmp_path) as stack:
+        yield stack
+
+
+@asynccontextmanager
+async def open_hl7_stack(client: Client, task_queue: str, tmp_path: Path, **overrides: object) -> AsyncIterator[Hl7Stack]:
+    """The gateway on loopback and a worker, with settings overridden for one test module."""
+    settings = stack_settings(tmp_path, task_queue, **overrides)
     service = OrderService(client, task_queue=task_queue, policy=settings.order_policy(), rpc_timeout_s=10,
                            accession_prefix=settings.accession_prefix)
     gateway = Hl7Gateway(service, settings)

@@ -7,7 +7,6 @@ reuses the closed accession is AE "order ... is closed"; an event for it is refu
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,10 +16,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from domain import definitions as d
 from domain.definitions import OrderStatus
 from domain.order import OrderState
-from gateways.hl7_gateway import Hl7Gateway
-from radflow.ordering import OrderService
-from radflow.worker import build_worker
-from tests.gateways.hl7_support import Hl7Stack, stack_settings
+from tests.gateways.hl7_support import Hl7Stack, open_hl7_stack
 
 pytestmark = pytest.mark.integration
 
@@ -30,18 +26,8 @@ NW = "orm_o01_nw_v23.hl7"
 @pytest.fixture
 async def closing_stack(client: Client, task_queue: str, tmp_path: Path) -> AsyncIterator[Hl7Stack]:
     # Orders close (the workflow completes) about a second after they are cancelled.
-    settings = stack_settings(tmp_path, task_queue, retention_after_close_hours=0.3 / 3600)
-    service = OrderService(client, task_queue=task_queue, policy=settings.order_policy(), rpc_timeout_s=10,
-                           accession_prefix=settings.accession_prefix)
-    gateway = Hl7Gateway(service, settings)
-    server = await gateway.serve("127.0.0.1", 0)
-    host, port = server.sockets[0].getsockname()[:2]
-    try:
-        async with build_worker(client, settings, task_queue=task_queue):
-            yield Hl7Stack(client, service, gateway, settings, host, port, uuid.uuid4().hex[:6].upper())
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with open_hl7_stack(client, task_queue, tmp_path, retention_after_close_hours=0.3 / 3600) as stack:
+        yield stack
 
 
 def cancel_of(nw: bytes) -> bytes:
