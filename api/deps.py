@@ -24,6 +24,14 @@ def get_service(request: Request) -> OrderService:
     return service
 
 
+def actor(request: Request) -> str:
+    """The authenticated caller's name for the order's timeline; "" when authentication is off."""
+    from api.guard import PRINCIPAL_KEY
+
+    principal = request.scope.get(PRINCIPAL_KEY)
+    return principal.name if principal is not None and principal.method != "none" else ""
+
+
 def control_id(idempotency_key: Annotated[SafeText | None, safe(128, where=Header, alias="Idempotency-Key")] = None) -> str:
     """The event's control id: the client's Idempotency-Key (a retried POST is applied once), else fresh."""
     return idempotency_key or f"api-{uuid.uuid4().hex}"
@@ -32,3 +40,4 @@ def control_id(idempotency_key: Annotated[SafeText | None, safe(128, where=Heade
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServiceDep = Annotated[OrderService, Depends(get_service)]
 ControlIdDep = Annotated[str, Depends(control_id)]
+ActorDep = Annotated[str, Depends(actor)]

@@ -26,6 +26,7 @@ from api.policy import POLICY, PUBLIC, STATE_CHANGING
 Scope = dict[str, Any]
 ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
 
+PRINCIPAL_KEY = "radflow.principal"  # where the guard leaves the caller for the routes (api/deps.py)
 _JSON = re.compile(r"^application/(json|[\w.+-]+\+json)\s*(;.*)?$", re.IGNORECASE)
 _COMPILED = [(method, template, compile_path(template)[0], need) for (method, template), need in POLICY.items()]
 
@@ -72,7 +73,7 @@ class Guard:
             if refusal is not None:
                 await _refuse(send_status, path, *refusal)
             else:
-                scope.setdefault("state", {})["principal"] = principal
+                scope[PRINCIPAL_KEY] = principal
                 await self.app(scope, receive, send_status)
         finally:
             if self.audit is not None:

@@ -190,6 +190,7 @@ class OrderEvent(BaseModel):
     report: Report | None = None
     study: StudyInfo | None = None
     reason: str = ""
+    actor: str = ""  # API events: the authenticated caller, shown on the timeline ("" = unknown / auth off)
     # HL7 null semantics (domain.merge): when `partial`, empty values in `order`/`patient`
     # were not sent (keep what is stored) and `cleared` lists the paths sent as "" (delete),
     # e.g. "patient.sex". Events without it (FHIR, histories before it) replace wholesale.
@@ -320,6 +321,7 @@ class OperatorAction(BaseModel):
     action: str  # "retry" | "skip"
     note: str = ""
     lane: str = ""  # v2: the lane to act on ("fhir", "hl7", ...); "" = every lane waiting for an operator
+    actor: str = ""  # who decided: the API caller's authenticated name ("" = unknown / auth off)
 
 
 class OperatorResult(BaseModel):

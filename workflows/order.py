@@ -165,7 +165,8 @@ class ImagingOrderWorkflow:
         if outcome.changed:
             self.state.updated_at = now
             repaired = f" (repaired: {'; '.join(event.repairs)})" if event.repairs else ""
-            self._record(event.source, event.kind.value, outcome.summary + repaired, event.control_id)
+            by = f" by {event.actor}" if event.actor else ""  # the authenticated API caller (timeline text only)
+            self._record(event.source, event.kind.value, outcome.summary + repaired + by, event.control_id)
             self._after_change(event.kind.value, outcome.deliver_report, outcome.check_acquisition)
         elif outcome.note:
             self._record(event.source, event.kind.value, outcome.summary, event.control_id)
@@ -221,7 +222,8 @@ class ImagingOrderWorkflow:
         for name in targets:
             self._decisions[name] = action
         note = f" ({action.note})" if action.note else ""
-        self._record(EventSource.OPERATOR, "OPERATOR", f"operator chose {action.action}{note} for {', '.join(targets)}")
+        by = f" by {action.actor}" if action.actor else ""
+        self._record(EventSource.OPERATOR, "OPERATOR", f"operator{by} chose {action.action}{note} for {', '.join(targets)}")
 
     def _operator_result(self, action: OperatorAction) -> OperatorResult:
         return OperatorResult(accession=self.state.order.accession, action=action.action, status=self.state.status,

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query
 
-from api.deps import ControlIdDep, ServiceDep
+from api.deps import ActorDep, ControlIdDep, ServiceDep
 from api.responses import NOT_FOUND, REFUSED, TOO_LARGE, UNAVAILABLE
 from api.text_checks import SafeText, safe
 from api.schemas import (
@@ -95,20 +95,22 @@ async def get_timeline(accession: Accession, service: ServiceDep,
     responses={**NOT_FOUND, **REFUSED, **TOO_LARGE, **UNAVAILABLE},
     summary="Schedule an order that arrived without a schedule (or reschedule before acquisition)",
 )
-async def schedule_order(accession: Accession, body: ScheduleRequest, service: ServiceDep, control_id: ControlIdDep) -> EventResultPublic:
+async def schedule_order(accession: Accession, body: ScheduleRequest, service: ServiceDep, control_id: ControlIdDep,
+                         actor: ActorDep) -> EventResultPublic:
     start = body.start if body.start.tzinfo else body.start.replace(tzinfo=UTC)
     schedule = Schedule(station_ae=body.station_ae, modality=body.modality, start=start,
                         station_name=body.station_name, location=body.location)
-    event = OrderEvent(kind=EventKind.SCHEDULE, source=EventSource.API, control_id=control_id, schedule=schedule)
+    event = OrderEvent(kind=EventKind.SCHEDULE, source=EventSource.API, control_id=control_id, schedule=schedule, actor=actor)
     return await _send(service, accession, event)
 
 
 @router.post("/{accession}/cancel", response_model=EventResultPublic, responses={**NOT_FOUND, **REFUSED, **TOO_LARGE, **UNAVAILABLE})
 async def cancel_order(
-    accession: Accession, service: ServiceDep, control_id: ControlIdDep, body: Annotated[CancelRequest | None, Body()] = None
+    accession: Accession, service: ServiceDep, control_id: ControlIdDep, actor: ActorDep,
+    body: Annotated[CancelRequest | None, Body()] = None,
 ) -> EventResultPublic:
     reason = body.reason if body else ""
-    event = OrderEvent(kind=EventKind.CANCEL, source=EventSource.API, control_id=control_id, reason=reason)
+    event = OrderEvent(kind=EventKind.CANCEL, source=EventSource.API, control_id=control_id, reason=reason, actor=actor)
     return await _send(service, accession, event)
 
 
@@ -119,9 +121,10 @@ async def cancel_order(
     summary="Operator: retry the lane(s) of an order waiting for an operator (body lane optional)",
 )
 async def retry_step(
-    accession: Accession, service: ServiceDep, control_id: ControlIdDep, body: Annotated[OperatorRequest | None, Body()] = None
+    accession: Accession, service: ServiceDep, control_id: ControlIdDep, actor: ActorDep,
+    body: Annotated[OperatorRequest | None, Body()] = None,
 ) -> OperatorResultPublic:
-    return await _operator(service, accession, "retry", body, control_id)
+    return await _operator(service, accession, "retry", body, control_id, actor)
 
 
 @router.post(
@@ -131,9 +134,10 @@ async def retry_step(
     summary="Operator: skip what the lane(s) of an order waiting for an operator owe now",
 )
 async def skip_step(
-    accession: Accession, service: ServiceDep, control_id: ControlIdDep, body: Annotated[OperatorRequest | None, Body()] = None
+    accession: Accession, service: ServiceDep, control_id: ControlIdDep, actor: ActorDep,
+    body: Annotated[OperatorRequest | None, Body()] = None,
 ) -> OperatorResultPublic:
-    return await _operator(service, accession, "skip", body, control_id)
+    return await _operator(service, accession, "skip", body, control_id, actor)
 
 
 async def _send(service: ServiceDep, accession: str, event: OrderEvent) -> EventResultPublic:
@@ -146,9 +150,10 @@ async def _send(service: ServiceDep, accession: str, event: OrderEvent) -> Event
                              duplicate=result.duplicate, message=result.message)
 
 
-async def _operator(service: ServiceDep, accession: str, action: str, body: OperatorRequest | None, control_id: str) -> OperatorResultPublic:
+async def _operator(service: ServiceDep, accession: str, action: str, body: OperatorRequest | None, control_id: str,
+                    actor: str) -> OperatorResultPublic:
     result = await service.operator_action(accession, OperatorAction(action=action, note=body.note if body else "",
-                                                                     lane=body.lane if body else ""),
+                                                                     lane=body.lane if body else "", actor=actor),
                                            update_id=f"{EventSource.API.value}:{control_id}")
     _log_applied("api operator action", accession, action=action, status=result.status.value)
     return OperatorResultPublic(accession=result.accession or accession, action=result.action, status=result.status,
