@@ -79,7 +79,8 @@ class Guard:
             if self.audit is not None:
                 client = scope.get("client")
                 self.audit.record(principal=principal, method=method, path=path, route=template, params=params,
-                                  status=status_box[0] or 500, source=client[0] if client else "")
+                                  status=status_box[0] or 500, source=client[0] if client else "",
+                                  query=scope.get("query_string", b"").decode("latin-1"))
 
     def _check(self, principal: Principal, need: Role | str, method: str, headers: dict[str, str]
                ) -> tuple[int, str, str, dict[str, str]] | None:

@@ -39,7 +39,7 @@ async def test_a_read_and_a_retry_are_audited_and_the_operator_lands_on_the_time
         read = await http.get(f"/orders/{acc}", headers=reader)
         refused = await http.post(f"/orders/{acc}/retry", json={"note": "EHR back?"}, headers=reader)
         retried = await http.post(f"/orders/{acc}/retry", json={"note": "EHR back?"}, headers=operator)
-        anonymous = await http.get(f"/orders/{acc}/timeline")
+        anonymous = await http.get(f"/orders/{acc}/timeline", params={"limit": 5})
         timeline = await http.get(f"/orders/{acc}/timeline", headers=operator)
         health = await http.get("/healthz")
     assert [r.status_code for r in (read, refused, retried, anonymous, timeline)] == [200, 403, 200, 401, 200]
@@ -55,6 +55,7 @@ async def test_a_read_and_a_retry_are_audited_and_the_operator_lands_on_the_time
         (None, [], "GET /orders/{accession}/timeline", 401),
         ("ops-jane", ["operator", "reader"], "GET /orders/{accession}/timeline", 200),
     ]  # /healthz is public: not a PHI read, not audited
+    assert records[3]["query"] == "limit=5" and "query" not in records[0]  # searches say what was asked
     assert stat.S_IMODE(audit_path.stat().st_mode) == 0o600
     summaries = [e["summary"] for e in timeline.json()["entries"]]
     assert any(s.startswith("operator by ops-jane chose retry (EHR back?)") for s in summaries), summaries
