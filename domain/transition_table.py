@@ -2,9 +2,12 @@
 
 For every clinical status and every event kind the table says what a typical event of
 that kind does: move to a status, apply without a status change, change nothing (a
-resend), note it on the timeline, or refuse it. `domain.transitions` implements the data
-side of each event; `tests/domain/test_transition_table.py` runs every combination through
-it and checks it agrees with this table, and docs/transitions.md is generated from it:
+resend), note it on the timeline, or refuse it. `domain.transitions.apply_event` takes every
+"refused", "no change" and "noted" cell from here (`rule_for`) before any handler runs; the
+handlers only do the data side of "move" and "applied" cells (and may still refuse or find
+nothing changed for data reasons: an empty report, a mismatching study, a resend).
+`tests/domain/test_transition_table.py` runs every combination through `apply_event` and
+checks it agrees with this table, and docs/transitions.md is generated from it:
 
     python -m domain.transition_table --write
 """
@@ -75,10 +78,27 @@ TABLE: dict[EventKind, dict[OrderStatus, Rule]] = {
 }
 
 
+# Kinds whose outcome depends on the event's data, not on the status: ORC-5 names the target
+# status of an SC, so its handler decides (and goes through `rule_for` for CA/DC targets).
+DATA_DRIVEN = frozenset({E.STATUS_CHANGED})
+
+
+def rule_for(kind: EventKind, status: OrderStatus) -> Rule | None:
+    """The table's decision for `apply_event`; None where the event's handler decides.
+
+    A status outside the table (v1's NEEDS_ATTENTION overlay with nothing under it) is refused.
+    """
+    if kind in DATA_DRIVEN:
+        return None
+    return TABLE[kind].get(status, REFUSE)
+
+
 def markdown() -> str:
     lines = ["# Order transitions", "",
              "Generated from `domain/transition_table.py` (`python -m domain.transition_table --write`);",
-             "`tests/domain/test_transition_table.py` checks every cell against `domain/transitions.py`.",
+             "`domain/transitions.py` takes every refused / no change / noted cell from it before a handler",
+             "runs (ORC-5 status changes excepted: their target decides), and",
+             "`tests/domain/test_transition_table.py` checks every cell through `apply_event`.",
              "A cell is what the typical event of that kind does in that status: `→ X` moves to X,",
              "`applied` changes data but not the status, `no change` is a resend, `noted` only adds a",
              "timeline note, `refused` is an exception (HL7 AE, HTTP 409, DICOM failure status).",

@@ -1,5 +1,8 @@
 """The order state machine as a pure function: (state, event) -> outcome.
 
+Whether an event may apply in a status, is a resend or only a note comes from the one
+declarative table (domain/transition_table.py); the handlers here do the data side.
+
 No I/O and no Temporal calls: the workflow applies the outcome (timeline, search
 attributes, follow-up steps). Invalid transitions are not applied; they come back as
 an exception outcome the workflow records and the gateway turns into AE / 409.
@@ -10,17 +13,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from domain.definitions import CLOSED_STATUSES, OrderStatus, ReportStatus
+from domain.definitions import OrderStatus, ReportStatus
 from domain.merge import merge_partial, sub_paths
-from domain.studies import merge_study, study_mismatch
 from domain.order import EventKind, OrderEvent, OrderState, Patient, PatientKey, Report
+from domain.studies import merge_study, study_mismatch
+from domain.transition_table import rule_for
 
 S = OrderStatus
 
-# Where each event may apply (status *underneath* NEEDS_ATTENTION).
+# Where each event may apply is domain/transition_table.py; a handler only asks whether an
+# applied study/procedure event still moves the order out of the worklist statuses.
 _OPEN_BEFORE_ACQUISITION = {S.ORDERED, S.SCHEDULED}
-_ACTIVE = {S.ORDERED, S.SCHEDULED, S.IN_PROGRESS, S.ACQUIRED, S.REPORTED, S.DELIVERED}
-_PAST_ACQUISITION = {S.ACQUIRED, S.REPORTED, S.DELIVERED, S.COMPLETED}  # COMPLETED: v2 (no destination acknowledged)
 
 # HL7 ORC-5 order status -> target state for ORC-1 SC.
 ORC5_STATUS = {
@@ -67,21 +70,53 @@ def _refuse(event: OrderEvent, current: OrderStatus, why: str = "") -> Outcome:
 
 
 def apply_event(state: OrderState, event: OrderEvent, now: datetime) -> Outcome:
-    current = effective_status(state)
-    handler = _HANDLERS.get(event.kind)
+    return _decide(event.kind, state, event, effective_status(state), now)
+
+
+def _decide(kind: EventKind, state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
+    """The transition table decides refusals, resends and notes; the handler does the rest."""
+    handler = _HANDLERS.get(kind)
     if handler is None:
-        return _refuse(event, current, f"unsupported event {event.kind.value}")
-    return handler(state, event, current, now)
+        return _refuse(event, current, f"unsupported event {kind.value}")
+    rule = rule_for(kind, current)
+    if rule is None or rule.kind in ("move", "apply"):
+        return handler(state, event, current, now)
+    if rule.kind == "refuse":
+        return _refuse(event, current, _refusal(kind, event, current))
+    if rule.kind == "note":
+        # MPPS often trails the images; a late step must not move the order back.
+        return Outcome(changed=False, summary=f"late procedure step ignored (order already {current.value})", note=True)
+    return Outcome(changed=False, summary=_UNCHANGED.get(kind, f"{kind.value} changes nothing"), duplicate=True)
+
+
+_UNCHANGED = {
+    EventKind.NEW_ORDER: "duplicate new order ignored",  # a second NW for an existing order is a resend
+    EventKind.CANCEL: "already cancelled",
+    EventKind.DISCONTINUE: "already discontinued",
+    EventKind.PROCEDURE_DISCONTINUED: "already discontinued",
+    EventKind.PROCEDURE_STARTED: "procedure already in progress",
+}
+
+
+def _refusal(kind: EventKind, event: OrderEvent, current: OrderStatus) -> str:
+    """Why the table refuses: said the way an operator or a sender can act on it."""
+    closed = current.value.lower()
+    if kind == EventKind.CANCEL:
+        return f"cannot cancel an order that is {current.value} (discontinue it instead)"
+    if kind == EventKind.REPORT:
+        return f"{event.report.status.value if event.report else 'a'} report for a {closed} order"
+    if kind == EventKind.IMAGES_ARRIVING:
+        return f"images for a {closed} order"
+    if kind in (EventKind.STUDY_STABLE, EventKind.STUDY_LINKED):
+        return f"study for a {closed} order"
+    return ""
 
 
 def _new_order(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
-    # A second NW for an existing order is a resend: acknowledged, nothing changes.
-    return Outcome(changed=False, summary="duplicate new order ignored", duplicate=True)
+    raise AssertionError("the transition table answers every NEW_ORDER (a resend)")
 
 
 def _order_changed(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
-    if current not in {S.ORDERED, S.SCHEDULED, S.IN_PROGRESS}:
-        return _refuse(event, current)
     if event.order is None:
         return _refuse(event, current, "order change without order details")
     new = merge_partial(state.order, event.order, event.cleared) if event.partial else event.order.model_copy()
@@ -95,8 +130,6 @@ def _order_changed(state: OrderState, event: OrderEvent, current: OrderStatus, n
 
 
 def _schedule(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
-    if current not in _OPEN_BEFORE_ACQUISITION:
-        return _refuse(event, current)
     if event.schedule is None or not event.schedule.is_scheduled():
         return _refuse(event, current, "schedule needs a start time and a station AE title or modality")
     sched = event.schedule.model_copy()
@@ -117,9 +150,9 @@ def _status_changed(state: OrderState, event: OrderEvent, current: OrderStatus, 
     if target == current:
         return Outcome(changed=False, summary=f"status already {current.value}", duplicate=True)
     if target == S.CANCELLED:
-        return _cancel(state, event, current, now)
+        return _decide(EventKind.CANCEL, state, event, current, now)
     if target == S.DISCONTINUED:
-        return _discontinue(state, event, current, now)
+        return _decide(EventKind.DISCONTINUE, state, event, current, now)
     order = [S.ORDERED, S.SCHEDULED, S.IN_PROGRESS, S.ACQUIRED]
     if current not in order or order.index(target) < order.index(current):
         return _refuse(event, current, f"status change to {target.value} is not allowed from {current.value}")
@@ -128,19 +161,11 @@ def _status_changed(state: OrderState, event: OrderEvent, current: OrderStatus, 
 
 
 def _cancel(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
-    if current == S.CANCELLED:
-        return Outcome(changed=False, summary="already cancelled", duplicate=True)
-    if current not in _OPEN_BEFORE_ACQUISITION:
-        return _refuse(event, current, f"cannot cancel an order that is {current.value} (discontinue it instead)")
     _close(state, S.CANCELLED, now)
     return Outcome(changed=True, summary="cancelled" + (f": {event.reason}" if event.reason else ""))
 
 
 def _discontinue(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
-    if current == S.DISCONTINUED:
-        return Outcome(changed=False, summary="already discontinued", duplicate=True)
-    if current not in {S.ORDERED, S.SCHEDULED, S.IN_PROGRESS}:
-        return _refuse(event, current)
     _close(state, S.DISCONTINUED, now)
     return Outcome(changed=True, summary="discontinued" + (f": {event.reason}" if event.reason else ""))
 
@@ -148,8 +173,6 @@ def _discontinue(state: OrderState, event: OrderEvent, current: OrderStatus, now
 def _patient_updated(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
     if event.patient is None:
         return _refuse(event, current, "patient update without patient")
-    if current in CLOSED_STATUSES:
-        return _refuse(event, current)
     old = state.order.patient
     if event.patient.mrn != old.mrn:
         return _refuse(event, current, "patient update for another MRN")
@@ -163,8 +186,6 @@ def _patient_updated(state: OrderState, event: OrderEvent, current: OrderStatus,
 def _patient_merged(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
     if event.patient is None or event.merged_from is None:
         return _refuse(event, current, "merge needs the surviving patient and the merged MRN")
-    if current in CLOSED_STATUSES:
-        return _refuse(event, current)
     old = state.order.patient
     if old.mrn == event.patient.mrn:
         return Outcome(changed=False, summary="already on the surviving MRN", duplicate=True)
@@ -196,8 +217,6 @@ def _report(state: OrderState, event: OrderEvent, current: OrderStatus, now: dat
     report = event.report
     if report is None:
         return _refuse(event, current, "report event without report")
-    if current in CLOSED_STATUSES:
-        return _refuse(event, current, f"{report.status.value} report for a {current.value.lower()} order")
     if report.status != ReportStatus.PRELIMINARY and not report.has_content():
         # UID rows alone, or nothing: delivering it would tell the EHR the study was reported.
         return _refuse(event, current, f"{report.status.value} report has neither text nor a document")
@@ -225,22 +244,11 @@ def _same_content(a: Report, b: Report) -> bool:
 
 
 def _procedure_started(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
-    if current == S.IN_PROGRESS:
-        return Outcome(changed=False, summary="procedure already in progress", duplicate=True)
-    if current in _PAST_ACQUISITION:
-        # MPPS often trails the images; a late step must not move the order back.
-        return Outcome(changed=False, summary=f"late procedure step ignored (order already {current.value})", note=True)
-    if current not in _OPEN_BEFORE_ACQUISITION:
-        return _refuse(event, current)
     _enter(state, S.IN_PROGRESS, now)
     return Outcome(changed=True, summary="procedure started")
 
 
 def _procedure_completed(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
-    if current in _PAST_ACQUISITION:
-        return Outcome(changed=False, summary=f"late procedure step ignored (order already {current.value})", note=True)
-    if current not in {S.ORDERED, S.SCHEDULED, S.IN_PROGRESS}:
-        return _refuse(event, current)
     study = event.study
     if study is not None:
         if study.study_instance_uid and not state.order.study_instance_uid:
@@ -257,8 +265,6 @@ def _procedure_discontinued(state: OrderState, event: OrderEvent, current: Order
 
 
 def _images_arriving(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
-    if current in CLOSED_STATUSES:
-        return _refuse(event, current, f"images for a {current.value.lower()} order")
     summary = "images arriving"
     if event.study is not None:
         if why := study_mismatch(state, event.study):
@@ -271,8 +277,6 @@ def _images_arriving(state: OrderState, event: OrderEvent, current: OrderStatus,
 
 
 def _study_stable(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime, linked: bool = False) -> Outcome:
-    if current in CLOSED_STATUSES:
-        return _refuse(event, current, f"study for a {current.value.lower()} order")
     further = False
     if event.study is not None:
         # An operator's link is the decision on a mismatch: it is not refused again.
@@ -299,8 +303,6 @@ def _study_linked(state: OrderState, event: OrderEvent, current: OrderStatus, no
 
 
 def _acquisition_confirmed(state: OrderState, event: OrderEvent, current: OrderStatus, now: datetime) -> Outcome:
-    if current not in {S.ORDERED, S.SCHEDULED, S.IN_PROGRESS}:
-        return _refuse(event, current)
     state.study.archive_confirmed = True
     _enter(state, S.ACQUIRED, now)
     return Outcome(changed=True, summary=event.reason or "acquisition complete")

@@ -9,7 +9,7 @@ import pytest
 
 from domain.definitions import EventSource, OrderStatus, ReportStatus
 from domain.order import EventKind, OrderEvent, OrderState, Patient, PatientKey
-from domain.transition_table import DOC, STATUSES, TABLE, Rule, markdown
+from domain.transition_table import DOC, NOTE, REFUSE, STATUSES, TABLE, Rule, markdown
 from domain.transitions import apply_event
 from tests.factories import make_order, report, stable_study
 
@@ -83,3 +83,18 @@ def test_every_status_behaves_as_the_table_says(kind: EventKind) -> None:
 
 def test_docs_table_is_generated_from_the_table() -> None:
     assert DOC.read_text() == markdown(), "run: python -m domain.transition_table --write"
+
+
+def test_apply_event_follows_the_table_not_a_copy_of_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Change one cell and the state machine changes with it: the table is the only place the rule lives."""
+    st = state_in(S.SCHEDULED)
+    assert apply_event(st, example(EventKind.CANCEL, st), T0).ok
+    monkeypatch.setitem(TABLE[EventKind.CANCEL], S.SCHEDULED, REFUSE)
+    st = state_in(S.SCHEDULED)
+    refused = apply_event(st, example(EventKind.CANCEL, st), T0)
+    assert not refused.ok and "cannot cancel" in refused.error and st.status == S.SCHEDULED
+
+    monkeypatch.setitem(TABLE[EventKind.PROCEDURE_STARTED], S.SCHEDULED, NOTE)
+    st = state_in(S.SCHEDULED)
+    noted = apply_event(st, example(EventKind.PROCEDURE_STARTED, st), T0)
+    assert noted.ok and noted.note and not noted.changed and st.status == S.SCHEDULED
