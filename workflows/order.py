@@ -48,6 +48,7 @@ PENDING_KINDS_KEPT = 16
 # Patch (docs/workflow.md "Upgrades"): worklist syncs as local activities, and a FHIR report
 # delivery counting as the FHIR sync of the same snapshot. Histories before it replay without.
 PATCH_FEWER_ACTIVITIES = "lanes-fewer-activities"
+PATCH_LOCAL_FAILURE = "lane-local-activity-failure"  # a failed local activity puts its lane in attention
 FINAL_STATUSES = {S.DELIVERED, S.COMPLETED, S.CANCELLED, S.DISCONTINUED, S.EXPIRED, S.UNREPORTED}
 
 
@@ -268,6 +269,15 @@ class ImagingOrderWorkflow:
             try:
                 result = await self._execute(name, work)
             except ActivityError as err:
+                self._busy.pop(name, None)
+                self._enter_attention(name, work, _failure_reason(err))
+                continue
+            except ApplicationError as err:
+                # A local activity (the worklist sync) that ran out of attempts raises its own
+                # ApplicationError, not an ActivityError: without this the lane task died and the
+                # order stopped mirroring to the worklist. Histories from before keep their path.
+                if not workflow.patched(PATCH_LOCAL_FAILURE):
+                    raise
                 self._busy.pop(name, None)
                 self._enter_attention(name, work, _failure_reason(err))
                 continue
@@ -509,7 +519,9 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _failure_reason(err: ActivityError) -> str:
+def _failure_reason(err: ActivityError | ApplicationError) -> str:
+    if isinstance(err, ApplicationError):
+        return f"{err.type}: {err.message}" if err.type else err.message
     cause = err.cause
     while cause is not None and getattr(cause, "cause", None) is not None and not isinstance(cause, ApplicationError):
         cause = cause.cause

@@ -24,6 +24,7 @@ from domain.order import (
     StepResult,
 )
 from tests.factories import event, make_order, report, stable_study
+from tests.waiting import eventually
 from workflows.allocator import AccessionAllocatorWorkflow
 from workflows.order import ImagingOrderWorkflow
 
@@ -181,3 +182,44 @@ async def test_closed_order_completes_after_retention(time_env: WorkflowEnvironm
         await time_env.sleep(timedelta(hours=25))
         final = OrderState.model_validate(await handle.result())
         assert final.status == OrderStatus.CANCELLED and final.timeline[-1].kind == "CANCEL"
+
+
+class BrokenWorklist:
+    """The worklist read model is unavailable: its lane fails through its retries and waits."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    @activity.defn(name="sync_worklist")
+    async def sync(self, req: StepRequest) -> StepResult:
+        self.attempts += 1
+        raise ApplicationError("worklist store unavailable", type="WorklistUnavailable")
+
+
+async def test_a_waiting_lane_delays_neither_deadlines_nor_continue_as_new(time_env: WorkflowEnvironment) -> None:
+    tq = "timers-lane-waits"
+    worklist = BrokenWorklist()
+    # The worklist sync is a local activity: its short retry backoff runs in real time in the worker.
+    policy = OrderPolicy(sync_consumers=["worklist"], step_max_attempts=2, step_initial_interval_s=0.1,
+                         step_max_interval_s=0.1, no_images_after_s=HOUR, history_soft_limit=80)
+    async with _worker(time_env, tq, worklist.sync, FlakyConsumer().deliver):
+        handle = await _start(time_env, tq, policy)  # scheduled an hour from now
+        state = await eventually(lambda: _state(handle), lambda s: s.lanes["worklist"].attention is not None)
+        assert state.status == OrderStatus.SCHEDULED and state.lanes["worklist"].attention is not None
+        assert worklist.attempts == 2
+
+        # The no-images deadline (scheduled start + 1 h) fires while the worklist lane waits.
+        await time_env.sleep(timedelta(hours=3))
+        state = await _state(handle)
+        assert OverdueFlag.NO_IMAGES in state.overdue and state.lanes["worklist"].attention is not None
+
+        # Events push the history past its soft limit: the order continues as new with the lane still waiting.
+        patient = state.order.patient
+        for n in range(40):
+            result = await _send(handle, EventKind.PATIENT_UPDATED,
+                                 patient=patient.model_copy(update={"name": patient.name.model_copy(update={"given": f"G{n}"})}))
+            assert result.changed
+        state = await _state(handle)
+        assert state.runs > 1, "the order did not continue as new while a lane waited for an operator"
+        assert state.lanes["worklist"].attention is not None and OverdueFlag.NO_IMAGES in state.overdue
+        assert state.order.patient.name.given == "G39" and worklist.attempts == 2
