@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import time
 from collections import Counter
@@ -153,3 +154,14 @@ def storescu(host: str, port: int, files: Sequence[Path], *, calling: str = "MOD
         pytest.fail(f"{STORESCU} missing: apt-get install -y dcmtk")
     cmd = [STORESCU, "-aet", calling, "-aec", called, *extra, host, str(port), *map(str, files)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=NODELAY_ENV)
+
+
+def closed_by_peer(sock: socket.socket, wait_s: float) -> bool:
+    """True when the peer closes (FIN or RST) the connection within `wait_s`."""
+    sock.settimeout(wait_s)
+    try:
+        return sock.recv(1) == b""
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from temporalio.client import Client
 
+from gateways.hl7_gateway import Hl7Gateway
+from radflow.devstack import free_port
+from radflow.ordering import OrderService
 from radflow.settings import Settings
+from radflow.wiring import order_service
+from radflow.worker import build_worker
 from tests.fhir_server.fixture import FhirTestServer
 
 MLLP_START, MLLP_END = b"\x0b", b"\x1c\x0d"
@@ -136,3 +144,26 @@ class FhirReader:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+
+@asynccontextmanager
+async def hl7_gateway_stack(client: Client, settings: Settings) -> AsyncIterator[tuple[OrderService, int]]:
+    """radflow's HL7 gateway on a free loopback port and a real worker, from `settings`."""
+    service = order_service(client, settings)
+    port = free_port()
+    server = await Hl7Gateway(service, settings).serve(host="127.0.0.1", port=port)
+    try:
+        async with build_worker(client, settings, task_queue=settings.task_queue):
+            yield service, port
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@asynccontextmanager
+async def fhir_reader(server: FhirTestServer) -> AsyncIterator[FhirReader]:
+    reader = FhirReader(server.base_url)
+    try:
+        yield reader
+    finally:
+        await reader.aclose()

@@ -15,13 +15,17 @@ from temporalio.client import Client
 
 from domain.definitions import EventSource, OrderStatus
 from domain.order import EventKind, OrderEvent, SeriesInfo, StudyInfo
-from gateways.hl7_gateway import Hl7Gateway
-from radflow.devstack import free_port
 from radflow.ordering import OrderService
 from radflow.settings import Settings
-from radflow.wiring import order_service
-from radflow.worker import build_worker
-from tests.e2e.fhir_helpers import FhirReader, Hl7Order, ack_code, e2e_settings, send_mllp
+from tests.e2e.fhir_helpers import (
+    FhirReader,
+    Hl7Order,
+    ack_code,
+    e2e_settings,
+    fhir_reader,
+    hl7_gateway_stack,
+    send_mllp,
+)
 from tests.fhir_server.fixture import FhirTestServer, fhir_server  # noqa: F401
 from tests.waiting import eventually
 
@@ -35,22 +39,14 @@ def settings(task_queue: str, fhir_server: FhirTestServer, tmp_path) -> Settings
 
 @pytest.fixture
 async def stack(client: Client, settings: Settings) -> AsyncIterator[tuple[OrderService, int]]:
-    service = order_service(client, settings)
-    port = free_port()
-    server = await Hl7Gateway(service, settings).serve(host="127.0.0.1", port=port)
-    try:
-        async with build_worker(client, settings, task_queue=settings.task_queue):
-            yield service, port
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with hl7_gateway_stack(client, settings) as built:
+        yield built
 
 
 @pytest.fixture
 async def fhir(fhir_server: FhirTestServer) -> AsyncIterator[FhirReader]:
-    reader = FhirReader(fhir_server.base_url)
-    yield reader
-    await reader.aclose()
+    async with fhir_reader(fhir_server) as reader:
+        yield reader
 
 
 async def the_one(fhir: FhirReader, rtype: str, system: str, value: str, ok=lambda r: True) -> dict:

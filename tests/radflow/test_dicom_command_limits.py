@@ -21,6 +21,7 @@ from domain.dicom.mwl import entry_from_state
 from domain.order import OrderState, PersonName
 from gateways.dicom.worklist_store import WorklistStore
 from radflow.devstack import DevServer, free_port
+from tests.dicom_peers import closed_by_peer
 from tests.factories import make_order
 from tests.gateways.dicom.dcmtk import echoscu, findscu, require_dcmtk
 
@@ -59,13 +60,7 @@ def _hold(port: int, aet: str):
 
 def _closed_within(port: int, wait_s: float) -> bool:
     with socket.create_connection(("127.0.0.1", port)) as sock:
-        sock.settimeout(wait_s)
-        try:
-            return sock.recv(1) == b""
-        except TimeoutError:
-            return False
-        except ConnectionResetError:
-            return True
+        return closed_by_peer(sock, wait_s)
 
 
 async def test_radflow_dicom_applies_its_limits_from_the_environment(dev_server: DevServer, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from temporalio.client import Client
 from gateways.dicom.server import DicomGateway
 from radflow.ordering import OrderService
 from radflow.settings import Settings
+from tests.dicom_peers import closed_by_peer
 from tests.gateways.dicom.dcmtk import echoscu, require_dcmtk
 
 pytestmark = pytest.mark.integration
@@ -48,16 +49,6 @@ async def acceptors_gone(gateway: DicomGateway, timeout_s: float = 5.0) -> None:
         await asyncio.sleep(0.05)
 
 
-def _closed_by_peer(sock: socket.socket, wait_s: float) -> bool:
-    sock.settimeout(wait_s)
-    try:
-        return sock.recv(1) == b""
-    except TimeoutError:
-        return False
-    except ConnectionResetError:
-        return True
-
-
 @pytest.mark.parametrize("gateway", [{"dicom_max_associations": 3, "dicom_acse_timeout_s": 1.5}], indirect=True)
 async def test_bare_tcp_connections_are_dropped_after_artim(gateway: DicomGateway) -> None:
     # Before: the ARTIM wait was pynetdicom's 30 s default; connections that never send A-ASSOCIATE-RQ
@@ -68,7 +59,7 @@ async def test_bare_tcp_connections_are_dropped_after_artim(gateway: DicomGatewa
         code, output = await echoscu(gateway.port)
         assert code != 0 and "Association Rejected" in output, output  # all slots held right now
         started = time.monotonic()
-        closed = await asyncio.gather(*(asyncio.to_thread(_closed_by_peer, s, 5.0) for s in idle))
+        closed = await asyncio.gather(*(asyncio.to_thread(closed_by_peer, s, 5.0) for s in idle))
         assert all(closed), f"idle connections still open after {time.monotonic() - started:.1f} s: {closed}"
         await acceptors_gone(gateway)
         code, output = await echoscu(gateway.port)

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -99,7 +100,13 @@ async def wait_acquired(service: OrderService, accession: str, instances: int, t
 
 @pytest.fixture
 async def radflow(client: Client, task_queue: str, tmp_path: Path, orthanc: Orthanc) -> AsyncIterator[Radflow]:  # noqa: F811
-    settings = settings_for(tmp_path, task_queue, orthanc)
+    async with open_radflow(client, settings_for(tmp_path, task_queue, orthanc)) as running:
+        yield running
+
+
+@asynccontextmanager
+async def open_radflow(client: Client, settings: Settings) -> AsyncIterator[Radflow]:
+    """A worker, the DICOM gateway and the API (in process), all from `settings`."""
     service = order_service(client, settings)
     async with build_worker(client, settings):
         gateway = await start_dicom_gateway(settings, service)

@@ -13,21 +13,22 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
 from temporalio.client import Client
 
-from api.app import create_app
 from domain.definitions import EventSource, OrderStatus
 from domain.dicom.uids import study_uid_for_accession
-from gateways.dicom.server import start_dicom_gateway
 from gateways.dicom.worklist_store import WorklistStore
-from radflow.wiring import order_service
-from radflow.worker import build_worker
 from tests.dicom_peers import Orthanc, orthanc, storescu  # noqa: F401  (module-scoped fixture)
 from tests.dicom_synth import SyntheticStudy
 from tests.factories import make_order, new_accession
-from tests.gateways.dicom.test_dicom_storage_e2e import Radflow, assert_all_stored, settings_for, timeline_text
+from tests.gateways.dicom.test_dicom_storage_e2e import (
+    Radflow,
+    assert_all_stored,
+    open_radflow,
+    settings_for,
+    timeline_text,
+)
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -36,16 +37,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 @pytest.fixture
 async def radflow(client: Client, task_queue: str, tmp_path: Path, orthanc: Orthanc) -> AsyncIterator[Radflow]:  # noqa: F811
     # The worklist consumer on: its read model is where the gateway finds announced Study UIDs.
-    settings = settings_for(tmp_path, task_queue, orthanc, sync_consumers=["worklist"])
-    service = order_service(client, settings)
-    async with build_worker(client, settings):
-        gateway = await start_dicom_gateway(settings, service)
-        app = create_app(settings, service)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://radflow.test") as http:
-            try:
-                yield Radflow(settings, service, gateway, http)
-            finally:
-                await gateway.stop()
+    async with open_radflow(client, settings_for(tmp_path, task_queue, orthanc, sync_consumers=["worklist"])) as running:
+        yield running
 
 
 def send(radflow: Radflow, study: SyntheticStudy, directory: Path) -> None:
