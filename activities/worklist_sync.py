@@ -69,7 +69,7 @@ async def rebuild_worklist(client: Client, sync: WorklistSync, service: OrderSer
              f"AND TaskQueue = {d.quote_visibility(service.task_queue)} "
              f"AND {d.SA_ORDER_STATUS.name} IN ({open_statuses})")
     seen: set[str] = set()
-    applied = failed = 0
+    applied = hidden = failed = 0
     async for wf in client.list_workflows(query):
         accession = d.accession_from_workflow_id(wf.id)
         if not accession:
@@ -83,10 +83,13 @@ async def rebuild_worklist(client: Client, sync: WorklistSync, service: OrderSer
             failed += 1
             continue
         seen.add(accession)
-        ok, _ = await asyncio.to_thread(sync.apply_state, state)
-        applied += int(ok)
+        ok, status = await asyncio.to_thread(sync.apply_state, state)
+        # Visibility may still list an order that has just closed: its own state hides the row.
+        if ok and not status:
+            hidden += 1
+        else:
+            applied += int(ok)
     # Visible rows visibility did not list: ask each order itself (visibility lags).
-    hidden = 0
     for accession in await asyncio.to_thread(sync.store.visible_accessions):
         if accession in seen:
             continue

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from temporalio.client import Client
 
 from activities.worklist_sync import WorklistSync, rebuild_worklist
-from domain.definitions import EventSource
-from domain.order import EventKind
+from domain.definitions import EventSource, OrderStatus, order_workflow_id
+from domain.order import EventKind, OrderState
 from gateways.dicom.worklist_store import WorklistStore
 from radflow.wiring import order_service
 from radflow.worker import build_worker
@@ -46,3 +48,34 @@ async def test_rebuild_restores_open_orders_and_hides_closed_ones(client: Client
 
 async def _count(client: Client, query: str) -> int:
     return len([wf async for wf in client.list_workflows(query)])
+
+
+async def test_an_order_visibility_still_lists_as_open_is_counted_hidden(tmp_path: Path) -> None:
+    """Visibility lags: it may list an order as SCHEDULED after it was cancelled. Its own state
+    decides, and the row is counted hidden, not applied (deterministic version of the race above)."""
+    now = datetime.now(UTC)
+    kept, cancelled = make_order("RBKEPT"), make_order("RBGONE")
+    states = {o.accession: OrderState(order=o, status=s, created_at=now, updated_at=now)
+              for o, s in ((kept, OrderStatus.SCHEDULED), (cancelled, OrderStatus.CANCELLED))}
+    sync = WorklistSync(WorklistStore(tmp_path / "worklist.db"))
+    sync.apply_state(states[kept.accession])
+    sync.apply_state(states[cancelled.accession].model_copy(update={"status": OrderStatus.SCHEDULED}))
+    assert sync.store.get(cancelled.accession).visible
+
+    class LaggingVisibility:
+        async def list_workflows(self, query: str):
+            for acc in states:  # both still listed as open
+                yield SimpleNamespace(id=order_workflow_id(acc))
+
+    class Orders:
+        task_queue = "tq-rebuild"
+
+        async def get_state(self, accession: str) -> OrderState:
+            return states[accession]
+
+        async def is_running(self, accession: str) -> bool:
+            return True
+
+    counts = await rebuild_worklist(LaggingVisibility(), sync, Orders())  # type: ignore[arg-type]
+    assert counts == {"applied": 1, "hidden": 1, "failed": 0}
+    assert sync.store.get(kept.accession).visible and not sync.store.get(cancelled.accession).visible
