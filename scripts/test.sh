@@ -2,7 +2,8 @@
 # The one test command (README, CI): bash scripts/test.sh [pytest args...]
 # Idempotent, no prompts; works on a fresh clone with CI=true and no stdin.
 # Installs what the tests need when it is missing: the venv with radflow[test], and, when
-# running as root (or with passwordless sudo), DCMTK/Orthanc and Node.js from the distribution.
+# running as root (or with passwordless sudo), DCMTK/Orthanc, Node.js and Chromium (browser tests)
+# from the distribution.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,6 +40,7 @@ missing=()
 [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing+=(orthanc-dicomweb)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+[ -x /usr/bin/chromium ] || missing+=(chromium)  # Playwright drives this one (tests/e2e/browser.py)
 if [ ${#missing[@]} -gt 0 ]; then
     log "system packages missing: ${missing[*]}"
     if as_root true 2>/dev/null; then
