@@ -9,6 +9,7 @@ decides how long to keep trying. No EHR configured -> "not_configured".
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -21,13 +22,15 @@ from activities.documents import read_documents
 from radflow.attachments import AttachmentStore, attachment_store
 from radflow.mllp_client import MllpClient, MllpError
 from radflow.settings import Settings
+from radflow.tls import client_context
 
 
 class Hl7ReportDelivery:
     def __init__(self, host: str, port: int, *, timeout_s: float = 10.0, sending_application: str = "RADFLOW",
                  sending_facility: str = "RADFLOW", receiving_application: str = "EHR", receiving_facility: str = "",
-                 attachments: AttachmentStore | None = None) -> None:
+                 attachments: AttachmentStore | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.host = host
+        self.tls = tls
         self.attachments = attachments
         self.port = port
         self.timeout_s = timeout_s
@@ -47,6 +50,7 @@ class Hl7ReportDelivery:
             receiving_application=getattr(settings, "ehr_receiving_application", "EHR"),
             receiving_facility=getattr(settings, "ehr_receiving_facility", ""),
             attachments=attachment_store(settings),
+            tls=client_context(settings, "ehr_mllp"),
         )
 
     @property
@@ -71,7 +75,7 @@ class Hl7ReportDelivery:
             receiving_application=self.receiving_application,
             receiving_facility=self.receiving_facility,
         )
-        client = MllpClient(self.host, self.port, timeout_s=self.timeout_s)
+        client = MllpClient(self.host, self.port, timeout_s=self.timeout_s, tls=self.tls)
         try:
             raw_ack = await client.send(text.encode("utf-8"))
         except (OSError, MllpError) as err:

@@ -29,6 +29,7 @@ from domain.hl7.validate import validate_commands
 from domain.order import EventKind, OrderState
 from domain.transitions import apply_event
 from gateways.mllp import MllpLimits, serve_mllp
+from radflow.tls import server_context
 from radflow.attachments import AttachmentStore, attachment_store
 from radflow.ordering import EventRejected, OrderError, OrderNotFound, OrderService, TemporalUnavailable
 from radflow.settings import Settings
@@ -62,6 +63,7 @@ class Hl7Gateway:
             host if host is not None else self.settings.mllp_host,
             port if port is not None else self.settings.mllp_port,
             limits=mllp_limits(self.settings),
+            tls=server_context(self.settings, "mllp"),
         )
 
     # ------------------------------------------------------------------ frames
@@ -307,6 +309,7 @@ def mllp_limits(settings: Settings) -> MllpLimits:
         idle_timeout_s=settings.mllp_idle_timeout_s,
         frame_timeout_s=settings.mllp_frame_timeout_s,
         write_timeout_s=settings.mllp_write_timeout_s,
+        handshake_timeout_s=settings.mllp_tls_handshake_timeout_s,
     )
 
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from domain.hl7.ack import AckCode, AckHeader, build_ack
 from domain.hl7.parse import ErrorCode
+from radflow.tls import peer_subject
 
 log = logging.getLogger("radflow.mllp")
 
@@ -153,7 +155,9 @@ class MllpLimits:
     must arrive whole within `frame_timeout_s` of its start byte (slow-loris senders),
     else it is answered AR and the connection closed; an ACK the peer does not read
     within `write_timeout_s` closes the connection. Connections beyond
-    `max_connections` are closed as soon as they are accepted.
+    `max_connections` are closed as soon as they are accepted. On a TLS listener a
+    connection must finish its handshake within `handshake_timeout_s` (it counts against
+    `max_connections` meanwhile, so half-open handshakes cannot pile up).
     """
 
     max_frame: int = DEFAULT_MAX_FRAME
@@ -161,6 +165,7 @@ class MllpLimits:
     idle_timeout_s: float = 300.0
     frame_timeout_s: float = 30.0
     write_timeout_s: float = 30.0
+    handshake_timeout_s: float = 10.0
 
 
 async def serve_mllp(
@@ -172,8 +177,14 @@ async def serve_mllp(
     limits: MllpLimits = MllpLimits(),
     reject: Rejecter = reject_frame,
     read_size: int = 65536,
+    tls: ssl.SSLContext | None = None,
 ) -> asyncio.Server:
-    """Start listening; the caller owns the server (`close()` + `wait_closed()`)."""
+    """Start listening; the caller owns the server (`close()` + `wait_closed()`).
+
+    With `tls`, each connection is accepted as TCP (so the connection cap counts it) and then
+    upgraded; one that does not complete the handshake in time, or speaks plain MLLP, is
+    closed without an answer and without touching the others.
+    """
     if max_frame is not None:
         limits = replace(limits, max_frame=max_frame)
     active = 0
@@ -190,11 +201,28 @@ async def serve_mllp(
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
+            if tls is not None and not await _handshake(writer, tls, limits, peer):
+                return
             await _serve_connection(reader, writer, handler, reject, limits, read_size, peer)
         finally:
             active -= 1
 
     return await asyncio.start_server(on_connection, host, port, limit=max(read_size, 65536))
+
+
+async def _handshake(writer: asyncio.StreamWriter, tls: ssl.SSLContext, limits: MllpLimits, peer: object) -> bool:
+    try:
+        await writer.start_tls(tls, ssl_handshake_timeout=limits.handshake_timeout_s)
+    except asyncio.CancelledError:
+        raise
+    except (OSError, TimeoutError, ssl.SSLError) as err:  # plain TCP, untrusted/no client cert, too slow
+        log.warning("mllp %s: TLS handshake failed: %s", peer, str(err) or type(err).__name__)
+        writer.transport.abort()
+        return False
+    subject = peer_subject(writer.get_extra_info("ssl_object"))
+    if subject:
+        log.info("mllp %s: TLS client certificate %s", peer, subject)
+    return True
 
 
 async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, handler: Handler,

@@ -108,14 +108,18 @@ def cmd_mllp(args: argparse.Namespace) -> int:
     updates = {k: v for k, v in (("mllp_host", args.host), ("mllp_port", args.port)) if v}
     settings = settings.model_copy(update=updates)
     return _serve_gateway(settings, "radflow MLLP gateway is running",
-                          lambda svc: MllpComponent(svc, settings, settings.mllp_host, settings.mllp_port))
+                          lambda svc: MllpComponent(svc, settings, settings.mllp_host, settings.mllp_port), "mllp")
 
 
-def _serve_gateway(settings: Settings, title: str, component: Callable[[Any], Any]) -> int:
+def _serve_gateway(settings: Settings, title: str, component: Callable[[Any], Any], listener: str) -> int:
     """Run one gateway component against Temporal until SIGINT/SIGTERM."""
     from radflow.wiring import order_service
 
     _setup_logging(settings)
+    refusal = tls_refusal(settings, listener)
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
 
     async def run() -> int:
         from radflow.runner import banner_text, run_components
@@ -132,12 +136,13 @@ def _serve_gateway(settings: Settings, title: str, component: Callable[[Any], An
 def cmd_api(args: argparse.Namespace) -> int:
     from api.app import create_app
     from radflow.components import ApiComponent
+    from radflow.tls import server_context
 
     settings = settings_from(args)
     host = args.host or settings.api_host
     port = args.port or settings.api_port
     _setup_logging(settings)
-    refusal = api_auth_refusal(settings)
+    refusal = api_auth_refusal(settings) or tls_refusal(settings, "api")
     if refusal:
         print(refusal, file=sys.stderr)
         return 2
@@ -146,10 +151,21 @@ def cmd_api(args: argparse.Namespace) -> int:
         from radflow.runner import banner_text, run_components
 
         # The app connects in its lifespan and keeps retrying, answering 503 meanwhile.
-        comp = ApiComponent(create_app(settings), host, port)
+        comp = ApiComponent(create_app(settings), host, port, tls=server_context(settings, "api"))
         return await run_components([comp], banner=lambda c: banner_text("radflow API is running", c))
 
     return _run_forever(run())
+
+
+def tls_refusal(settings: Settings, listener: str) -> str:
+    """Why the listener's TLS settings cannot work ("" = they can, or it serves plain TCP)."""
+    from radflow.tls import TlsConfigError, server_context
+
+    try:
+        server_context(settings, listener)
+    except TlsConfigError as err:
+        return f"radflow: TLS misconfigured: {err}"
+    return ""
 
 
 def api_auth_refusal(settings: Settings, loopback_may_run_open: bool = False, host: str = "") -> str:
@@ -185,7 +201,7 @@ def cmd_dicom(args: argparse.Namespace) -> int:
     updates = {k: v for k, v in (("dicom_host", args.host), ("dicom_port", args.port), ("dicom_ae_title", args.ae_title)) if v}
     settings = settings.model_copy(update=updates)
     return _serve_gateway(settings, "radflow DICOM gateway is running",
-                          lambda svc: DicomComponent(svc, settings, settings.dicom_host, settings.dicom_port))
+                          lambda svc: DicomComponent(svc, settings, settings.dicom_host, settings.dicom_port), "dicom")
 
 
 def cmd_worklist_rebuild(args: argparse.Namespace) -> int:
@@ -259,7 +275,17 @@ def _setup_logging(settings: Settings) -> None:
 def cmd_send_hl7(args: argparse.Namespace) -> int:
     from radflow.hl7_files import send_files
 
-    return asyncio.run(send_files(args.files, args.host, args.port, timeout_s=args.timeout, raw=args.raw))
+    tls = None
+    if args.tls or args.tls_ca or args.tls_cert:
+        from radflow.tls import TlsConfigError, make_client_context
+
+        password = Settings().tls_key_password.get_secret_value() or None  # RADFLOW_TLS_KEY_PASSWORD, never a flag
+        try:
+            tls = make_client_context(args.tls_ca, args.tls_cert, args.tls_key, password=password, what="send-hl7")
+        except TlsConfigError as err:
+            print(f"radflow: {err}", file=sys.stderr)
+            return 2
+    return asyncio.run(send_files(args.files, args.host, args.port, timeout_s=args.timeout, raw=args.raw, tls=tls))
 
 
 def cmd_orders(args: argparse.Namespace) -> int:
@@ -330,6 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--port", type=int, default=Settings().mllp_port)
     send.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each ACK")
     send.add_argument("--raw", action="store_true", help="send each file unchanged as one message")
+    send.add_argument("--tls", action="store_true", help="MLLP over TLS (implied by --tls-ca/--tls-cert)")
+    send.add_argument("--tls-ca", type=Path, help="CA the server certificate must chain to, PEM (default: system store)")
+    send.add_argument("--tls-cert", type=Path, help="client certificate, PEM (key password: RADFLOW_TLS_KEY_PASSWORD)")
+    send.add_argument("--tls-key", type=Path, help="client private key, PEM")
     send.set_defaults(func=cmd_send_hl7)
 
     from radflow.orders_cli import add_orders_parser

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -128,7 +129,10 @@ class MllpComponent:
             await close()
 
     def endpoints(self) -> list[tuple[str, str]]:
-        return [("HL7 MLLP", f"{self.host}:{self.port}")]
+        from radflow.tls import listener_enabled
+
+        tls = "  (TLS)" if listener_enabled(self.settings, "mllp") else ""
+        return [("HL7 MLLP", f"{self.host}:{self.port}{tls}")]
 
     def failed(self) -> asyncio.Task | None:
         return None
@@ -145,10 +149,14 @@ class _Uvicorn(uvicorn.Server):
 class ApiComponent:
     name = "api"
 
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+    def __init__(self, app: FastAPI, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
         self.host = host
         self.port = port
-        self.server = _Uvicorn(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on"))
+        self.tls = tls
+        # HTTPS with radflow's own context (radflow/tls.py: TLS 1.2+, optional client certificates).
+        factory = (lambda _config, _default: tls) if tls is not None else None
+        self.server = _Uvicorn(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
+                                              ssl_context_factory=factory))
         self.task: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -174,7 +182,7 @@ class ApiComponent:
             await self.task
 
     def endpoints(self) -> list[tuple[str, str]]:
-        base = f"http://{self.host}:{self.port}"
+        base = f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
         return [("HTTP API", base), ("API docs", f"{base}/docs")]
 
     def failed(self) -> asyncio.Task | None:

@@ -17,6 +17,7 @@ from radflow.devstack import DevServer
 from radflow.runner import banner_text, run_components
 from radflow.settings import Settings
 from radflow.temporal import connect, ensure_search_attributes
+from radflow.tls import server_context
 from radflow.wiring import order_service
 
 DB_FILE = "temporal.db"
@@ -76,7 +77,7 @@ async def run_dev(settings: Settings, data_dir: Path, headless: bool = False) ->
         return [
             WorkerComponent(client, settings),
             *gateway_components(settings, service, host),
-            ApiComponent(create_app(settings, service), host, settings.api_port),
+            ApiComponent(create_app(settings, service), host, settings.api_port, tls=server_context(settings, "api")),
         ]
 
     def kill_server() -> None:

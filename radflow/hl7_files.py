@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +63,8 @@ def parse_ack(raw: bytes) -> Ack:
     return Ack("??", "", "ACK without MSA segment")
 
 
-async def send_files(files: list[Path], host: str, port: int, timeout_s: float = 10.0, raw: bool = False) -> int:
+async def send_files(files: list[Path], host: str, port: int, timeout_s: float = 10.0, raw: bool = False,
+                     tls: ssl.SSLContext | None = None) -> int:
     """0 when every message got AA; 1 when any got something else; 2 when sending failed."""
     from radflow.mllp_client import MllpError, send_messages
 
@@ -82,7 +84,7 @@ async def send_files(files: list[Path], host: str, port: int, timeout_s: float =
     worst = 0
     for path, messages in batches:
         try:
-            acks = await send_messages(host, port, messages, timeout_s=timeout_s)
+            acks = await send_messages(host, port, messages, timeout_s=timeout_s, tls=tls)
         except (OSError, TimeoutError, MllpError) as err:
             print(f"{path}: sending to {host}:{port} failed: {err or type(err).__name__}", file=sys.stderr)
             return 2

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import Sequence
 
 START_BYTE = b"\x0b"
@@ -18,16 +19,19 @@ class MllpError(Exception):
 
 
 class MllpClient:
-    def __init__(self, host: str, port: int, *, timeout_s: float = 10.0) -> None:
+    def __init__(self, host: str, port: int, *, timeout_s: float = 10.0, tls: ssl.SSLContext | None = None) -> None:
         self.host = host
         self.port = port
         self.timeout_s = timeout_s
+        self.tls = tls  # a verifying client context (radflow.tls): the server must name `host`
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
     async def connect(self) -> MllpClient:
         self._reader, self._writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port), self.timeout_s
+            asyncio.open_connection(self.host, self.port, ssl=self.tls,
+                                    ssl_handshake_timeout=self.timeout_s if self.tls else None),
+            self.timeout_s,
         )
         sock = self._writer.get_extra_info("socket")
         if sock is not None:
@@ -74,7 +78,8 @@ class MllpClient:
         await self.close()
 
 
-async def send_messages(host: str, port: int, messages: Sequence[bytes], timeout_s: float = 10.0) -> list[bytes]:
+async def send_messages(host: str, port: int, messages: Sequence[bytes], timeout_s: float = 10.0,
+                        tls: ssl.SSLContext | None = None) -> list[bytes]:
     """Send messages in order over one connection; returns their ACK payloads."""
-    async with MllpClient(host, port, timeout_s=timeout_s) as client:
+    async with MllpClient(host, port, timeout_s=timeout_s, tls=tls) as client:
         return [await client.send(m) for m in messages]

@@ -187,6 +187,38 @@ class Settings(BaseSettings):
     report_consumers: list[str] = ["hl7", "fhir"]
     # --- end FHIR delivery ---
 
+    # --- TLS (radflow/tls.py, docs/security.md "TLS") ---
+    # A listener serves TLS 1.2+ when its CERT and KEY (PEM) are set, plain TCP otherwise (the
+    # `radflow dev` default). CLIENT_CA: client certificates presented are verified against it;
+    # REQUIRE_CLIENT_CERT: no certificate, no connection (mutual TLS, IHE ATNA secure node).
+    tls_min_version: str = "1.2"  # or "1.3"
+    tls_key_password: SecretStr = SecretStr("")  # for encrypted private keys (env only, never a flag)
+    mllp_tls_cert: Path | None = None
+    mllp_tls_key: Path | None = None
+    mllp_tls_client_ca: Path | None = None
+    mllp_tls_require_client_cert: bool = False
+    mllp_tls_handshake_timeout_s: float = 10.0  # a connection must finish its TLS handshake within this
+    dicom_tls_cert: Path | None = None
+    dicom_tls_key: Path | None = None
+    dicom_tls_client_ca: Path | None = None
+    dicom_tls_require_client_cert: bool = False
+    dicom_tls_handshake_timeout_s: float = 10.0
+    api_tls_cert: Path | None = None
+    api_tls_key: Path | None = None
+    api_tls_client_ca: Path | None = None
+    api_tls_require_client_cert: bool = False
+    # Outbound: TLS when on, or when a CA / client certificate is set; the peer's certificate must
+    # chain to the CA (system store when unset) and name the configured host.
+    ehr_mllp_tls: bool = False
+    ehr_mllp_tls_ca: Path | None = None
+    ehr_mllp_tls_cert: Path | None = None  # client certificate, when the EHR wants one
+    ehr_mllp_tls_key: Path | None = None
+    dicom_archive_tls: bool = False
+    dicom_archive_tls_ca: Path | None = None
+    dicom_archive_tls_cert: Path | None = None
+    dicom_archive_tls_key: Path | None = None
+    # --- end TLS ---
+
     def order_policy(self) -> OrderPolicy:
         return OrderPolicy(
             no_images_after_s=self.no_images_after_hours * 3600,

@@ -6,24 +6,17 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import TLSConfig
 
 from domain.definitions import SEARCH_ATTRIBUTES
 from radflow.settings import Settings
+from radflow.tls import temporal_tls
 
 
 async def connect(settings: Settings) -> Client:
-    tls: bool | TLSConfig = False
-    if settings.temporal_tls or settings.temporal_tls_cert or settings.temporal_tls_ca:
-        tls = TLSConfig(
-            client_cert=settings.temporal_tls_cert.read_bytes() if settings.temporal_tls_cert else None,
-            client_private_key=settings.temporal_tls_key.read_bytes() if settings.temporal_tls_key else None,
-            server_root_ca_cert=settings.temporal_tls_ca.read_bytes() if settings.temporal_tls_ca else None,
-        )
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        tls=tls,
+        tls=temporal_tls(settings),
         api_key=settings.temporal_api_key,
         data_converter=pydantic_data_converter,
     )
