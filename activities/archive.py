@@ -23,6 +23,7 @@ from temporalio.exceptions import ApplicationError
 from domain.definitions import ErrorType
 from domain.order import StepRequest, StepResult
 from gateways.dicom.archive_client import ArchiveClient, ArchiveUnreachable
+from radflow.tls import client_context
 from gateways.dicom.spool import Spool, spool_dir
 from radflow.settings import Settings
 
@@ -62,6 +63,7 @@ class ArchiveActivities:
             settings.dicom_archive_ae_title,
             settings.dicom_ae_title,
             settings.dicom_archive_timeout_s,
+            tls=client_context(settings, "dicom_archive"),
         )
 
     @classmethod

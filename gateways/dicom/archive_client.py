@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -45,8 +46,10 @@ class ForwardReport:
 
 
 class ArchiveClient:
-    def __init__(self, host: str, port: int, called_ae: str, calling_ae: str, timeout_s: float = 30.0) -> None:
+    def __init__(self, host: str, port: int, called_ae: str, calling_ae: str, timeout_s: float = 30.0,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.host = host
+        self.tls = tls  # a verifying client context (radflow.tls): the archive's certificate must name `host`
         self.port = port
         self.called_ae = called_ae
         self.calling_ae = calling_ae
@@ -64,7 +67,8 @@ class ArchiveClient:
         return ae
 
     def _associate(self, ae: AE) -> Association:
-        assoc = ae.associate(self.host, self.port, ae_title=self.called_ae, evt_handlers=[NODELAY_HANDLER])
+        assoc = ae.associate(self.host, self.port, ae_title=self.called_ae, evt_handlers=[NODELAY_HANDLER],
+                             tls_args=(self.tls, self.host) if self.tls is not None else None)
         if not assoc.is_established:
             why = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "failed"
             raise ArchiveUnreachable(f"association with {self.called_ae}@{self.host}:{self.port} {why}")

@@ -7,6 +7,7 @@ import asyncio
 from gateways.dicom.server import DicomGateway, start_dicom_gateway
 from radflow.ordering import OrderService
 from radflow.settings import Settings
+from radflow.tls import listener_enabled
 
 
 class DicomComponent:
@@ -28,7 +29,8 @@ class DicomComponent:
         s = self.settings
         port = self.gateway.port if self.gateway and self.gateway.server else s.dicom_port
         services = "Verification, MWL, MPPS" + (", Storage" if self.gateway and self.gateway.storage else "")
-        return [("DICOM", f"{s.dicom_ae_title}@{s.dicom_host}:{port}  ({services}; worklist {s.mwl_db_path()})")]
+        tls = "TLS; " if listener_enabled(s, "dicom") else ""
+        return [("DICOM", f"{s.dicom_ae_title}@{s.dicom_host}:{port}  ({tls}{services}; worklist {s.mwl_db_path()})")]
 
     def failed(self) -> asyncio.Task | None:
         return None

@@ -25,10 +25,12 @@ from gateways.dicom.bridge import LoopBridge
 from gateways.dicom.mpps import MppsService
 from gateways.dicom.mpps_store import MppsStore
 from gateways.dicom.tcp import set_nodelay
+from gateways.dicom.tls import DeferredHandshakeContext, TlsHandshake
 from gateways.dicom.worklist import WorklistService
 from gateways.dicom.worklist_store import WorklistStore
 from radflow.ordering import OrderService
 from radflow.settings import Settings
+from radflow.tls import server_context
 
 log = logging.getLogger("radflow.dicom")
 
@@ -125,10 +127,13 @@ class DicomGateway:
         if self.storage is not None:
             await self.storage.start()
         self.ae, handlers = self.build_ae(loop)
+        tls = server_context(self.settings, "dicom", context_class=DeferredHandshakeContext)
+        if tls is not None:
+            handlers.insert(0, (evt.EVT_CONN_OPEN, TlsHandshake(self.settings.dicom_tls_handshake_timeout_s).on_conn_open))
         self.server = self.ae.start_server((self.settings.dicom_host, self.settings.dicom_port), block=False,
-                                           evt_handlers=handlers)
+                                           evt_handlers=handlers, ssl_context=tls)
         log.info("DICOM gateway listening", extra={"ae_title": self.settings.dicom_ae_title, "port": self.port,
-                                                   "storage": self.storage is not None})
+                                                   "storage": self.storage is not None, "tls": tls is not None})
 
     async def stop(self) -> None:
         """Stop accepting, let running associations finish, then stop storage."""
