@@ -29,19 +29,24 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pki"), server_key_password=PASSWORD.encode())
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("RADFLOW_") and not k.startswith("SSL_CERT")} | extra
+
+
 @pytest.fixture
-async def https_api(dev_server: DevServer, pki: Pki, tmp_path: Path) -> AsyncIterator[tuple[int, list[str]]]:
+async def https_api(request: pytest.FixtureRequest, dev_server: DevServer, pki: Pki, tmp_path: Path
+                    ) -> AsyncIterator[tuple[int, list[str]]]:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RADFLOW_")} | {
-        "RADFLOW_TEMPORAL_ADDRESS": dev_server.address,
-        "RADFLOW_API_KEYS": f"desk:reader:{TOKEN}",
-        "RADFLOW_API_TLS_CERT": str(pki.server_cert),
-        "RADFLOW_API_TLS_KEY": str(pki.server_key),
-        "RADFLOW_API_TLS_CLIENT_CA": str(pki.ca),
-        "RADFLOW_API_TLS_REQUIRE_CLIENT_CERT": "true",
-        "RADFLOW_TLS_KEY_PASSWORD": PASSWORD,
-        "RADFLOW_DATA_DIR": str(tmp_path),
-    }
+    env = clean_env(
+        RADFLOW_TEMPORAL_ADDRESS=dev_server.address,
+        RADFLOW_API_KEYS=f"desk:reader:{TOKEN}",
+        RADFLOW_API_TLS_CERT=str(pki.server_cert),
+        RADFLOW_API_TLS_KEY=str(pki.server_key),
+        RADFLOW_TLS_KEY_PASSWORD=PASSWORD,
+        RADFLOW_DATA_DIR=str(tmp_path),
+    )
+    if getattr(request, "param", "mtls") == "mtls":
+        env |= {"RADFLOW_API_TLS_CLIENT_CA": str(pki.ca), "RADFLOW_API_TLS_REQUIRE_CLIENT_CERT": "true"}
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "radflow", "api", "--host", "127.0.0.1", "--port",
                                                 str(port), cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.STDOUT)
@@ -87,3 +92,22 @@ async def test_https_with_client_certificates(https_api: tuple[int, list[str]], 
     # The listener is still serving after all that.
     assert (await get(port, make_client_context(pki.ca, pki.client_cert, pki.client_key))).status_code == 200
     assert PASSWORD not in "".join(lines)
+
+
+@pytest.mark.parametrize("https_api", ["server-only"], indirect=True)
+async def test_radflow_orders_over_https_trusts_the_ca_from_ssl_cert_file(https_api: tuple[int, list[str]], pki: Pki,
+                                                                         tmp_path: Path) -> None:
+    port, _ = https_api
+
+    async def orders(**env: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "radflow", "orders", "--api", f"https://localhost:{port}", "show", "ACCNOSUCH",
+            cwd=tmp_path, env=clean_env(RADFLOW_API_TOKEN=TOKEN, **env),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        return proc.returncode or 0, out.decode(errors="replace")
+
+    trusted = await orders(SSL_CERT_FILE=str(pki.ca))
+    assert trusted[0] == 1 and "error 404" in trusted[1], trusted[1]  # reached the API over HTTPS: no such order
+    untrusted = await orders()
+    assert untrusted[0] != 0 and "error 404" not in untrusted[1] and "CERTIFICATE_VERIFY_FAILED" in untrusted[1], untrusted[1]
