@@ -6,8 +6,9 @@ confirmed (plus what the archive acknowledged but does not list, see below). The
 what radflow received; a mismatch is a retryable ArchiveCountMismatch (after the last
 attempt the order goes to NEEDS_ATTENTION with the numbers).
 
-Runs in the worker, which must see the gateway's spool directory (same host): it reads the
-instances from the spool database (big ones from their files) and sends them byte for byte.
+Runs in the DICOM gateway's own worker, on the gateway's task queue (gateways/dicom/archive_worker.py):
+it reads the instances from that gateway's spool database (big ones from their files) and sends
+them byte for byte. The order learns the queue from the gateway's study events.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ class ArchiveActivities:
         received = spool.instance_count(study_uid)
         if received == 0:
             raise ApplicationError(
-                f"spool {spool.root} holds no instance of study {study_uid} (the worker must share the gateway's spool)",
+                f"spool {spool.root} holds no instance of study {study_uid} (archive_study must run on the queue of the gateway that received it)",
                 type=ErrorType.SPOOL_MISSING,
             )
         todo = spool.instances(study_uid, unforwarded_only=True)

@@ -18,9 +18,11 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
 
     activities.append(WorklistSync.from_settings(settings).sync_worklist)
 
-    from activities.archive import ArchiveActivities
+    if settings.worker_spool_archive:
+        # Normally archive_study runs in the DICOM gateway that holds the spool (gateways/dicom/archive_worker.py).
+        from activities.archive import ArchiveActivities
 
-    activities.append(ArchiveActivities.from_settings(settings).archive_study)
+        activities.append(ArchiveActivities.from_settings(settings).archive_study)
 
     from activities.fhir_delivery import FhirDelivery
 

@@ -22,6 +22,11 @@ ALLOCATOR_WORKFLOW = "AccessionAllocator"
 ALLOCATOR_ID_PREFIX = "radflow-accession-allocator"
 
 
+def gateway_task_queue(task_queue: str, gateway_id: str) -> str:
+    """The task queue a DICOM gateway's own worker serves: work that needs its local spool runs there."""
+    return f"{task_queue}-dicom-{gateway_id}"
+
+
 def allocator_workflow_id(task_queue: str) -> str:
     """One accession sequence per task queue: the allocator runs where its orders run."""
     return ALLOCATOR_ID_PREFIX if task_queue == TASK_QUEUE else f"{ALLOCATOR_ID_PREFIX}-{task_queue}"

@@ -145,6 +145,9 @@ class StudyInfo(BaseModel):
     expected_instance_count: int = 0  # from MPPS COMPLETED references; 0 = unknown
     stable: bool = False  # the quiet period elapsed at least once
     archive_confirmed: bool = False
+    # The task queue of the DICOM gateway whose spool holds the study ("" = the shared queue,
+    # events from before gateway queues): archive_study runs there (issue 12).
+    archive_queue: str = ""
 
 
 class SeriesInfo(BaseModel):
@@ -257,6 +260,8 @@ class OrderPolicy(BaseModel):
     history_soft_limit: int = 4_000  # continue-as-new beyond this many history events
     archive_timeout_s: float = 6 * 3600  # one archive_study attempt, as long as it heartbeats
     archive_heartbeat_s: float = 60.0  # no progress reported this long: the attempt is retried
+    # On a gateway's queue: not picked up this long (that gateway is down or gone) -> lane attention.
+    archive_pickup_timeout_s: float = 4 * 3600
     step_max_attempts: int = 5
     step_initial_interval_s: float = 1.0
     step_max_interval_s: float = 60.0

@@ -65,4 +65,13 @@ def _merged(old: StudyInfo, new: StudyInfo, keep_expected: bool = False) -> Stud
     merged.archive_confirmed = old.archive_confirmed
     merged.patient_id = new.patient_id or old.patient_id
     merged.patient_issuer = new.patient_issuer or old.patient_issuer
+    merged.archive_queue = new.archive_queue or old.archive_queue  # an operator's link carries none
     return merged
+
+
+def archive_queue(state: OrderState) -> str:
+    """The gateway queue holding the order's images ("" = the shared queue).
+
+    One queue per order: the first study that names one. Studies of one order spooled by two
+    different gateways are not supported (docs/deploy: a study goes to one gateway)."""
+    return next((s.archive_queue for s in state.studies() if s.archive_queue), "")

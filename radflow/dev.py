@@ -34,6 +34,7 @@ def dev_settings(settings: Settings, server: DevServer) -> Settings:
         "temporal_tls_key": None,
         "temporal_tls_ca": None,
         "temporal_api_key": None,
+        "worker_spool_archive": True,  # one host: orders whose images predate gateway queues still archive
     })
 
 

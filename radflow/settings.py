@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import socket
 from pathlib import Path
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from domain.definitions import TASK_QUEUE
+from domain.definitions import TASK_QUEUE, gateway_task_queue
 from domain.fhir.config import FhirMappingConfig
 from domain.order import OrderPolicy
 
@@ -177,6 +179,19 @@ class Settings(BaseSettings):
     dicom_archive_timeout_s: float = 30.0  # association / DIMSE / network timeouts of the archive SCU
     # Steps run once the study is complete (ACQUISITION_ACTIVITIES), fixed per order at its start.
     acquisition_consumers: list[str] = ["archive"]
+    # archive_study runs in `radflow dicom` on its own queue <task_queue>-dicom-<gateway id>: keep the id
+    # stable for a gateway and its spool (a StatefulSet name); "" = derived from host name + AE title.
+    dicom_gateway_id: str = ""
+    # The shared-queue worker also registers archive_study on its local spool: only for one-host installs
+    # (`radflow dev` sets it) and for draining orders whose images arrived before gateway queues.
+    worker_spool_archive: bool = False
+
+    def gateway_id(self) -> str:
+        raw = self.dicom_gateway_id or f"{socket.gethostname()}-{self.dicom_ae_title}"
+        return re.sub(r"[^a-z0-9.-]+", "-", raw.strip().lower()).strip("-") or "gateway"
+
+    def gateway_task_queue(self) -> str:
+        return gateway_task_queue(self.task_queue, self.gateway_id())
     # --- end DICOM storage ---
 
     # --- FHIR delivery (activities/fhir_client.py, activities/fhir_delivery.py) ---

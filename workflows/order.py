@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         StepResult,
         TimelineEntry,
     )
+    from domain.studies import archive_queue
     from domain.transitions import apply_event, ready_for_acquisition
 
 S = OrderStatus
@@ -49,6 +50,8 @@ PENDING_KINDS_KEPT = 16
 # delivery counting as the FHIR sync of the same snapshot. Histories before it replay without.
 PATCH_FEWER_ACTIVITIES = "lanes-fewer-activities"
 PATCH_LOCAL_FAILURE = "lane-local-activity-failure"  # a failed local activity puts its lane in attention
+# archive_study runs on the task queue of the DICOM gateway whose spool holds the images (issue 12).
+PATCH_ARCHIVE_QUEUE = "archive-on-gateway-queue"
 FINAL_STATUSES = {S.DELIVERED, S.COMPLETED, S.CANCELLED, S.DISCONTINUED, S.EXPIRED, S.UNREPORTED}
 
 
@@ -322,6 +325,17 @@ class ImagingOrderWorkflow:
         if work.kind == d.MILESTONE_ACQUISITION:
             # Forwarding a study takes as long as it takes while it progresses: the heartbeat
             # timeout (not start-to-close) decides when an attempt is stuck.
+            queue = archive_queue(self.state)
+            if queue and workflow.patched(PATCH_ARCHIVE_QUEUE):
+                # Only the gateway holding the spool can forward it; a gateway that never picks
+                # the task up (down, or gone with its disk) puts the lane in attention.
+                return await workflow.execute_activity(
+                    work.activity, request, result_type=StepResult, task_queue=queue,
+                    schedule_to_start_timeout=timedelta(seconds=self.policy.archive_pickup_timeout_s),
+                    start_to_close_timeout=timedelta(seconds=self.policy.archive_timeout_s),
+                    heartbeat_timeout=timedelta(seconds=self.policy.archive_heartbeat_s),
+                    retry_policy=retry, summary=f"{name}: {work.kind} of {work.mark} instances on {queue}",
+                )
             return await workflow.execute_activity(
                 work.activity, request, result_type=StepResult,
                 start_to_close_timeout=timedelta(seconds=self.policy.archive_timeout_s),

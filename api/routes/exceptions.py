@@ -153,8 +153,9 @@ def _study_counts(settings: Settings, uid: str, item: UnmatchedItem) -> StudyInf
             spool.close()
         if info.instance_count:
             info.stable = True
+            info.archive_queue = str(item.details.get("archive_queue") or "")
             return info
     d = item.details
     return StudyInfo(study_instance_uid=uid, series_count=int(d.get("series_count") or 0),
                      instance_count=int(d.get("instance_count") or 0), modality=str(d.get("modality") or ""),
-                     stable=True)
+                     stable=True, archive_queue=str(d.get("archive_queue") or ""))

@@ -53,8 +53,9 @@ class StudyAggregator:
                  clock: Callable[[], float] = time.time, tick_s: float | None = None,
                  max_concurrent: int = 8, retry_max_s: float = 30.0,
                  record: RecordUnmatched | None = None, resolve: ResolveUnmatched | None = None,
-                 find_by_study_uid: FindByStudyUid | None = None) -> None:
+                 find_by_study_uid: FindByStudyUid | None = None, archive_queue: str = "") -> None:
         self.spool = spool
+        self.archive_queue = archive_queue  # this gateway's task queue: the order archives from our spool there
         self.service = service
         self.stable_age_s = stable_age_s
         self.clock = clock
@@ -189,7 +190,8 @@ class StudyAggregator:
         assert rec is not None
         at = datetime.fromtimestamp(rec.first_received if kind == EventKind.IMAGES_ARRIVING else s.last_received, UTC)
         # The images' patient goes with the counts: the order refuses another patient's study.
-        info = info.model_copy(update={"patient_id": rec.patient_id, "patient_issuer": rec.patient_issuer})
+        info = info.model_copy(update={"patient_id": rec.patient_id, "patient_issuer": rec.patient_issuer,
+                                       "archive_queue": self.archive_queue})
         event = OrderEvent(kind=kind, source=EventSource.DICOM, control_id=control_id, at=at, study=info)
         accession = rec.target_accession or await self._announced_by(s.uid)
         if accession:
@@ -231,6 +233,7 @@ class StudyAggregator:
             "modality": info.modality,
             "series_count": info.series_count,
             "instance_count": info.instance_count,
+            "archive_queue": self.archive_queue,  # an operator's link sends the order here to archive
         }
         item = await self._record(UnmatchedKind.STUDY.value, s.uid, details, reason)
         if not rec.unmatched:

@@ -72,6 +72,7 @@ class DicomGateway:
         self.worklist_store = worklist_store or WorklistStore(settings.mwl_db_path())
         self.mpps_store = mpps_store or MppsStore(settings.mpps_db_path())
         self.storage = storage
+        self.worker: Any = None  # the gateway's own Temporal worker (archive from the spool), with storage
         self.ae: AE | None = None
         self.server: ThreadedAssociationServer | None = None
 
@@ -125,7 +126,11 @@ class DicomGateway:
         loop = asyncio.get_running_loop()
         quiet_pynetdicom(self.settings.log_level)
         if self.storage is not None:
+            from gateways.dicom.archive_worker import GatewayWorker
+
             await self.storage.start()
+            self.worker = GatewayWorker(self.service.client, self.settings)
+            await self.worker.start()
         self.ae, handlers = self.build_ae(loop)
         tls = server_context(self.settings, "dicom", context_class=DeferredHandshakeContext)
         if tls is not None:
@@ -141,6 +146,9 @@ class DicomGateway:
             # shutdown() joins association threads, which may be waiting on this loop (bridge).
             await asyncio.to_thread(self.server.shutdown)
             self.server = None
+        if self.worker is not None:
+            await self.worker.stop()
+            self.worker = None
         if self.storage is not None:
             await self.storage.stop()
         log.info("DICOM gateway stopped")

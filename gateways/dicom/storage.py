@@ -9,7 +9,7 @@ once the instance is durable, i.e. once the
 spool's single SQLite commit holding its bytes and index row is synced (spool.py); any
 failure before that answers 0xA700 so the sender keeps the instance. The study's news
 reaches the order workflow through the aggregator on the event loop; forwarding to the
-archive is the worker's `archive_study` activity.
+archive is `archive_study`, run by this gateway's own worker (archive_worker.py).
 """
 
 from __future__ import annotations
@@ -197,7 +197,8 @@ class StorageService:
         self.spool = spool or Spool(spool_dir(settings), fsync=settings.dicom_spool_fsync,
                                     file_threshold=settings.dicom_spool_file_threshold_bytes)
         self.aggregator = aggregator or StudyAggregator(self.spool, service, stable_age_s=settings.dicom_stable_age_s,
-                                                        find_by_study_uid=StudyUidLookup(settings, service))
+                                                        find_by_study_uid=StudyUidLookup(settings, service),
+                                                        archive_queue=settings.gateway_task_queue())
 
     def contexts(self) -> list[PresentationContext]:
         return storage_contexts()

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from domain.definitions import OrderStatus as S
 from domain.order import EventKind as K
 from domain.order import OrderState, PatientKey, SeriesInfo, StudyInfo
-from domain.studies import received_instances, same_patient
+from domain.studies import archive_queue, received_instances, same_patient
 from domain.transitions import apply_event, ready_for_acquisition
 from tests.factories import event, make_order
 
@@ -72,3 +72,13 @@ def test_patient_identity_rules() -> None:
     assert same_patient(s, "MRN7") and same_patient(s, "MRN7", "HOSP") and same_patient(s, "OLD1")  # merged MRN
     assert not same_patient(s, "MRN7", "OTHERHOSP")  # same number, another assigning authority
     assert not same_patient(s, "MRN8")
+
+
+def test_the_archive_queue_comes_from_the_gateway_news_and_survives_a_link_without_one() -> None:
+    s = state()
+    assert archive_queue(s) == ""  # no images yet (or news from before gateway queues): the shared queue
+    arriving = study("1.2.1", 1).model_copy(update={"archive_queue": "q-dicom-a"})
+    assert apply_event(s, event(K.IMAGES_ARRIVING, study=arriving), NOW).ok
+    # An operator's link (API) carries no queue: the study stays where its images are.
+    assert apply_event(s, event(K.STUDY_STABLE, study=study("1.2.1", 5)), NOW).ok
+    assert s.study.archive_queue == "q-dicom-a" and archive_queue(s) == "q-dicom-a"

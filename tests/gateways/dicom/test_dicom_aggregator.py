@@ -217,3 +217,16 @@ async def test_studies_are_independent(tmp_path: Path, studies: int) -> None:
     await agg.run_once()
     stable = {a: n for a, k, n in service.kinds() if k == EventKind.STUDY_STABLE}
     assert stable == {"A0": 1, "A1": 2, "A2": 3}
+
+
+async def test_study_events_and_unmatched_items_name_this_gateways_queue(tmp_path: Path) -> None:
+    """Issue 12.1: the order learns from the study news which queue holds the spool (archive_study runs there)."""
+    agg, spool, service, unmatched, clock = make(tmp_path, {"ACC1"})
+    agg.archive_queue = "radflow-orders-dicom-gw-a"
+    receive(agg, spool, "1.2.3", 2)
+    receive(agg, spool, "1.2.4", 1, accession="NOPE")
+    await agg.run_once()
+    clock.t += STABLE + 0.1
+    await agg.run_once()
+    assert [e.study.archive_queue for _, e in service.sent] == ["radflow-orders-dicom-gw-a"] * 2
+    assert unmatched.items["1.2.4"].details["archive_queue"] == "radflow-orders-dicom-gw-a"

@@ -241,7 +241,12 @@ class GatewayProcess:
                     "RADFLOW_DATA_DIR": str(s.data_dir), "RADFLOW_DICOM_HOST": s.dicom_host,
                     "RADFLOW_DICOM_PORT": str(s.dicom_port), "RADFLOW_DICOM_AE_TITLE": s.dicom_ae_title,
                     "RADFLOW_DICOM_STABLE_AGE_S": str(s.dicom_stable_age_s), "RADFLOW_LOG_LEVEL": "WARNING",
-                    "RADFLOW_TEMPORAL_RPC_TIMEOUT_S": "5", "PYTHONPATH": str(Path.cwd())}
+                    "RADFLOW_TEMPORAL_RPC_TIMEOUT_S": "5", "PYTHONPATH": str(Path.cwd()),
+                    # archive_study runs in the gateway (its own task queue): the archive is its setting
+                    "RADFLOW_DICOM_ARCHIVE_HOST": s.dicom_archive_host,
+                    "RADFLOW_DICOM_ARCHIVE_PORT": str(s.dicom_archive_port),
+                    "RADFLOW_DICOM_ARCHIVE_AE_TITLE": s.dicom_archive_ae_title,
+                    "RADFLOW_DICOM_ARCHIVE_TIMEOUT_S": str(s.dicom_archive_timeout_s)}
         self.log = log
         self.proc: subprocess.Popen | None = None
 
