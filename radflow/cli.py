@@ -88,6 +88,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     _setup_logging(settings)
+    refusal = tls_refusal(settings, "ehr_mllp", "dicom_archive")
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
 
     async def run() -> int:
         from radflow.runner import banner_text, run_components
@@ -157,12 +161,13 @@ def cmd_api(args: argparse.Namespace) -> int:
     return _run_forever(run())
 
 
-def tls_refusal(settings: Settings, listener: str) -> str:
-    """Why the listener's TLS settings cannot work ("" = they can, or it serves plain TCP)."""
-    from radflow.tls import TlsConfigError, server_context
+def tls_refusal(settings: Settings, *sides: str) -> str:
+    """Why the TLS settings of these listeners / clients cannot work ("" = they can, or they are plain TCP)."""
+    from radflow.tls import LISTENERS, TlsConfigError, client_context, server_context
 
     try:
-        server_context(settings, listener)
+        for side in sides:
+            server_context(settings, side) if side in LISTENERS else client_context(settings, side)
     except TlsConfigError as err:
         return f"radflow: TLS misconfigured: {err}"
     return ""

@@ -84,7 +84,7 @@ def server_context(settings: Settings, listener: str, *, context_class: type[ssl
 
 
 def client_enabled(settings: Settings, client: str) -> bool:
-    return bool(_get(settings, f"{client}_tls") or _get(settings, f"{client}_tls_ca") or _get(settings, f"{client}_tls_cert"))
+    return any(_get(settings, f"{client}_tls{part}") for part in ("", "_ca", "_cert", "_key"))
 
 
 def client_context(settings: Settings, client: str) -> ssl.SSLContext | None:

@@ -18,9 +18,10 @@ import pytest
 from temporalio.client import Client
 
 from domain.definitions import OrderStatus
-from gateways.mllp import frame
+from gateways.mllp import MllpLimits, frame, serve_mllp
 from radflow.mllp_client import MllpClient, MllpError
-from radflow.tls import make_client_context
+from radflow.settings import Settings
+from radflow.tls import make_client_context, server_context
 from tests.gateways.hl7_support import Hl7Stack, ack_of, open_hl7_stack
 from tests.tls_certs import Pki, make_pki
 
@@ -115,3 +116,32 @@ async def test_send_hl7_cli_over_tls(tls_stack: Hl7Stack, pki: Pki, tmp_path: Pa
     # Without --tls the gateway answers nothing: "sending failed", exit code 2.
     assert await asyncio.to_thread(main, [*base, "--timeout", "3"]) == 2
     assert "sending to localhost" in capsys.readouterr().err
+
+
+async def test_the_connection_cap_counts_handshakes_and_the_idle_timeout_holds_over_tls(pki: Pki) -> None:
+    async def echo(payload: bytes) -> bytes:
+        return b"ECHO:" + payload
+
+    tls = server_context(Settings(_env_file=None, **tls_settings(pki)), "mllp")  # type: ignore[arg-type]
+    limits = MllpLimits(max_connections=1, handshake_timeout_s=1.0, idle_timeout_s=0.5)
+    server = await serve_mllp(echo, "127.0.0.1", 0, limits=limits, tls=tls)
+    port = server.sockets[0].getsockname()[1]
+    client_tls = make_client_context(pki.ca)
+    try:
+        silent_reader, silent_writer = await asyncio.open_connection("127.0.0.1", port)  # never says hello
+        await asyncio.sleep(0.2)
+        # The only slot is taken by a connection still in its handshake: the next one is closed at once.
+        with pytest.raises((ssl.SSLError, ConnectionError, MllpError)):
+            async with MllpClient("127.0.0.1", port, timeout_s=0.8, tls=client_tls) as mllp:
+                await mllp.send(b"refused")
+        assert await asyncio.wait_for(silent_reader.read(), 5) == b""  # handshake deadline: the slot is free again
+        silent_writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_tls)
+        writer.write(frame(b"m1"))
+        assert await asyncio.wait_for(reader.readuntil(b"\x1c\r"), 5) == frame(b"ECHO:m1")
+        idle_from = time.monotonic()
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed when idle, as on plain MLLP
+        assert time.monotonic() - idle_from >= 0.4
+        writer.close()
+    finally:
+        server.close()

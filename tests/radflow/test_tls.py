@@ -82,3 +82,32 @@ def test_temporal_tls_config_from_settings(pki: Pki, tmp_path: Path) -> None:
     assert isinstance(system_roots, TLSConfig) and system_roots.server_root_ca_cert is None
     with pytest.raises(TlsConfigError, match="go together"):
         temporal_tls(settings(temporal_tls_cert=pki.client_cert))
+
+
+async def test_the_commands_refuse_tls_settings_that_cannot_work(pki: Pki, tmp_path: Path) -> None:
+    """Each process checks its TLS settings before it connects anywhere: exit 2, the setting named."""
+    import asyncio
+    import os
+    import sys
+
+    async def run(command: str, **env: str) -> tuple[int, str]:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("RADFLOW_")}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "radflow", command, "--temporal-address", "127.0.0.1:1", cwd=tmp_path,
+            env=clean | {"RADFLOW_API_AUTH": "none", "RADFLOW_DATA_DIR": str(tmp_path)} | env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        return proc.returncode or 0, out.decode(errors="replace")
+
+    cases = {
+        "mllp": ({"RADFLOW_MLLP_TLS_CERT": str(pki.server_cert)}, "RADFLOW_MLLP_TLS_CERT and RADFLOW_MLLP_TLS_KEY go together"),
+        "dicom": ({"RADFLOW_DICOM_TLS_CERT": str(pki.server_cert), "RADFLOW_DICOM_TLS_KEY": str(pki.server_key),
+                   "RADFLOW_DICOM_TLS_REQUIRE_CLIENT_CERT": "true"}, "needs RADFLOW_DICOM_TLS_CLIENT_CA"),
+        "api": ({"RADFLOW_API_TLS_CERT": str(pki.server_cert), "RADFLOW_API_TLS_KEY": str(pki.server_key),
+                 "RADFLOW_TLS_KEY_PASSWORD": "not the password"}, "cannot load certificate"),
+        "worker": ({"RADFLOW_EHR_MLLP_TLS_KEY": str(pki.client_key)}, "a client key needs its certificate"),
+    }
+    for command, (env, message) in cases.items():
+        code, out = await run(command, **env)
+        assert code == 2 and "TLS misconfigured" in out and message in out, (command, out)
+        assert "not the password" not in out
