@@ -53,8 +53,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # ---------------------------------------------------------------- test FHIR server (npm)
-# Medplum's FHIR engine for the FHIR tests, pinned in tests/fhir_server/package.json and
-# installed into tests/fhir_server/node_modules (the fixture would do it too, on first use).
+# Medplum's FHIR engine for the FHIR tests, pinned in radflow/fhir_server/package.json and
+# installed into tests/fhir_server/runtime (the fixture would do it too, on first use).
 if command -v npm >/dev/null; then
     "$VENV/bin/python" -c 'from tests.fhir_server.fixture import ensure_node_modules; ensure_node_modules()' </dev/null
 fi
