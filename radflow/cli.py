@@ -1,6 +1,7 @@
 """The `radflow` command.
 
   radflow dev                  everything locally (Temporal dev server + UI, worker, MLLP, API)
+  radflow demo                 the dev stack with demo destinations, one order through every protocol
   radflow worker|mllp|api      one production process each, against any Temporal cluster
   radflow dicom                the DICOM gateway (Verification, MWL, MPPS, Storage)
   radflow worklist-rebuild     re-sync the worklist read model from the open orders
@@ -81,6 +82,18 @@ def cmd_dev(args: argparse.Namespace) -> int:
         print(refusal, file=sys.stderr)
         return 2
     return _run_forever(run_dev(settings, Path(settings.data_dir), headless=args.headless))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from radflow.demo import run_demo
+
+    settings = settings_from(args)
+    _setup_logging(settings)
+    refusal = api_auth_refusal(settings, loopback_may_run_open=True, host=settings.dev_host)
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
+    return _run_forever(run_demo(settings, Path(settings.data_dir), once=args.once, headless=args.headless))
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -315,6 +328,19 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--headless", action="store_true", help="no Temporal Web UI")
     _log_flags(dev)
     dev.set_defaults(func=cmd_dev)
+
+    demo = sub.add_parser("demo", help="the dev stack with demo destinations (EHR sink, FHIR server, Orthanc) "
+                                       "and one order driven through every protocol")
+    demo.add_argument("--once", action="store_true", help="stop after the drive (exit 0 when the order ended DELIVERED)")
+    demo.add_argument("--data-dir", type=Path, help="Temporal SQLite file, FHIR server and Orthanc data (default .radflow)")
+    for flag, what in (("temporal", "Temporal gRPC port (default 7233)"), ("ui", "Temporal Web UI port (default 8233)"),
+                       ("mllp", "HL7 MLLP port (default 2575)"), ("api", "HTTP API port (default 8000)"),
+                       ("dicom", "DICOM port (default 11112)")):
+        demo.add_argument(f"--{flag}-port", type=int, help=what)
+    demo.add_argument("--bind", help="address every listener binds to (default 127.0.0.1)")
+    demo.add_argument("--headless", action="store_true", help="no Temporal Web UI")
+    _log_flags(demo)
+    demo.set_defaults(func=cmd_demo)
 
     worker = sub.add_parser("worker", help="run a Temporal worker (order workflows + activities)")
     _temporal_flags(worker)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from api.app import create_app
 from radflow.components import ApiComponent, Component, TemporalDevComponent, WorkerComponent, gateway_components
 from radflow.devstack import DevServer
+from radflow.ordering import OrderService
 from radflow.runner import banner_text, run_components
 from radflow.settings import Settings
 from radflow.temporal import connect, ensure_search_attributes
@@ -58,7 +60,13 @@ def auth_notice(settings: Settings) -> str:
             "Set RADFLOW_API_KEYS before exposing it (docs/security.md).")
 
 
-async def run_dev(settings: Settings, data_dir: Path, headless: bool = False) -> int:
+# `radflow demo` adds components around the stack: `before` start first (its destinations),
+# `after(settings, service)` once the stack is up (the demo's drive).
+AfterStack = Callable[[Settings, OrderService], list[Component]]
+
+
+async def run_dev(settings: Settings, data_dir: Path, headless: bool = False, *, before: Sequence[Component] = (),
+                  after: AfterStack | None = None, title: str = "radflow dev is running") -> int:
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     host = settings.dev_host
@@ -79,6 +87,7 @@ async def run_dev(settings: Settings, data_dir: Path, headless: bool = False) ->
             WorkerComponent(client, settings),
             *gateway_components(settings, service, host),
             ApiComponent(create_app(settings, service), host, settings.api_port, tls=server_context(settings, "api")),
+            *(after(settings, service) if after else []),
         ]
 
     def kill_server() -> None:
@@ -86,8 +95,9 @@ async def run_dev(settings: Settings, data_dir: Path, headless: bool = False) ->
             os.killpg(server.process.pid, signal.SIGKILL)
 
     def banner(components: list[Component]) -> str:
-        text = banner_text(f"radflow dev is running (data dir {data_dir}, task queue {settings.task_queue})", components)
+        text = banner_text(f"{title} (data dir {data_dir}, task queue {settings.task_queue})", components)
         warnings = [w for w in (auth_notice(settings), destinations_warning(settings)) if w]
         return "\n".join([text, *warnings])
 
-    return await run_components([TemporalDevComponent(server), after_temporal], banner=banner, on_second_signal=kill_server)
+    return await run_components([*before, TemporalDevComponent(server), after_temporal], banner=banner,
+                                on_second_signal=kill_server)
