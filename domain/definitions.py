@@ -35,6 +35,10 @@ def allocator_workflow_id(task_queue: str) -> str:
 EVENT_UPDATE = "event"  # every inbound event (HL7, DICOM, FHIR, API) for an existing order
 OPERATOR_UPDATE = "operator"  # {"action": "retry"|"skip", "note": "..."}: validated
 OPERATOR_SIGNAL = "operator-signal"  # same payload, for the Temporal UI "Send Signal" dialog
+OPERATOR_ACTIONS = ("retry", "skip")
+OPERATOR_NOTE_REQUIRED = frozenset({"skip"})  # giving up a delivery needs a reason on record
+OPERATOR_EXAMPLE = '{"action": "retry", "lane": "hl7"}'
+UI_ORIGIN = "temporal-ui"  # an operator action with no actor and no radflow origin came from the Temporal UI/CLI
 STATE_QUERY = "state"
 TIMELINE_QUERY = "timeline"
 ALLOCATE_UPDATE = "allocate"
@@ -116,12 +120,19 @@ class ErrorType(StrEnum):
     DELIVERY_REJECTED = "DeliveryRejected"
     DELIVERY_FAILED = "DeliveryFailed"  # consumer unreachable / AE: retried by the activity policy
     NO_ATTENTION_PENDING = "NoAttentionPending"
+    OPERATOR_REFUSED = "OperatorRefused"  # unknown action / lane, missing note, malformed argument
     ORDER_CLOSED = "OrderClosed"  # the accession belongs to a closed order (a new order cannot reuse it)
     ARCHIVE_COUNT_MISMATCH = "ArchiveCountMismatch"
     # DICOM storage / archive forwarding (activities/archive.py); all retryable
     ARCHIVE_UNREACHABLE = "ArchiveUnreachable"
     ARCHIVE_FORWARD_INCOMPLETE = "ArchiveForwardIncomplete"
     SPOOL_MISSING = "SpoolMissing"
+
+
+# Refusals a human reads in the Temporal UI: their failures carry the one-line reason, never a
+# stack trace (radflow.temporal's failure converter drops it).
+REFUSAL_ERROR_TYPES = frozenset({ErrorType.OPERATOR_REFUSED, ErrorType.NO_ATTENTION_PENDING,
+                                 ErrorType.INVALID_TRANSITION, ErrorType.INVALID_EVENT, ErrorType.ORDER_CLOSED})
 
 
 # Search attributes radflow registers (`radflow dev` and `radflow setup`).
@@ -135,6 +146,8 @@ SA_SCHEDULED_START = SearchAttributeKey.for_datetime("ScheduledStart")
 SA_NEEDS_ATTENTION = SearchAttributeKey.for_bool("NeedsAttention")
 SA_OVERDUE = SearchAttributeKey.for_keyword_list("OverdueFlags")
 SA_PLACER = SearchAttributeKey.for_keyword("PlacerOrderNumber")
+SA_ATTENTION_LANE = SearchAttributeKey.for_keyword_list("AttentionLane")  # lanes waiting for an operator
+SA_PROCEDURE_CODE = SearchAttributeKey.for_keyword("ProcedureCode")
 
 SEARCH_ATTRIBUTES = (
     SA_ACCESSION,
@@ -147,6 +160,8 @@ SEARCH_ATTRIBUTES = (
     SA_NEEDS_ATTENTION,
     SA_OVERDUE,
     SA_PLACER,
+    SA_ATTENTION_LANE,
+    SA_PROCEDURE_CODE,
 )
 
 

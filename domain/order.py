@@ -327,6 +327,7 @@ class OperatorAction(BaseModel):
     note: str = ""
     lane: str = ""  # v2: the lane to act on ("fhir", "hl7", ...); "" = every lane waiting for an operator
     actor: str = ""  # who decided: the API caller's authenticated name ("" = unknown / auth off)
+    via: str = ""  # where it came from when unauthenticated ("api"); "" = the Temporal UI / CLI directly
 
 
 class OperatorResult(BaseModel):

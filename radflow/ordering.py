@@ -35,6 +35,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from domain import definitions as d
 from domain.closed_orders import is_resend
 from domain.definitions import EventSource, OrderStatus
+from domain.ui_metadata import static_details, static_summary
 from domain.order_index import (
     IndexEntries,
     IndexLookup,
@@ -158,8 +159,9 @@ def order_search_attributes(order: OrderData, status: OrderStatus) -> TypedSearc
 
 class OrderService:
     def __init__(self, client: Client, *, task_queue: str = d.TASK_QUEUE, policy: OrderPolicy | None = None,
-                 rpc_timeout_s: float = 10.0, accession_prefix: str = "RF") -> None:
+                 rpc_timeout_s: float = 10.0, accession_prefix: str = "RF", api_url: str = "") -> None:
         self.client = client
+        self.api_url = api_url  # links in the Temporal UI's static details ("" = none)
         self.task_queue = task_queue
         self.policy = policy or OrderPolicy()
         self.rpc_timeout = timedelta(seconds=rpc_timeout_s)
@@ -230,6 +232,8 @@ class OrderService:
                     id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                     id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                     search_attributes=order_search_attributes(order, status),
+                    static_summary=static_summary(order),  # what the Temporal UI lists; no PHI
+                    static_details=static_details(order, self.api_url),
                     rpc_timeout=self.rpc_timeout,
                 ),
                 order.accession,
@@ -280,6 +284,7 @@ class OrderService:
             id=d.allocator_workflow_id(self.task_queue),
             task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary="accession number sequence",
         )
         return await self._guard(
             self.client.execute_update_with_start_workflow(
@@ -450,6 +455,7 @@ class OrderService:
                 task_queue=self.task_queue,
                 start_signal=signal,
                 start_signal_args=[IndexEntries(entries=entries)],
+                static_summary=f"order index bucket {bucket} (patient / placer / study keys -> accessions)",
                 rpc_timeout=self.rpc_timeout,
             )
         )

@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.failure.v1 import Failure
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DefaultFailureConverter, PayloadConverter
+from temporalio.exceptions import ApplicationError
 
-from domain.definitions import SEARCH_ATTRIBUTES
+from domain.definitions import REFUSAL_ERROR_TYPES, SEARCH_ATTRIBUTES
 from radflow.settings import Settings
 from radflow.tls import temporal_tls
+
+
+class RefusalFailureConverter(DefaultFailureConverter):
+    """A refusal (bad operator action, invalid transition...) travels as its one-line reason only.
+
+    The Temporal UI shows a rejected update's failure as is: with the default converter that
+    includes the Python stack trace, i.e. the worker's file paths, for what is a typing mistake.
+    """
+
+    def to_failure(self, exception: BaseException, payload_converter: PayloadConverter, failure: Failure) -> None:
+        if isinstance(exception, ApplicationError) and exception.type in REFUSAL_ERROR_TYPES:
+            exception.__traceback__ = None
+        super().to_failure(exception, payload_converter, failure)
+
+
+# Every radflow client and worker uses this converter (pydantic payloads, refusals without traces).
+DATA_CONVERTER = dataclasses.replace(pydantic_data_converter, failure_converter_class=RefusalFailureConverter)
 
 
 async def connect(settings: Settings) -> Client:
@@ -18,7 +40,7 @@ async def connect(settings: Settings) -> Client:
         namespace=settings.temporal_namespace,
         tls=temporal_tls(settings),
         api_key=settings.temporal_api_key,
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
     )
 
 

@@ -27,6 +27,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain import definitions as d
+from domain.ui_metadata import unmatched_summary
 from domain.unmatched import ResolveUnmatched, UnmatchedItem, UnmatchedNote, UnmatchedStart
 from radflow.ordering import EventRejected, OrderNotFound, TemporalUnavailable
 
@@ -52,6 +53,10 @@ async def record_unmatched(client: Client, kind: str, key: str, details: dict[st
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         # A closed item is resolved: never start a second one under the same key.
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        static_summary=unmatched_summary(kind, key),
+        # Not the reason: it may quote the images' PatientID (the item's `details` query has it).
+        static_details=f"matches no order\n\nAPI: `GET /exceptions/{kind}/{key}`; link: "
+                       f"`POST /orders/<accession>/link-study`; dismiss: `POST /exceptions/{kind}/{key}/dismiss`",
     )
     try:
         return await client.execute_update_with_start_workflow(

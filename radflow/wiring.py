@@ -15,4 +15,5 @@ def order_service(client: Client, settings: Settings) -> OrderService:
         policy=settings.order_policy(),
         rpc_timeout_s=settings.temporal_rpc_timeout_s,
         accession_prefix=settings.accession_prefix,
+        api_url=settings.api_url,
     )

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from radflow.devstack import DevServer, free_port
+from radflow.temporal import DATA_CONVERTER
 from radflow.logs import KeyValueFormatter
 
 # Loggers whose every call the suite exercises at DEBUG: a record is only built (and an
@@ -65,7 +65,7 @@ async def dev_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
 
 @pytest.fixture(scope="session")
 async def client(dev_server: DevServer) -> Client:
-    return await Client.connect(dev_server.address, data_converter=pydantic_data_converter)
+    return await Client.connect(dev_server.address, data_converter=DATA_CONVERTER)  # the converter radflow uses
 
 
 @pytest.fixture

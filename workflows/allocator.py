@@ -39,7 +39,7 @@ class AccessionAllocatorWorkflow:
         recent = dict(list(self.state.recent.items())[-RECENT_KEPT:])
         workflow.continue_as_new(AllocatorState(next_seq=self.state.next_seq, recent=recent))
 
-    @workflow.update(name=d.ALLOCATE_UPDATE)
+    @workflow.update(name=d.ALLOCATE_UPDATE, description="Internal: the next accession number for a placer order key.")
     def allocate(self, request: AllocateRequest) -> str:
         existing = self.state.recent.get(request.placer_key)
         if existing:
@@ -56,6 +56,6 @@ class AccessionAllocatorWorkflow:
         if len(request.prefix) > 8:
             raise ValueError("accession prefix longer than 8 characters")
 
-    @workflow.query(name=d.LOOKUP_QUERY)
+    @workflow.query(name=d.LOOKUP_QUERY, description="The accession allocated to a placer order key, if recent.")
     def lookup(self, placer_key: str) -> str | None:
         return self.state.recent.get(placer_key)

@@ -18,7 +18,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.common import RawValue, RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.studies import archive_queue
     from domain.transitions import apply_event, ready_for_acquisition
+    from domain.ui_metadata import activity_summary, check_operator_action, current_details, parse_operator_action, who
 
 S = OrderStatus
 SEEN_IDS_KEPT = 200
@@ -52,6 +53,15 @@ PATCH_FEWER_ACTIVITIES = "lanes-fewer-activities"
 PATCH_LOCAL_FAILURE = "lane-local-activity-failure"  # a failed local activity puts its lane in attention
 # archive_study runs on the task queue of the DICOM gateway whose spool holds the images (issue 12).
 PATCH_ARCHIVE_QUEUE = "archive-on-gateway-queue"
+PATCH_UI_SEARCH_ATTRIBUTES = "ui-search-attributes"  # AttentionLane and ProcedureCode upserted too
+# Timer summaries in the Temporal UI, by deadline (domain names in _deadlines()).
+DEADLINE_SUMMARIES = {
+    OverdueFlag.NO_IMAGES.value: "no-images deadline",
+    OverdueFlag.NO_FINAL_REPORT.value: "no-final-report deadline",
+    S.EXPIRED.value: "expiry: scheduled, never started",
+    S.UNREPORTED.value: "unreported close: no final report",
+    "CLOSE": "retention after close, then the workflow completes",
+}
 FINAL_STATUSES = {S.DELIVERED, S.COMPLETED, S.CANCELLED, S.DISCONTINUED, S.EXPIRED, S.UNREPORTED}
 
 
@@ -68,6 +78,8 @@ class ImagingOrderWorkflow:
         self._stopping = False  # the run ends: lanes return once idle
         self._done = False
         self._sa_last: dict[str, object] = {}
+        self._last_operator = ""  # current details: the last operator decision and who took it
+        self._last_refusal = ""  # current details: the last operator-signal refused (signals cannot fail)
         if start.carried is not None:
             self.state = start.carried
             self._entries: list[TimelineEntry] = list(self.state.timeline)
@@ -113,7 +125,8 @@ class ImagingOrderWorkflow:
             try:
                 # Also wake when an event moved the next deadline, so the timer is re-armed.
                 await workflow.wait_condition(
-                    lambda: self._done or self._next_deadline() != due or self._continue_as_new_due(), timeout=timeout
+                    lambda: self._done or self._next_deadline() != due or self._continue_as_new_due(), timeout=timeout,
+                    timeout_summary=self._deadline_summary(due),
                 )
             except asyncio.TimeoutError:
                 self._on_deadline()
@@ -151,7 +164,9 @@ class ImagingOrderWorkflow:
         return self.state.model_copy(update={"timeline": self.state.timeline[-self.policy.timeline_kept:]})
 
     # ------------------------------------------------------------------ inbound events
-    @workflow.update(name=d.EVENT_UPDATE)
+    @workflow.update(name=d.EVENT_UPDATE, description=(
+        "Internal: radflow's gateways (HL7, DICOM, FHIR, API) deliver inbound events here. Not for operators: "
+        f"use the `{d.OPERATOR_UPDATE}` update."))
     def on_event(self, event: OrderEvent) -> EventResult:
         acc = self.state.order.accession
         # HL7 keys on sender + MSH-10 + content (message_key): a reused MSH-10 is not a resend.
@@ -189,8 +204,14 @@ class ImagingOrderWorkflow:
             raise ValueError("REPORT needs a report")
 
     # ------------------------------------------------------------------ operator
-    @workflow.update(name=d.OPERATOR_UPDATE)
-    async def operator(self, action: OperatorAction) -> OperatorResult:
+    # The argument is read by hand (RawValue): a mistyped one (wrong field, wrong JSON shape) is
+    # refused with one line saying what to type, instead of a converter error with a traceback.
+    @workflow.update(name=d.OPERATOR_UPDATE, description=(
+        "Operator decision for a lane waiting for an operator (Current Details says which): "
+        '{"action": "retry", "lane": "hl7"} or {"action": "skip", "lane": "hl7", "note": "why"} '
+        "(no lane = every waiting lane; skip needs a note). Refused with a one-line reason when it does not apply."))
+    async def operator(self, raw: RawValue) -> OperatorResult:
+        action = self._operator_action(raw)
         targets = self._operator_targets(action)
         self._take_operator_action(action, targets)
         # Answer with the order as it is once the lanes took the decision (a skip may deliver).
@@ -198,22 +219,36 @@ class ImagingOrderWorkflow:
         return self._operator_result(action)
 
     @operator.validator
-    def _validate_operator(self, action: OperatorAction) -> None:
-        if action.action not in ("retry", "skip"):
-            raise ValueError(f"unknown operator action {action.action!r}: use 'retry' or 'skip'")
-        if action.lane and action.lane not in self._lane_names:
-            raise ValueError(f"unknown lane {action.lane!r}: this order's lanes are {', '.join(self._lane_names)}")
-        if not self._operator_targets(action):
-            which = f"lane {action.lane!r}" if action.lane else "the order"
-            raise ValueError(f"{which} is not waiting for an operator (not NEEDS_ATTENTION)")
+    def _validate_operator(self, raw: RawValue) -> None:
+        self._operator_action(raw)
 
-    @workflow.signal(name=d.OPERATOR_SIGNAL)
-    def operator_signal(self, action: OperatorAction) -> None:
-        # Signals cannot be refused; an inapplicable one is recorded and ignored.
+    def _operator_action(self, raw: RawValue) -> OperatorAction:
+        """The action, or ApplicationError with the one-line reason (no stack trace: radflow.temporal)."""
+        action, error_type, refusal = self._read_operator_action(raw)
+        if action is None or refusal:
+            raise ApplicationError(refusal, type=error_type, non_retryable=True)
+        return action
+
+    def _read_operator_action(self, raw: RawValue) -> tuple[OperatorAction | None, str, str]:
         try:
-            self._validate_operator(action)
-        except ValueError as err:
-            self._record(EventSource.OPERATOR, "OPERATOR", f"ignored: {err}", exception=True)
+            value = workflow.payload_converter().from_payload(raw.payload)
+        except Exception:  # not JSON at all  # noqa: BLE001 - any decoding failure is the same refusal
+            value = raw.payload.data[:40].decode("utf-8", "replace")
+        action, refusal = parse_operator_action(value)
+        if action is None:
+            return None, d.ErrorType.OPERATOR_REFUSED, refusal
+        error_type, refusal = check_operator_action(action, self._lane_names, self._operator_targets(action))
+        return action, error_type, refusal
+
+    @workflow.signal(name=d.OPERATOR_SIGNAL, description=(
+        f"Same payload as the `{d.OPERATOR_UPDATE}` update. A signal cannot be refused: an action that does not apply "
+        "is recorded as refused on the timeline and in Current Details (prefer the update: it answers)."))
+    def operator_signal(self, raw: RawValue) -> None:
+        action, _, refusal = self._read_operator_action(raw)
+        if action is None or refusal:
+            by = f" from {who(action)}" if action is not None else ""
+            self._last_refusal = f"{refusal}{by} at {workflow.now():%Y-%m-%d %H:%M:%S}"
+            self._record(EventSource.OPERATOR, "OPERATOR", f"{refusal}{by}", exception=True)
             return
         self._take_operator_action(action, self._operator_targets(action))
 
@@ -227,7 +262,11 @@ class ImagingOrderWorkflow:
             self._decisions[name] = action
         note = f" ({action.note})" if action.note else ""
         by = f" by {action.actor}" if action.actor else ""
-        self._record(EventSource.OPERATOR, "OPERATOR", f"operator{by} chose {action.action}{note} for {', '.join(targets)}")
+        unauthenticated = "" if action.actor else f" - by {who(action)}"
+        self._last_operator = (f"{action.action} of {', '.join(targets)} by {who(action)}{note} "
+                               f"at {workflow.now():%Y-%m-%d %H:%M:%S}")
+        self._record(EventSource.OPERATOR, "OPERATOR",
+                     f"operator{by} chose {action.action}{note} for {', '.join(targets)}{unauthenticated}")
 
     def _operator_result(self, action: OperatorAction) -> OperatorResult:
         return OperatorResult(accession=self.state.order.accession, action=action.action, status=self.state.status,
@@ -236,7 +275,9 @@ class ImagingOrderWorkflow:
     def _lane_summary(self) -> dict[str, str]:
         out: dict[str, str] = {}
         for name in self._lane_names:
-            lane = self.state.lanes[name]
+            lane = self.state.lanes.get(name)
+            if lane is None:  # during __init__, before the lanes exist
+                continue
             if lane.attention is not None:
                 out[name] = f"waiting for operator: {lane.attention.reason}"
             elif name in self._busy:
@@ -246,11 +287,12 @@ class ImagingOrderWorkflow:
         return out
 
     # ------------------------------------------------------------------ queries
-    @workflow.query(name=d.STATE_QUERY)
+    @workflow.query(name=d.STATE_QUERY, description="The order's full state (patient data included).")
     def get_state(self) -> OrderState:
         return self.state
 
-    @workflow.query(name=d.TIMELINE_QUERY)
+    @workflow.query(name=d.TIMELINE_QUERY, description=(
+        "This run's timeline entries: every inbound event, step, refusal and operator action, with who acted."))
     def get_timeline(self) -> list[TimelineEntry]:
         """This run's entries (those carried from earlier runs included); older ones: `previous_run_id`."""
         return self._entries
@@ -269,6 +311,7 @@ class ImagingOrderWorkflow:
             carried = list(lane.pending_kinds) if work.kind == d.MILESTONE_SYNC else []
             snapshot_kinds, snapshot_mirror = list(lane.pending_kinds), self.state.mirror_version
             self._busy[name] = work
+            self._show_details()
             try:
                 result = await self._execute(name, work)
             except ActivityError as err:
@@ -334,24 +377,24 @@ class ImagingOrderWorkflow:
                     schedule_to_start_timeout=timedelta(seconds=self.policy.archive_pickup_timeout_s),
                     start_to_close_timeout=timedelta(seconds=self.policy.archive_timeout_s),
                     heartbeat_timeout=timedelta(seconds=self.policy.archive_heartbeat_s),
-                    retry_policy=retry, summary=f"{name}: {work.kind} of {work.mark} instances on {queue}",
+                    retry_policy=retry, summary=activity_summary(name, work.kind, self.state, kinds, work.mark) + f" on {queue}",
                 )
             return await workflow.execute_activity(
                 work.activity, request, result_type=StepResult,
                 start_to_close_timeout=timedelta(seconds=self.policy.archive_timeout_s),
                 heartbeat_timeout=timedelta(seconds=self.policy.archive_heartbeat_s),
-                retry_policy=retry, summary=f"{name}: {work.kind} of {work.mark} instances",
+                retry_policy=retry, summary=activity_summary(name, work.kind, self.state, kinds, work.mark),
             )
         if work.activity in d.LOCAL_ACTIVITIES and workflow.patched(PATCH_FEWER_ACTIVITIES):
             return await workflow.execute_local_activity(
                 work.activity, request, result_type=StepResult,
                 start_to_close_timeout=timedelta(seconds=self.policy.step_timeout_s),
-                retry_policy=retry, summary=f"{name}: {work.kind} {milestone}",
+                retry_policy=retry, summary=activity_summary(name, work.kind, self.state, kinds),
             )
         return await workflow.execute_activity(
             work.activity, request, result_type=StepResult,
             start_to_close_timeout=timedelta(seconds=self.policy.step_timeout_s),
-            retry_policy=retry, summary=f"{name}: {work.kind} {milestone}",
+            retry_policy=retry, summary=activity_summary(name, work.kind, self.state, kinds),
         )
 
     def _enter_attention(self, name: str, work: Work, reason: str) -> None:
@@ -498,6 +541,7 @@ class ImagingOrderWorkflow:
         self._entries.append(entry)
         s.timeline = (s.timeline + [entry])[-self.policy.timeline_kept:]
         workflow.logger.info("order %s: %s %s", s.order.accession, kind, "exception" if exception else "")
+        self._show_details()
 
     def _upsert_search_attributes(self) -> None:
         o = self.state.order
@@ -513,6 +557,9 @@ class ImagingOrderWorkflow:
             d.SA_NEEDS_ATTENTION.name: self.state.needs_attention,
             d.SA_OVERDUE.name: [f.value for f in self.state.overdue],
         }
+        if workflow.patched(PATCH_UI_SEARCH_ATTRIBUTES):
+            wanted[d.SA_ATTENTION_LANE.name] = [n for n in self._lane_names if self.state.lanes[n].attention is not None]
+            wanted[d.SA_PROCEDURE_CODE.name] = o.procedure.code
         keys = {k.name: k for k in d.SEARCH_ATTRIBUTES}
         updates: list[SearchAttributeUpdate] = []
         for name, value in wanted.items():
@@ -524,6 +571,18 @@ class ImagingOrderWorkflow:
         if updates:
             workflow.upsert_search_attributes(updates)
             self._sa_last = wanted
+        self._show_details()
+
+    def _show_details(self) -> None:
+        """Current details in the Temporal UI (not part of history: no replay concern)."""
+        workflow.set_current_details(current_details(self.state, self._lane_summary(), last_operator=self._last_operator,
+                                                     last_refusal=self._last_refusal))
+
+    def _deadline_summary(self, due: datetime | None) -> str | None:
+        if due is None:
+            return None
+        whats = [DEADLINE_SUMMARIES.get(what, what) for at, what in self._deadlines() if at == due]
+        return " + ".join(whats) or None
 
 
 _MISSING = object()

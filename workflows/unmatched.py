@@ -32,7 +32,7 @@ class UnmatchedItemWorkflow:
             workflow.continue_as_new(UnmatchedStart(kind=start.kind, key=start.key, carried=self.item))
         return self.item
 
-    @workflow.update(name=d.UNMATCHED_NOTE_UPDATE)
+    @workflow.update(name=d.UNMATCHED_NOTE_UPDATE, description="Internal: the DICOM gateway records or refreshes the item.")
     def note(self, note: UnmatchedNote) -> UnmatchedItem:
         # After resolution the note changes nothing: the caller reads linked_accession instead.
         if not self.item.resolved:
@@ -42,7 +42,8 @@ class UnmatchedItemWorkflow:
             self.item.notes += 1
         return self.item
 
-    @workflow.update(name=d.UNMATCHED_RESOLVE_UPDATE)
+    @workflow.update(name=d.UNMATCHED_RESOLVE_UPDATE, description=(
+        "Link to an order or dismiss; use the API (`POST /orders/{acc}/link-study`, `POST /exceptions/{kind}/{key}/dismiss`)."))
     def resolve(self, req: ResolveUnmatched) -> UnmatchedItem:
         if not self.item.resolved:
             self.item.resolved_at = workflow.now()
@@ -55,7 +56,7 @@ class UnmatchedItemWorkflow:
         if self.item.resolved and req.accession != self.item.linked_accession:
             raise ValueError(f"already resolved (linked to {self.item.linked_accession or 'nothing'})")
 
-    @workflow.query(name=d.UNMATCHED_DETAILS_QUERY)
+    @workflow.query(name=d.UNMATCHED_DETAILS_QUERY, description="The item: what arrived, why it matched no order, resolution.")
     def details(self) -> UnmatchedItem:
         return self.item
 

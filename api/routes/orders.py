@@ -153,7 +153,8 @@ async def _send(service: ServiceDep, accession: str, event: OrderEvent) -> Event
 async def _operator(service: ServiceDep, accession: str, action: str, body: OperatorRequest | None, control_id: str,
                     actor: str) -> OperatorResultPublic:
     result = await service.operator_action(accession, OperatorAction(action=action, note=body.note if body else "",
-                                                                     lane=body.lane if body else "", actor=actor),
+                                                                     lane=body.lane if body else "", actor=actor,
+                                                                     via="api"),
                                            update_id=f"{EventSource.API.value}:{control_id}")
     _log_applied("api operator action", accession, action=action, status=result.status.value)
     return OperatorResultPublic(accession=result.accession or accession, action=result.action, status=result.status,

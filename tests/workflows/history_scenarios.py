@@ -2,7 +2,8 @@
 
 Run `python -m tests.workflows.history_scenarios PREFIX` after a workflow change guarded by
 `workflow.patched(...)` to record the new behaviour as `PREFIX_*` files in
-`tests/workflows/histories/` (v2: before any patch; v2p1: with "lanes-fewer-activities"),
+`tests/workflows/histories/` (v2: before any patch; v2p1: with "lanes-fewer-activities";
+v2p2: with "ui-search-attributes", the operator argument read by hand, a refused signal),
 keeping the older files: they are what in-flight orders look like. Never regenerate to
 silence a replay failure: that failure means in-flight orders would break. The `v1_*` files
 are histories of ImagingOrder v1 (workflows/order_v1.py).
@@ -24,7 +25,6 @@ from pathlib import Path
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
@@ -34,6 +34,7 @@ from domain.order import EventKind, OperatorAction, OrderPolicy, OrderState, Pat
 from activities.order_index import prune_order_index
 from radflow.devstack import DevServer, free_port
 from radflow.ordering import EventRejected, OrderService
+from radflow.temporal import DATA_CONVERTER
 from radflow.unmatched import record_unmatched, resolve_unmatched
 from tests.factories import event, make_order, report, stable_study
 from workflows.allocator import AccessionAllocatorWorkflow
@@ -132,6 +133,8 @@ async def stuck(svc: OrderService) -> str:
     await _wait(svc, o.accession, lambda s: all(s.lanes[n].attention for n in ("hl7", "fhir")), "both lanes waiting")
     merged = Patient(mrn="NEW1", issuer="HOSP")
     await svc.send_event(o.accession, event(EventKind.PATIENT_MERGED, patient=merged, merged_from=PatientKey(mrn="OLD1")))
+    # A mistyped signal from the Temporal UI (recorded as refused since v2p2), then the real decisions.
+    await svc.handle(o.accession).signal(d.OPERATOR_SIGNAL, {"action": "retyr", "lane": "hl7"})
     await svc.operator_action(o.accession, OperatorAction(action="retry", lane="hl7"))
     await svc.operator_action(o.accession, OperatorAction(action="skip", note="sent by fax"))
     await _wait(svc, o.accession, lambda s: s.status.value == "DELIVERED", "DELIVERED")
@@ -202,7 +205,7 @@ async def main(prefix: str) -> None:
     server = DevServer(port=free_port(), ui_port=None)
     await server.start()
     try:
-        client = await Client.connect(server.address, data_converter=pydantic_data_converter)
+        client = await Client.connect(server.address, data_converter=DATA_CONVERTER)
         tq = "history-" + uuid.uuid4().hex[:6]
         policy = OrderPolicy(step_max_attempts=2, step_initial_interval_s=0.1, sync_consumers=["worklist", "fhir"],
                              report_consumers=["hl7", "fhir"], acquisition_consumers=["archive"])

@@ -21,7 +21,9 @@ from workflows.order_index import OrderIndexWorkflow
 from workflows.order_v1 import ImagingOrderWorkflowV1
 from workflows.unmatched import UnmatchedItemWorkflow
 
-V2_PREFIXES = ("v2", "v2p1")  # v2: before the "lanes-fewer-activities" patch; v2p1: with it
+# v2: before the "lanes-fewer-activities" patch; v2p1: with it; v2p2: with "ui-search-attributes"
+# (AttentionLane/ProcedureCode upserts), timer summaries and a refused operator-signal.
+V2_PREFIXES = ("v2", "v2p1", "v2p2")
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 
@@ -42,8 +44,13 @@ def test_v2_histories_cover_every_path(prefix: str) -> None:
     for activity in ("sync_worklist", "sync_fhir", "archive_study", "deliver_report_hl7", "deliver_report_fhir"):
         assert activity in happy, activity
     assert happy.count('"name": "deliver_report_hl7"') == 3  # P, F, then the corrected report
-    if prefix == "v2p1":  # worklist syncs as local activities (markers), the patch marker recorded
+    if prefix != "v2":  # worklist syncs as local activities (markers), the patch marker recorded
         assert "lanes-fewer-activities" in happy and "MARKER_RECORDED" in happy
+    if prefix == "v2p2":
+        stuck = text["v2_order_stuck"]
+        assert "ui-search-attributes" in stuck and "AttentionLane" in stuck and "ProcedureCode" in happy
+        assert '"action": "retyr"' in stuck or '"action":"retyr"' in stuck
+        assert "expiry: scheduled, never started" in text["v2_order_expiry"]  # a timer summary
     assert '"status":"corrected"' in happy
     assert "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW" in text["v2_order_continued"]
     assert "EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED" in text["v2_order_temporal_cancel"]

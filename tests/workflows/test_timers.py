@@ -143,7 +143,7 @@ async def test_skip_moves_on(time_env: WorkflowEnvironment) -> None:
         await _send(handle, EventKind.REPORT, report=report(ReportStatus.FINAL))
         await time_env.sleep(timedelta(minutes=1))
         assert (await _state(handle)).needs_attention
-        result = await handle.execute_update(d.OPERATOR_UPDATE, OperatorAction(action="skip", lane="hl7"),
+        result = await handle.execute_update(d.OPERATOR_UPDATE, OperatorAction(action="skip", lane="hl7", note="sent by fax"),
                                              result_type=OperatorResult)
         # The reply carries the status after the skip: no destination acknowledged the final report.
         assert result.status == OrderStatus.COMPLETED and not result.needs_attention
