@@ -27,6 +27,8 @@ from api.fhir_http import FhirError, error_response
 from api import openapi_security
 from api.guard import Guard
 from api.routes import ROUTERS
+from api.routes.codec import CodecCors
+from radflow.codec import EncryptionCodec, load_keys
 from radflow.order_search import InvalidFilter
 from radflow.ordering import EventRejected, OrderNotFound, OrderService, TemporalUnavailable
 from radflow.settings import Settings
@@ -143,6 +145,9 @@ def _install_security(app: FastAPI, settings: Settings, audit: bool) -> None:
         app.add_middleware(CORSMiddleware, allow_origins=settings.api_cors_origins, allow_credentials=False,
                            allow_methods=["GET", "POST", "PUT"],
                            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"])
+    codec_origins = [*settings.codec_cors_origins, *settings.api_cors_origins]
+    if codec_origins:
+        app.add_middleware(CodecCors, origins=codec_origins)
 
 
 def create_app(
@@ -168,6 +173,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.service = service
+    app.state.codec = EncryptionCodec(load_keys(settings.codec_keys_file)) if settings.codec_keys_file else None
     _install_security(app, settings, audit)
     for router in [*ROUTERS, *routers]:
         app.include_router(router)

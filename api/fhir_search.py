@@ -148,7 +148,8 @@ class Searcher:
             return found
         mrns = self.patient_values(params)
         if mrns:
-            return await self.visible(f"{d.SA_PATIENT_ID.name} IN ({', '.join(q(v) for v in mrns)})")
+            terms = [t for mrn in mrns for t in self.service.patient_terms(mrn)]
+            return await self.visible(f"{d.SA_PATIENT_ID.name} IN ({', '.join(q(v) for v in terms)})")
         return await self.visible()
 
     def patient_values(self, params: Params) -> list[str]:

@@ -36,6 +36,8 @@ POLICY: dict[tuple[str, str], Role | str] = {
     ("POST", "/exceptions/{kind}/{key}/dismiss"): Role.OPERATOR,
     ("POST", "/fhir/ServiceRequest"): Role.INTAKE,
     ("PUT", "/fhir/ServiceRequest/{id}"): Role.INTAKE,
+    ("POST", "/codec/decode"): Role.READER,  # a PHI read (the Temporal UI showing payloads)
+    ("POST", "/codec/encode"): Role.OPERATOR,  # input the workers will take as radflow's own
 }
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})

@@ -1,6 +1,6 @@
 """ORM^O01 NW ingest over MLLP vs raw `client.start_workflow`, on the same dev server, same run.
 
-    .venv/bin/python bench/mllp_ingest.py [--n 600] [--concurrency 16] [--rounds 2]
+    .venv/bin/python bench/mllp_ingest.py [--n 600] [--concurrency 16] [--rounds 2] [--codec]
 
 Starts its own Temporal dev server (SQLite file in a temp dir, as `radflow dev` does), a
 worker process and an MLLP gateway process, then alternates two phases per round:
@@ -9,6 +9,10 @@ worker process and an MLLP gateway process, then alternates two phases per round
   mllp  N ORM^O01 NW over MLLP on C concurrent connections; each ACK (AA) arrives only
         after the gateway's durable start
 and prints msgs/s, per-message latency p50/p99 and the ratio mllp/raw (goal >= 0.9).
+With --codec a third phase per round:
+  codec the same over MLLP to a second gateway + worker (own task queue) with payload
+        encryption (AES-256-GCM codec) and the PatientID HMAC on, as `radflow dev` runs;
+        its ratio codec/raw against the same plain raw baseline (goal >= 0.9).
 The machine may be shared: rounds alternate phases so drift hits both, but the figure
 is still noisy; compare ratios, not absolute rates, across runs.
 """
@@ -90,18 +94,22 @@ def pct(values: list[float], p: float) -> float:
 
 
 # ------------------------------------------------------------------ child processes
-def _child_settings(address: str, task_queue: str, data_dir: str):
+CODEC_KEYS, HMAC_KEY = "codec-keys", "search-hmac.key"
+
+
+def _child_settings(address: str, task_queue: str, data_dir: str, codec: str = ""):
     from radflow.settings import Settings
 
+    keys = {"codec_keys_file": Path(data_dir) / CODEC_KEYS, "search_hmac_key_file": Path(data_dir) / HMAC_KEY} if codec else {}
     return Settings(_env_file=None, temporal_address=address, task_queue=task_queue, data_dir=Path(data_dir),
-                    sync_consumers=[], report_consumers=[], acquisition_consumers=[])
+                    sync_consumers=[], report_consumers=[], acquisition_consumers=[], **keys)
 
 
-async def _role_worker(address: str, task_queue: str, data_dir: str) -> None:
+async def _role_worker(address: str, task_queue: str, data_dir: str, codec: str = "") -> None:
     from radflow.temporal import connect
     from radflow.worker import build_worker
 
-    settings = _child_settings(address, task_queue, data_dir)
+    settings = _child_settings(address, task_queue, data_dir, codec)
     client = await connect(settings)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -110,14 +118,15 @@ async def _role_worker(address: str, task_queue: str, data_dir: str) -> None:
         await stop.wait()
 
 
-async def _role_gateway(address: str, task_queue: str, data_dir: str, port: int) -> None:
+async def _role_gateway(address: str, task_queue: str, data_dir: str, port: int, codec: str = "") -> None:
     from gateways.hl7_gateway import Hl7Gateway
     from radflow.ordering import OrderService
     from radflow.temporal import connect
+    from radflow.wiring import mrn_hasher
 
-    settings = _child_settings(address, task_queue, data_dir)
+    settings = _child_settings(address, task_queue, data_dir, codec)
     client = await connect(settings)
-    service = OrderService(client, task_queue=task_queue, policy=settings.order_policy())
+    service = OrderService(client, task_queue=task_queue, policy=settings.order_policy(), mrn_hasher=mrn_hasher(settings))
     server = await Hl7Gateway(service, settings).serve("127.0.0.1", port)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -207,55 +216,73 @@ async def main(args: argparse.Namespace) -> int:
     server = DevServer(db_file=tmp / "temporal.db", port=free_port(), ui_port=None, log_file=tmp / "temporal.log")
     await server.start()
     task_queue = f"bench-{uuid.uuid4().hex[:8]}"
-    gw_port = free_port()
+    gw_port, codec_port = free_port(), free_port()
     procs: list[subprocess.Popen] = []
+    phases = ["raw", "mllp", *(["codec"] if args.codec else [])]
     try:
         procs.append(_spawn(["--role", "worker", server.address, task_queue, str(tmp)], tmp / "worker.log"))
         procs.append(_spawn(["--role", "gateway", server.address, task_queue, str(tmp), str(gw_port)], tmp / "gateway.log"))
+        if args.codec:
+            from radflow.codec import ensure_keys_file
+            from radflow.patient_search import ensure_hmac_key_file
+
+            ensure_keys_file(tmp / CODEC_KEYS)
+            ensure_hmac_key_file(tmp / HMAC_KEY)
+            codec_queue = task_queue + "-codec"
+            procs.append(_spawn(["--role", "worker", server.address, codec_queue, str(tmp), "codec"], tmp / "worker-codec.log"))
+            procs.append(_spawn(["--role", "gateway", server.address, codec_queue, str(tmp), str(codec_port), "codec"],
+                                tmp / "gateway-codec.log"))
         client = await Client.connect(server.address, data_converter=pydantic_data_converter)
 
         print(f"dev server (SQLite) {server.address}; worker and MLLP gateway in their own processes; "
               f"N={args.n} C={args.concurrency} rounds={args.rounds}; cpus={os.cpu_count()}; "
               f"load average {os.getloadavg()[0]:.1f} (a busy machine makes the figures noisy)")
         warm = [orm(i, "W" + uuid.uuid4().hex[:4]) for i in range(args.warmup)]
-        await phase_raw(client, task_queue, warm[: len(warm) // 2], args.concurrency)
-        await phase_mllp(gw_port, warm[len(warm) // 2 :], args.concurrency)
+        share = len(warm) // len(phases)
+        await phase_raw(client, task_queue, warm[:share], args.concurrency)
+        await phase_mllp(gw_port, warm[share: 2 * share], args.concurrency)
+        if args.codec:
+            await phase_mllp(codec_port, warm[2 * share: 3 * share], args.concurrency)
 
-        totals = {"raw": [0.0, 0, []], "mllp": [0.0, 0, []]}
+        totals = {phase: [0.0, 0, []] for phase in phases}
         failures = 0
         for r in range(args.rounds):
-            for phase in ("raw", "mllp") if r % 2 == 0 else ("mllp", "raw"):
+            for phase in phases[r % len(phases):] + phases[:r % len(phases)]:  # rotate the order each round
                 run = f"{phase[0].upper()}{r}{uuid.uuid4().hex[:4]}"
                 msgs = [orm(i, run) for i in range(args.n)]
                 # Each phase starts on an idle system: the previous phase's workflow tasks must not be
                 # processed (and billed) during this one.
-                await drain([server.process.pid, procs[0].pid], args.pause)
+                await drain([server.process.pid, *(p.pid for p in procs[::2])], args.pause)
                 cpu_before = [cpu_seconds(), *(cpu_seconds(p.pid) for p in procs)]
                 if phase == "raw":
                     elapsed, lat = await phase_raw(client, task_queue, msgs, args.concurrency)
                 else:
-                    elapsed, lat, bad = await phase_mllp(gw_port, msgs, args.concurrency)
+                    elapsed, lat, bad = await phase_mllp(gw_port if phase == "mllp" else codec_port, msgs, args.concurrency)
                     failures += bad
                 cpu = [after - before for after, before in
                        zip([cpu_seconds(), *(cpu_seconds(p.pid) for p in procs)], cpu_before, strict=True)]
                 totals[phase][0] += elapsed
                 totals[phase][1] += len(msgs)
                 totals[phase][2] += lat
-                per_msg = " ".join(f"{name} {c / len(msgs) * 1000:.1f}" for name, c in zip(("bench", "worker", "gateway"), cpu,
-                                                                                         strict=True))
+                names = ("bench", "worker", "gateway", "worker-codec", "gateway-codec")[:len(cpu)]
+                per_msg = " ".join(f"{name} {c / len(msgs) * 1000:.1f}" for name, c in zip(names, cpu, strict=True))
                 print(f"  round {r + 1} {phase:4s}: {len(msgs)} in {elapsed:6.2f} s = {len(msgs) / elapsed:7.1f}/s   "
                       f"p50 {statistics.median(lat) * 1000:6.1f} ms  p99 {pct(lat, 99) * 1000:6.1f} ms   "
                       f"CPU ms/msg: {per_msg}")
 
         rates = {k: v[1] / v[0] for k, v in totals.items()}
         print()
-        for name, label in (("raw", "raw client.start_workflow"), ("mllp", "ORM^O01 NW over MLLP -> AA")):
+        labels = {"raw": "raw client.start_workflow", "mllp": "ORM^O01 NW over MLLP -> AA",
+                  "codec": "... with codec + HMAC on"}
+        for name, label in ((p, labels[p]) for p in phases):
             lat = totals[name][2]
             print(f"{label:30s} {rates[name]:7.1f} msgs/s   p50 {statistics.median(lat) * 1000:6.1f} ms   "
                   f"p99 {pct(lat, 99) * 1000:6.1f} ms")
         print(f"ratio mllp/raw = {rates['mllp'] / rates['raw']:.2f} (goal >= 0.9); non-AA ACKs: {failures}")
+        if args.codec:
+            print(f"ratio MLLP NW with codec on / raw = {rates['codec'] / rates['raw']:.2f} (goal >= 0.9)")
 
-        expected = args.warmup + 2 * args.n * args.rounds
+        expected = share * len(phases) + len(phases) * args.n * args.rounds
         count = 0
         for _ in range(100):
             count = (await client.count_workflows(f"WorkflowType = '{d.ORDER_WORKFLOW}'")).count
@@ -273,7 +300,7 @@ async def main(args: argparse.Namespace) -> int:
 def cli() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--role":
         role, rest = sys.argv[2], sys.argv[3:]
-        coro = _role_worker(*rest) if role == "worker" else _role_gateway(*rest[:3], int(rest[3]))
+        coro = _role_worker(*rest) if role == "worker" else _role_gateway(*rest[:3], int(rest[3]), *rest[4:])
         try:
             asyncio.run(coro)
         finally:
@@ -282,7 +309,9 @@ def cli() -> None:
     p.add_argument("--n", type=int, default=600, help="orders per phase and round")
     p.add_argument("--concurrency", "-c", type=int, default=16, help="concurrent starters / MLLP connections")
     p.add_argument("--rounds", type=int, default=2, help="rounds; phases alternate their order each round")
-    p.add_argument("--warmup", type=int, default=40)
+    p.add_argument("--warmup", type=int, default=42)
+    p.add_argument("--codec", action="store_true",
+                   help="add a phase through a gateway + worker with payload encryption and PatientID HMAC on")
     p.add_argument("--pause", type=float, default=60.0, help="at most this long between phases, waiting for server and worker to go idle")
     code = asyncio.run(main(p.parse_args()))
     sys.stdout.flush()

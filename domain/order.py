@@ -38,6 +38,9 @@ class Patient(BaseModel):
     name: PersonName = Field(default_factory=PersonName)
     birth_date: str = ""  # YYYYMMDD as sent (HL7 DTM truncated to the date)
     sex: str = ""  # HL7 table 0001 / DICOM: M, F, O, U
+    # Keyed hash of the MRN for the PatientID search attribute, set by OrderService when a
+    # search HMAC key is configured ("" = the MRN itself is the attribute; radflow/patient_search.py).
+    mrn_token: str = ""
 
 
 class PatientKey(BaseModel):

@@ -13,9 +13,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from api.app import create_app
+from radflow.codec import ensure_keys_file
 from radflow.components import ApiComponent, Component, TemporalDevComponent, WorkerComponent, gateway_components
 from radflow.devstack import DevServer
 from radflow.ordering import OrderService
+from radflow.patient_search import ensure_hmac_key_file
 from radflow.runner import banner_text, run_components
 from radflow.settings import Settings
 from radflow.temporal import connect, ensure_search_attributes
@@ -49,6 +51,40 @@ def destinations_warning(settings: Settings) -> str:
             "reports are kept but delivered nowhere, and finished orders end COMPLETED, not DELIVERED.")
 
 
+CODEC_KEYS_FILE = "codec-keys"
+SEARCH_HMAC_KEY_FILE = "search-hmac.key"
+
+
+def dev_encryption(settings: Settings, data_dir: Path) -> Settings:
+    """Payload keys and the search HMAC key, generated into the data dir on first start (0600) and
+    reused after; the UI's origin may call the codec server. Configured files win."""
+    if not settings.dev_encryption:
+        return settings
+    update: dict[str, object] = {}
+    if settings.codec_keys_file is None:
+        ensure_keys_file(data_dir / CODEC_KEYS_FILE)
+        update["codec_keys_file"] = data_dir / CODEC_KEYS_FILE
+    if settings.search_hmac_key_file is None:
+        ensure_hmac_key_file(data_dir / SEARCH_HMAC_KEY_FILE)
+        update["search_hmac_key_file"] = data_dir / SEARCH_HMAC_KEY_FILE
+    origins = [f"http://{h}:{settings.dev_ui_port}" for h in dict.fromkeys([settings.dev_host, "localhost"])]
+    update["codec_cors_origins"] = [*settings.codec_cors_origins, *origins]
+    return settings.model_copy(update=update)
+
+
+def codec_endpoint(settings: Settings) -> str | None:
+    """Where the UI's browser finds the codec server (the dev API), when payloads are encrypted."""
+    scheme = "https" if settings.api_tls_cert else "http"
+    return f"{scheme}://{settings.dev_host}:{settings.api_port}/codec" if settings.codec_keys_file else None
+
+
+def encryption_notice(settings: Settings) -> str:
+    if settings.codec_keys_file is None:
+        return "NOTICE: Temporal payloads are NOT encrypted (RADFLOW_DEV_ENCRYPTION=false): PHI is in clear in Temporal."
+    return (f"Payloads encrypted (keys {settings.codec_keys_file}); the Web UI decodes them through "
+            f"{codec_endpoint(settings)}")
+
+
 def auth_notice(settings: Settings) -> str:
     """Say so when the API is open (allowed on loopback only; the CLI refuses it elsewhere)."""
     from api.auth import Authenticator
@@ -70,12 +106,14 @@ async def run_dev(settings: Settings, data_dir: Path, headless: bool = False, *,
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     host = settings.dev_host
+    settings = dev_encryption(settings, data_dir)
     server = DevServer(
         db_file=data_dir / DB_FILE,
         port=settings.dev_temporal_port,
         ui_port=None if headless else settings.dev_ui_port,
         host=host,
         log_file=data_dir / LOG_FILE,
+        ui_codec_endpoint=codec_endpoint(settings),
     )
     settings = dev_settings(settings, server)
 
@@ -96,7 +134,7 @@ async def run_dev(settings: Settings, data_dir: Path, headless: bool = False, *,
 
     def banner(components: list[Component]) -> str:
         text = banner_text(f"{title} (data dir {data_dir}, task queue {settings.task_queue})", components)
-        warnings = [w for w in (auth_notice(settings), destinations_warning(settings)) if w]
+        warnings = [w for w in (auth_notice(settings), encryption_notice(settings), destinations_warning(settings)) if w]
         return "\n".join([text, *warnings])
 
     return await run_components([*before, TemporalDevComponent(server), after_temporal], banner=banner,

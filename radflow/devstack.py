@@ -46,6 +46,7 @@ class DevServer:
     ui_port: int | None = 8233  # None: headless
     host: str = "127.0.0.1"
     log_file: Path | None = None
+    ui_codec_endpoint: str | None = None  # the UI decodes payloads there (radflow's /codec)
     process: subprocess.Popen | None = field(default=None, init=False)
 
     @property
@@ -62,6 +63,8 @@ class DevServer:
             cmd += ["--headless"]
         else:
             cmd += ["--ui-port", str(self.ui_port), "--ui-ip", self.host]
+            if self.ui_codec_endpoint:
+                cmd += ["--ui-codec-endpoint", self.ui_codec_endpoint]
         return cmd + dev_server_search_attribute_args()
 
     async def start(self, timeout_s: float = 30.0) -> None:

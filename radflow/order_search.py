@@ -19,6 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from domain import definitions as d
 from domain.definitions import OrderStatus
 from radflow.ordering import OrderService, TemporalUnavailable
+from radflow.patient_search import is_token
 
 
 class InvalidFilter(ValueError):
@@ -40,14 +41,20 @@ class OrderFilter:
         if self.scheduled_from and self.scheduled_to and _utc(self.scheduled_from) > _utc(self.scheduled_to):
             raise InvalidFilter("scheduled_from is after scheduled_to")
 
-    def to_query(self, task_queue: str) -> str:
-        """The visibility query; scoped to order workflows on this deployment's task queue."""
+    def to_query(self, task_queue: str, patient_terms: list[str] | None = None) -> str:
+        """The visibility query; scoped to order workflows on this deployment's task queue.
+
+        `patient_terms`: the PatientID values meaning `patient` (its HMAC token, and the MRN
+        itself for orders from before the key; OrderService.patient_terms); default the MRN.
+        """
         self.check()
         q = d.quote_visibility
         parts = [d.order_workflow_types_clause(), f"TaskQueue = {q(task_queue)}"]
+        if self.patient:
+            terms = patient_terms or [self.patient]
+            parts.append(f"{d.SA_PATIENT_ID.name} IN ({', '.join(q(t) for t in terms)})")
         keyword_filters = [
             (d.SA_ACCESSION.name, self.accession),
-            (d.SA_PATIENT_ID.name, self.patient),
             (d.SA_ORDER_STATUS.name, self.status.value if self.status else None),
             (d.SA_MODALITY.name, self.modality),
             (d.SA_STATION.name, self.station),
@@ -89,7 +96,7 @@ class OrderPage:
 async def search_orders(
     service: OrderService, flt: OrderFilter, *, page_size: int = 50, page_token: str | None = None
 ) -> OrderPage:
-    query = flt.to_query(service.task_queue)
+    query = flt.to_query(service.task_queue, service.patient_terms(flt.patient) if flt.patient else None)
     token = decode_page_token(page_token) if page_token else None
     it = service.client.list_workflows(query, page_size=page_size, next_page_token=token, rpc_timeout=service.rpc_timeout)
     try:
@@ -98,7 +105,7 @@ async def search_orders(
         if err.status == RPCStatusCode.INVALID_ARGUMENT:
             raise InvalidFilter(err.message) from err
         raise TemporalUnavailable(f"Temporal visibility unavailable: {err.message}") from err
-    rows = [_summary(wf) for wf in it.current_page or []]
+    rows = [_summary(wf, flt.patient) for wf in it.current_page or []]
     next_token = encode_page_token(it.next_page_token) if it.next_page_token else None
     return OrderPage(orders=[r for r in rows if r is not None], next_page_token=next_token)
 
@@ -114,16 +121,20 @@ def decode_page_token(token: str) -> bytes:
         raise InvalidFilter("next_page_token is not a token this API returned") from err
 
 
-def _summary(wf: WorkflowExecution) -> OrderSummary | None:
+def _summary(wf: WorkflowExecution, searched_mrn: str | None = None) -> OrderSummary | None:
     accession = d.accession_from_workflow_id(wf.id)
     if accession is None:
         return None
     sa = wf.typed_search_attributes
+    patient_id = sa.get(d.SA_PATIENT_ID) or ""
+    if is_token(patient_id):
+        # A keyed hash: the MRN is known only when the search asked for it (GET /orders/{accession} has it).
+        patient_id = searched_mrn or ""
     return OrderSummary(
         accession=sa.get(d.SA_ACCESSION) or accession,
         workflow_id=wf.id,
         status=sa.get(d.SA_ORDER_STATUS) or "",
-        patient_id=sa.get(d.SA_PATIENT_ID) or "",
+        patient_id=patient_id,
         modality=sa.get(d.SA_MODALITY) or "",
         station_ae=sa.get(d.SA_STATION) or "",
         scheduled_start=sa.get(d.SA_SCHEDULED_START),

@@ -56,9 +56,12 @@ from domain.order import (
     OrderEvent,
     OrderPolicy,
     OrderState,
+    Patient,
     StartOrder,
     TimelineEntry,
 )
+
+from radflow.patient_search import MrnHasher
 
 log = logging.getLogger("radflow.ordering")
 T = TypeVar("T")
@@ -138,7 +141,7 @@ def order_search_attributes(order: OrderData, status: OrderStatus) -> TypedSearc
     """Search attributes set at start, so visibility lists the order before its first task."""
     pairs: list[SearchAttributePair] = [
         SearchAttributePair(d.SA_ACCESSION, order.accession),
-        SearchAttributePair(d.SA_PATIENT_ID, order.patient.mrn),
+        SearchAttributePair(d.SA_PATIENT_ID, order.patient.mrn_token or order.patient.mrn),
         SearchAttributePair(d.SA_ORDER_STATUS, status.value),
         SearchAttributePair(d.SA_NEEDS_ATTENTION, False),
     ]
@@ -159,9 +162,11 @@ def order_search_attributes(order: OrderData, status: OrderStatus) -> TypedSearc
 
 class OrderService:
     def __init__(self, client: Client, *, task_queue: str = d.TASK_QUEUE, policy: OrderPolicy | None = None,
-                 rpc_timeout_s: float = 10.0, accession_prefix: str = "RF", api_url: str = "") -> None:
+                 rpc_timeout_s: float = 10.0, accession_prefix: str = "RF", api_url: str = "",
+                 mrn_hasher: MrnHasher | None = None) -> None:
         self.client = client
         self.api_url = api_url  # links in the Temporal UI's static details ("" = none)
+        self.mrn_hasher = mrn_hasher  # PatientID = HMAC of the MRN when set (radflow/patient_search.py)
         self.task_queue = task_queue
         self.policy = policy or OrderPolicy()
         self.rpc_timeout = timedelta(seconds=rpc_timeout_s)
@@ -169,6 +174,15 @@ class OrderService:
 
     def handle(self, accession: str) -> WorkflowHandle:
         return self.client.get_workflow_handle(d.order_workflow_id(accession))
+
+    def _tokenised(self, patient: Patient) -> Patient:
+        if self.mrn_hasher is None or not patient.mrn:
+            return patient
+        return patient.model_copy(update={"mrn_token": self.mrn_hasher.token(patient.mrn)})
+
+    def patient_terms(self, mrn: str) -> list[str]:
+        """The PatientID search attribute values that mean this MRN."""
+        return self.mrn_hasher.search_terms(mrn) if self.mrn_hasher else [mrn]
 
     async def _guard(self, call: Awaitable[T], accession: str = "", update_error: str = d.ErrorType.INVALID_TRANSITION) -> T:
         """Run one Temporal call with a hard deadline and map every failure to an OrderError.
@@ -220,6 +234,7 @@ class OrderService:
         if order.study_instance_uid and not invalid_key(study_index_key(order.study_instance_uid)):
             keys.append(study_index_key(order.study_instance_uid))  # never a reason to refuse the order
         await self._index(d.INDEX_ADD_SIGNAL, {key: [order.accession] for key in keys})
+        order = order.model_copy(update={"patient": self._tokenised(order.patient)})
         status = OrderStatus.SCHEDULED if order.schedule.is_scheduled() else OrderStatus.ORDERED
         start = StartOrder(order=order, source=source, control_id=control_id, policy=self.policy, repairs=repairs or [])
         try:
@@ -250,6 +265,10 @@ class OrderService:
         if event.order is not None and event.order.patient.mrn:
             # A changed order (XO, FHIR PUT) may name another patient: index it there too.
             await self._index(d.INDEX_ADD_SIGNAL, {patient_index_key(event.order.patient.mrn): [accession]})
+        if event.order is not None:
+            event = event.model_copy(update={"order": event.order.model_copy(update={"patient": self._tokenised(event.order.patient)})})
+        if event.patient is not None:
+            event = event.model_copy(update={"patient": self._tokenised(event.patient)})
         key = event.message_key or event.control_id
         update_id = d.event_update_id(event.source.value, key) if key else None
         return await self._guard(
@@ -403,7 +422,8 @@ class OrderService:
         indexed = (await self._index_lookup([key])).get(key, [])
         closed = ", ".join(d.quote_visibility(s.value) for s in d.CLOSED_STATUSES)
         query = (
-            f"{d.SA_PATIENT_ID.name} = {d.quote_visibility(mrn)} AND ExecutionStatus = 'Running'"
+            f"{d.SA_PATIENT_ID.name} IN ({', '.join(d.quote_visibility(t) for t in self.patient_terms(mrn))})"
+            " AND ExecutionStatus = 'Running'"
             f" AND {d.SA_ORDER_STATUS.name} NOT IN ({closed})"
         )
         visible = await self._guard(self._list_ids(query))

@@ -249,3 +249,11 @@ class Settings(BaseSettings):
             report_consumers=list(self.report_consumers),
             acquisition_consumers=list(self.acquisition_consumers),
         )
+
+    # --- Payload encryption, codec server, PatientID HMAC (radflow/codec.py, radflow/patient_search.py, api/routes/codec.py) ---
+    codec_keys_file: Path | None = None  # lines key-id:base64(32 bytes), owner-only; first encrypts, all decrypt; unset = payloads in clear
+    codec_cors_origins: list[str] = []  # Temporal UI origins allowed to call /codec/* from the browser
+    search_hmac_key_file: Path | None = None  # base64 key (32+ bytes), owner-only; PatientID = HMAC of the MRN; unset = MRN in clear
+    search_clear_mrn: bool = True  # MRN searches also match orders started before the HMAC key (transition window)
+    dev_encryption: bool = True  # `radflow dev`: generate both keys into the data dir when the files above are unset
+    # --- end payload encryption ---

@@ -9,10 +9,11 @@ from temporalio.api.failure.v1 import Failure
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DefaultFailureConverter, PayloadConverter
+from temporalio.converter import DataConverter, DefaultFailureConverter, PayloadConverter
 from temporalio.exceptions import ApplicationError
 
 from domain.definitions import REFUSAL_ERROR_TYPES, SEARCH_ATTRIBUTES
+from radflow.codec import EncryptionCodec, encrypted_converter, load_keys
 from radflow.settings import Settings
 from radflow.tls import temporal_tls
 
@@ -34,13 +35,29 @@ class RefusalFailureConverter(DefaultFailureConverter):
 DATA_CONVERTER = dataclasses.replace(pydantic_data_converter, failure_converter_class=RefusalFailureConverter)
 
 
+class EncodedRefusalFailureConverter(RefusalFailureConverter):
+    """The same, with messages and stack traces encoded (by the payload codec when it is on):
+    an exception message can quote a patient's name."""
+
+    def __init__(self) -> None:
+        super().__init__(encode_common_attributes=True)
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """Every radflow client and worker uses this: payloads encrypted when a keys file is configured."""
+    if settings.codec_keys_file is None:
+        return DATA_CONVERTER
+    codec = EncryptionCodec(load_keys(settings.codec_keys_file))
+    return encrypted_converter(codec, DATA_CONVERTER, EncodedRefusalFailureConverter)
+
+
 async def connect(settings: Settings) -> Client:
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         tls=temporal_tls(settings),
         api_key=settings.temporal_api_key,
-        data_converter=DATA_CONVERTER,
+        data_converter=data_converter(settings),
     )
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 from temporalio.client import Client
 
 from radflow.ordering import OrderService
+from radflow.patient_search import MrnHasher, load_hmac_key
 from radflow.settings import Settings
+
+
+def mrn_hasher(settings: Settings) -> MrnHasher | None:
+    if settings.search_hmac_key_file is None:
+        return None
+    return MrnHasher(load_hmac_key(settings.search_hmac_key_file), include_clear=settings.search_clear_mrn)
 
 
 def order_service(client: Client, settings: Settings) -> OrderService:
@@ -16,4 +23,5 @@ def order_service(client: Client, settings: Settings) -> OrderService:
         rpc_timeout_s=settings.temporal_rpc_timeout_s,
         accession_prefix=settings.accession_prefix,
         api_url=settings.api_url,
+        mrn_hasher=mrn_hasher(settings),
     )

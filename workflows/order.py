@@ -547,7 +547,7 @@ class ImagingOrderWorkflow:
         o = self.state.order
         wanted: dict[str, object] = {
             d.SA_ACCESSION.name: o.accession,
-            d.SA_PATIENT_ID.name: o.patient.mrn,
+            d.SA_PATIENT_ID.name: o.patient.mrn_token or o.patient.mrn,
             d.SA_ORDER_STATUS.name: self.state.status.value,
             d.SA_MODALITY.name: o.schedule.modality,
             d.SA_STATION.name: o.schedule.station_ae,
