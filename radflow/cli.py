@@ -400,8 +400,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from radflow.secret_files import KeyFileError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyFileError as err:  # a payload / search key file refused: say why, no traceback
+        print(f"radflow: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -109,3 +109,19 @@ def test_keys_file_must_be_owner_only(tmp_path) -> None:
         load_keys(path)
     with pytest.raises(KeyFileError, match="No such file"):
         load_keys(tmp_path / "missing")
+
+
+def test_a_server_refuses_a_readable_keys_file_with_the_reason(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "keys"
+    ensure_keys_file(path)
+    path.chmod(0o644)
+    env = os.environ | {"RADFLOW_API_AUTH": "none", "RADFLOW_CODEC_KEYS_FILE": str(path), "RADFLOW_DATA_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "radflow", "api", "--port", "1"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert f"radflow: codec keys file {path} is readable by group/others" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -135,6 +135,14 @@ async def test_phi_is_encrypted_in_temporal_and_decoded_for_the_api_and_ui(tmp_p
             clear = b"".join(base64.b64decode(p["data"]) for p in decoded.json()["payloads"])
             for secret in (name, mrn, report):
                 assert secret.encode() in clear, secret
+            # The Temporal CLI through the same codec server (the operator's `temporal workflow show`).
+            through = subprocess.run([find_binary("temporal"), "workflow", "show", "--address", f"127.0.0.1:{ports['temporal']}",
+                                      "--workflow-id", order_workflow_id(acc), "--output", "json",
+                                      "--codec-endpoint", f"{api}/codec"],
+                                     capture_output=True, text=True, timeout=60, check=True).stdout
+            shown_clear = b"".join(base64.b64decode(p["data"]) for _, p in _history_payloads(json.loads(through)))
+            for secret in (name, mrn, report):
+                assert secret.encode() in shown_clear, secret
             other = await http.post("/codec/decode", json={"payloads": payloads[:1]}, headers={"X-Namespace": "other"})
             assert other.status_code == 404
         audit = [json.loads(line) for line in (data / "audit.jsonl").read_text().splitlines()]
