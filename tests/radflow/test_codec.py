@@ -125,3 +125,25 @@ def test_a_server_refuses_a_readable_keys_file_with_the_reason(tmp_path) -> None
     assert done.returncode == 2, done.stderr
     assert f"radflow: codec keys file {path} is readable by group/others" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_radflow_converter_with_keys_encrypts_failures_and_keeps_refusals_traceless(tmp_path) -> None:
+    from temporalio.api.failure.v1 import Failure
+    from temporalio.exceptions import ApplicationError
+
+    from radflow.settings import Settings
+    from radflow.temporal import data_converter
+
+    ensure_keys_file(tmp_path / "keys")
+    converter = data_converter(Settings(_env_file=None, codec_keys_file=tmp_path / "keys"))
+    try:
+        raise ApplicationError("order of Zyxwvut^Quorra is closed", type="OrderClosed", non_retryable=True)
+    except ApplicationError as err:
+        refused = err
+    failure = Failure()
+    await converter.encode_failure(refused, failure)
+    assert b"Zyxwvut" not in failure.SerializeToString()
+    assert failure.encoded_attributes.metadata["encoding"] == b"binary/encrypted"
+    decoded = await converter.decode_failure(failure)
+    assert "Zyxwvut" in decoded.message
+    assert decoded.failure is not None and decoded.failure.stack_trace == ""  # a refusal is its reason only
