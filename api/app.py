@@ -29,6 +29,8 @@ from api.guard import Guard
 from api.routes import ROUTERS
 from api.routes.codec import CodecCors
 from radflow.codec import EncryptionCodec, load_keys
+from api.tracing import TraceRequests
+from radflow.health import Readiness, temporal_check
 from radflow.order_search import InvalidFilter
 from radflow.ordering import EventRejected, OrderNotFound, OrderService, TemporalUnavailable
 from radflow.settings import Settings
@@ -155,6 +157,7 @@ def create_app(
     service: OrderService | None = None,
     routers: Sequence[APIRouter] = (),
     audit: bool = True,
+    readiness: Readiness | None = None,
 ) -> FastAPI:
     """The API app. Without `service` the lifespan connects to Temporal from `settings`.
 
@@ -174,7 +177,11 @@ def create_app(
     app.state.settings = settings
     app.state.service = service
     app.state.codec = EncryptionCodec(load_keys(settings.codec_keys_file)) if settings.codec_keys_file else None
+    # /readyz (api/routes/health.py): Temporal, plus whatever else the host process registers (`radflow dev`).
+    app.state.readiness = readiness or Readiness()
+    app.state.readiness.add("temporal", temporal_check(lambda: app.state.service.client if app.state.service else None))
     _install_security(app, settings, audit)
+    app.add_middleware(TraceRequests)  # outermost: the span covers auth and audit too (api/tracing.py)
     for router in [*ROUTERS, *routers]:
         app.include_router(router)
     _install_error_handlers(app)

@@ -9,6 +9,9 @@ PUBLIC = "public"  # no token needed: liveness, the API description, the FHIR Ca
 
 POLICY: dict[tuple[str, str], Role | str] = {
     ("GET", "/healthz"): PUBLIC,
+    ("GET", "/livez"): PUBLIC,  # probes and Prometheus (radflow/health.py): no PHI in either
+    ("GET", "/readyz"): PUBLIC,
+    ("GET", "/metrics"): PUBLIC,
     ("GET", "/openapi.json"): PUBLIC,
     ("GET", "/docs"): PUBLIC,
     ("GET", "/docs/oauth2-redirect"): PUBLIC,

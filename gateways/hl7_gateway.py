@@ -15,8 +15,12 @@ Logs carry message type, control id and accession; patient names and MRNs stay o
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+import time
 from datetime import UTC, datetime
+
+from opentelemetry import trace
 
 from domain.definitions import EventSource
 from domain.hl7.ack import AckCode, AckHeader, build_ack, build_batch
@@ -29,6 +33,7 @@ from domain.hl7.validate import validate_commands
 from domain.order import EventKind, OrderState
 from domain.transitions import apply_event
 from gateways.mllp import MllpLimits, serve_mllp
+from radflow import metrics
 from radflow.tls import server_context
 from radflow.attachments import AttachmentStore, attachment_store
 from radflow.ordering import EventRejected, OrderError, OrderNotFound, OrderService, TemporalUnavailable
@@ -39,6 +44,9 @@ log = logging.getLogger("radflow.hl7")
 # of CPU that would otherwise hold up every other connection of the listener. Small ones stay
 # on the loop, where a thread hop would cost more than the parse.
 _THREAD_ABOVE_CHARS = 64 * 1024
+tracer = trace.get_tracer("radflow.hl7")
+# The ACK code decided for the message being handled (one message at a time per connection task).
+_ack_code: contextvars.ContextVar[str] = contextvars.ContextVar("hl7_ack_code", default="")
 
 
 class _Nack(Exception):
@@ -72,16 +80,19 @@ class Hl7Gateway:
 
         b"" when the one message of the frame asked for no ACK (enhanced mode, MSH-15).
         """
+        started = time.perf_counter()
         decoded = decode(raw)
         envelope = split_batch(decoded.text)
         if not envelope.messages:
             ack = self._ack(AckHeader(), AckCode.AR, "empty message", ErrorCode.SEGMENT_SEQUENCE)
+            metrics.observe_hl7("unreadable", AckCode.AR.value, started)
             return ack.encode(decoded.codec, errors="replace")
         if len(envelope.messages) > self.limits.max_messages:
             # Refused whole, before any of them is applied: one answer, not thousands of Temporal calls.
             reason = f"frame holds {len(envelope.messages)} messages, more than the limit of {self.limits.max_messages}"
             log.info("hl7 frame rejected: %s", reason)
             ack = self._ack(AckHeader.from_text(envelope.messages[0]), AckCode.AR, reason, ErrorCode.SEGMENT_SEQUENCE)
+            metrics.observe_hl7(metrics.hl7_type_of(envelope.messages[0]), AckCode.AR.value, started)
             return ack.encode(decoded.codec, errors="replace")
         answers = [await self._handle_message(text, decoded) for text in envelope.messages]
         acks = [a for a in answers if a]  # enhanced mode: MSH-15 may ask for no commit ACK
@@ -96,6 +107,19 @@ class Hl7Gateway:
         return out.encode(decoded.codec, errors="replace")
 
     async def _handle_message(self, text: str, decoded: Decoded) -> str:
+        """One message: its span (the root of the trace through the order workflow) and its metrics."""
+        started = time.perf_counter()
+        message_type = metrics.hl7_type_of(text)
+        _ack_code.set("")
+        with tracer.start_as_current_span("hl7 receive", kind=trace.SpanKind.SERVER,
+                                          attributes={"hl7.message_type": message_type}) as span:
+            ack = await self._answer_message(text, decoded)
+            code = _ack_code.get()
+            span.set_attribute("hl7.ack_code", code)
+        metrics.observe_hl7(message_type, code, started)
+        return ack
+
+    async def _answer_message(self, text: str, decoded: Decoded) -> str:
         header = AckHeader.from_text(text)
         try:
             if len(text) > _THREAD_ABOVE_CHARS:
@@ -145,6 +169,7 @@ class Hl7Gateway:
     def _ack(self, header: AckHeader, code: AckCode, text: str = "", error: ErrorCode | None = None,
              location: str = "") -> str:
         """The ACK text, or "" when the sender's MSH-15 asks for none in this case."""
+        _ack_code.set(code.value)
         if not header.wants_ack(code):
             log.debug("hl7 control=%s: no %s sent (MSH-15 %s)", clip(header.control_id) or "-", code.value,
                       header.accept_ack_type)

@@ -40,6 +40,11 @@ def _temporal_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tls-ca", type=Path, help="server root CA, PEM")
 
 
+def _health_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--health-port", type=int, help="port of /livez, /readyz, /metrics (default RADFLOW_HEALTH_PORT, "
+                   "else per role: worker 9461, mllp 9462, dicom 9463; 0 = off)")
+
+
 def _log_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", help="DEBUG shows PHI fields; INFO and above never do")
     p.add_argument("--log-format", choices=["kv", "json"])
@@ -62,6 +67,7 @@ _FLAG_TO_SETTING = {
     "api_port": "api_port",
     "bind": "dev_host",
     "dicom_port": "dicom_port",
+    "health_port": "health_port",
 }
 
 
@@ -99,6 +105,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from radflow.components import WorkerComponent
 
+    from radflow.health import PeriodicComponent, refresh_order_gauges
+    from radflow.serve import serve_role
+
     settings = settings_from(args)
     _setup_logging(settings)
     refusal = tls_refusal(settings, "ehr_mllp", "dicom_archive")
@@ -106,16 +115,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
         print(refusal, file=sys.stderr)
         return 2
 
-    async def run() -> int:
-        from radflow.runner import banner_text, run_components
-
-        client = await _connect_or_none(settings)
-        if client is None:
-            return 1
+    def build(client, readiness):  # noqa: ANN001, ANN202
         comp = WorkerComponent(client, settings)
-        return await run_components([comp], banner=lambda c: banner_text("radflow worker is running", c))
+        readiness.add(comp.name, comp.ready)
+        gauges = PeriodicComponent("order-gauges", lambda: refresh_order_gauges(client, settings.metrics_refresh_s))
+        return [comp, gauges]
 
-    return _run_forever(run())
+    return _run_forever(serve_role(settings, "worker", "radflow worker is running", build))
 
 
 def cmd_mllp(args: argparse.Namespace) -> int:
@@ -124,30 +130,27 @@ def cmd_mllp(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     updates = {k: v for k, v in (("mllp_host", args.host), ("mllp_port", args.port)) if v}
     settings = settings.model_copy(update=updates)
-    return _serve_gateway(settings, "radflow MLLP gateway is running",
-                          lambda svc: MllpComponent(svc, settings, settings.mllp_host, settings.mllp_port), "mllp")
+    return _serve_gateway(settings, "mllp", "radflow MLLP gateway is running",
+                          lambda svc: MllpComponent(svc, settings, settings.mllp_host, settings.mllp_port))
 
 
-def _serve_gateway(settings: Settings, title: str, component: Callable[[Any], Any], listener: str) -> int:
-    """Run one gateway component against Temporal until SIGINT/SIGTERM."""
+def _serve_gateway(settings: Settings, role: str, title: str, component: Callable[[Any], Any]) -> int:
+    """Run one gateway component against Temporal until SIGINT/SIGTERM (health endpoint first)."""
+    from radflow.serve import serve_role
     from radflow.wiring import order_service
 
     _setup_logging(settings)
-    refusal = tls_refusal(settings, listener)
+    refusal = tls_refusal(settings, role)  # the role names its listener's TLS settings
     if refusal:
         print(refusal, file=sys.stderr)
         return 2
 
-    async def run() -> int:
-        from radflow.runner import banner_text, run_components
-
-        client = await _connect_or_none(settings)
-        if client is None:
-            return 1
+    def build(client, readiness):  # noqa: ANN001, ANN202
         comp = component(order_service(client, settings))
-        return await run_components([comp], banner=lambda c: banner_text(title, c))
+        readiness.add(comp.name, comp.ready)
+        return [comp]
 
-    return _run_forever(run())
+    return _run_forever(serve_role(settings, role, title, build))
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -167,9 +170,14 @@ def cmd_api(args: argparse.Namespace) -> int:
     async def run() -> int:
         from radflow.runner import banner_text, run_components
 
+        from radflow.health import PeriodicComponent, drain_periodically
+        from radflow.telemetry import configure_tracing
+
+        configure_tracing(settings, settings.otel_service_name or "radflow-api")
         # The app connects in its lifespan and keeps retrying, answering 503 meanwhile.
         comp = ApiComponent(create_app(settings), host, port, tls=server_context(settings, "api"))
-        return await run_components([comp], banner=lambda c: banner_text("radflow API is running", c))
+        drain = PeriodicComponent("temporal-metrics-drain", drain_periodically)
+        return await run_components([drain, comp], banner=lambda c: banner_text("radflow API is running", c))
 
     return _run_forever(run())
 
@@ -218,8 +226,8 @@ def cmd_dicom(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     updates = {k: v for k, v in (("dicom_host", args.host), ("dicom_port", args.port), ("dicom_ae_title", args.ae_title)) if v}
     settings = settings.model_copy(update=updates)
-    return _serve_gateway(settings, "radflow DICOM gateway is running",
-                          lambda svc: DicomComponent(svc, settings, settings.dicom_host, settings.dicom_port), "dicom")
+    return _serve_gateway(settings, "dicom", "radflow DICOM gateway is running",
+                          lambda svc: DicomComponent(svc, settings, settings.dicom_host, settings.dicom_port))
 
 
 def cmd_worklist_rebuild(args: argparse.Namespace) -> int:
@@ -345,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run a Temporal worker (order workflows + activities)")
     _temporal_flags(worker)
     _log_flags(worker)
+    _health_flags(worker)
     worker.set_defaults(func=cmd_worker)
 
     mllp = sub.add_parser("mllp", help="run the HL7 v2 MLLP gateway")
@@ -352,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     mllp.add_argument("--port", type=int, help="port (default RADFLOW_MLLP_PORT)")
     _temporal_flags(mllp)
     _log_flags(mllp)
+    _health_flags(mllp)
     mllp.set_defaults(func=cmd_mllp)
 
     api = sub.add_parser("api", help="run the HTTP API")
@@ -368,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     dicom.add_argument("--data-dir", type=Path, help="worklist/MPPS/spool files, shared with the worker (default .radflow)")
     _temporal_flags(dicom)
     _log_flags(dicom)
+    _health_flags(dicom)
     dicom.set_defaults(func=cmd_dicom)
 
     rebuild = sub.add_parser("worklist-rebuild", help="re-apply every open order to the worklist read model")

@@ -94,6 +94,12 @@ class WorkerComponent:
     def endpoints(self) -> list[tuple[str, str]]:
         return [("Worker", f"task queue {self.settings.task_queue}")]
 
+    async def ready(self) -> str | None:
+        """None when polling (radflow/health.py readiness), else why not."""
+        if self.task is None:
+            return "worker not started"
+        return "worker stopped" if self.task.done() else None
+
     def failed(self) -> asyncio.Task | None:
         return self.task
 
@@ -133,6 +139,11 @@ class MllpComponent:
 
         tls = "  (TLS)" if listener_enabled(self.settings, "mllp") else ""
         return [("HL7 MLLP", f"{self.host}:{self.port}{tls}")]
+
+    async def ready(self) -> str | None:
+        if self.server is None:
+            return "MLLP listener not started"
+        return None if self.server.is_serving() else "MLLP listener closed"
 
     def failed(self) -> asyncio.Task | None:
         return None

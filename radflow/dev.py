@@ -16,10 +16,12 @@ from api.app import create_app
 from radflow.codec import ensure_keys_file
 from radflow.components import ApiComponent, Component, TemporalDevComponent, WorkerComponent, gateway_components
 from radflow.devstack import DevServer
+from radflow.health import PeriodicComponent, Readiness, drain_periodically, refresh_order_gauges
 from radflow.ordering import OrderService
 from radflow.patient_search import ensure_hmac_key_file
 from radflow.runner import banner_text, run_components
 from radflow.settings import Settings
+from radflow.telemetry import configure_tracing
 from radflow.temporal import connect, ensure_search_attributes
 from radflow.tls import server_context
 from radflow.wiring import order_service
@@ -116,15 +118,23 @@ async def run_dev(settings: Settings, data_dir: Path, headless: bool = False, *,
         ui_codec_endpoint=codec_endpoint(settings),
     )
     settings = dev_settings(settings, server)
+    configure_tracing(settings, settings.otel_service_name or "radflow-dev")
 
     async def after_temporal() -> list[Component]:
         client = await connect(settings)
         await ensure_search_attributes(client)  # start-dev registered them; this checks it
         service = order_service(client, settings)
+        # One process: the API's /readyz answers for every component, /metrics for all of them.
+        readiness = Readiness()
+        parts: list[Component] = [WorkerComponent(client, settings), *gateway_components(settings, service, host)]
+        for part in parts:
+            readiness.add(part.name, part.ready)  # type: ignore[attr-defined]
         return [
-            WorkerComponent(client, settings),
-            *gateway_components(settings, service, host),
-            ApiComponent(create_app(settings, service), host, settings.api_port, tls=server_context(settings, "api")),
+            *parts,
+            ApiComponent(create_app(settings, service, readiness=readiness), host, settings.api_port,
+                         tls=server_context(settings, "api")),
+            PeriodicComponent("temporal-metrics-drain", drain_periodically),
+            PeriodicComponent("order-gauges", lambda: refresh_order_gauges(client, settings.metrics_refresh_s)),
             *(after(settings, service) if after else []),
         ]
 

@@ -33,6 +33,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain import definitions as d
+from radflow import metrics
 from domain.closed_orders import is_resend
 from domain.definitions import EventSource, OrderStatus
 from domain.ui_metadata import static_details, static_summary
@@ -237,6 +238,12 @@ class OrderService:
         order = order.model_copy(update={"patient": self._tokenised(order.patient)})
         status = OrderStatus.SCHEDULED if order.schedule.is_scheduled() else OrderStatus.ORDERED
         start = StartOrder(order=order, source=source, control_id=control_id, policy=self.policy, repairs=repairs or [])
+        with metrics.counting_start(source.value) as outcome:
+            result = await self._start(order, start, status, control_id)
+            outcome.append("created" if result.created else "existing")
+        return result
+
+    async def _start(self, order: OrderData, start: StartOrder, status: OrderStatus, control_id: str) -> StartResult:
         try:
             handle = await self._guard(
                 self.client.start_workflow(
@@ -271,12 +278,15 @@ class OrderService:
             event = event.model_copy(update={"patient": self._tokenised(event.patient)})
         key = event.message_key or event.control_id
         update_id = d.event_update_id(event.source.value, key) if key else None
-        return await self._guard(
-            self.handle(accession).execute_update(
-                d.EVENT_UPDATE, event, id=update_id, result_type=EventResult, rpc_timeout=self.rpc_timeout
-            ),
-            accession,
-        )
+        with metrics.counting_event(event.source.value, event.kind.value) as results:
+            result = await self._guard(
+                self.handle(accession).execute_update(
+                    d.EVENT_UPDATE, event, id=update_id, result_type=EventResult, rpc_timeout=self.rpc_timeout
+                ),
+                accession,
+            )
+            results.append(result)
+        return result
 
     async def operator_action(self, accession: str, action: OperatorAction, update_id: str | None = None) -> OperatorResult:
         # update_id (e.g. the API's Idempotency-Key) makes a retried request apply once.

@@ -8,6 +8,7 @@ turn a clean stop into SIGABRT/SIGSEGV.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -65,7 +66,11 @@ async def run_components(
         while pending and not stop.is_set():
             step = pending.popleft()
             if not hasattr(step, "start"):
-                pending.extendleft(reversed(await step()))  # type: ignore[operator]
+                # A step may wait (e.g. for Temporal to come up): SIGINT/SIGTERM must still stop the process.
+                following = await _unless_stopped(step(), stop)  # type: ignore[operator]
+                if following is None:
+                    break
+                pending.extendleft(reversed(following))
                 continue
             comp: Component = step  # type: ignore[assignment]
             await comp.start()
@@ -89,6 +94,20 @@ async def run_components(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     return code
+
+
+async def _unless_stopped(coro: Awaitable[list[Component]], stop: asyncio.Event) -> list[Component] | None:
+    """The step's result, or None when a stop signal came first (the step is cancelled)."""
+    work = asyncio.ensure_future(coro)
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait([work, stopper], return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    if work.done():
+        return work.result()
+    work.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await work
+    return None
 
 
 async def _wait(stop: asyncio.Event, components: Sequence[Component]) -> int:

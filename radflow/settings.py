@@ -87,6 +87,15 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # --- observability (radflow/health.py, radflow/metrics.py, radflow/telemetry.py, docs in deploy/README.md) ---
+    # /livez, /readyz, /metrics of `radflow worker|mllp|dicom` (`radflow api` and `radflow dev` serve them on the API).
+    health_host: str = "0.0.0.0"
+    health_port: int | None = None  # None: the role's default (worker 9461, mllp 9462, dicom 9463); 0 = off
+    metrics_refresh_s: float = 30.0  # how often the worker refreshes the order gauges from visibility
+    otel_exporter_otlp_endpoint: str = ""  # OTLP/HTTP collector, e.g. http://otel-collector:4318; "" = tracing off
+    otel_service_name: str = ""  # default radflow-<role>
+    # --- end observability ---
+
     # --- HL7 / MLLP (domain/hl7/, gateways/mllp.py, gateways/hl7_gateway.py, activities/hl7_delivery.py) ---
     # Where the Scheduled Station AE title comes from, first non-empty wins (IPC-9 in OMI; OBR-21 by site convention).
     hl7_station_ae_fields: list[str] = ["IPC-9", "OBR-21"]

@@ -15,6 +15,7 @@ from temporalio.exceptions import ApplicationError
 from domain.definitions import REFUSAL_ERROR_TYPES, SEARCH_ATTRIBUTES
 from radflow.codec import EncryptionCodec, encrypted_converter, load_keys
 from radflow.settings import Settings
+from radflow.telemetry import client_interceptors, temporal_runtime
 from radflow.tls import temporal_tls
 
 
@@ -58,6 +59,9 @@ async def connect(settings: Settings) -> Client:
         tls=temporal_tls(settings),
         api_key=settings.temporal_api_key,
         data_converter=data_converter(settings),
+        # SDK metrics into this process's /metrics; tracing spans for clients and their workers (radflow/telemetry.py).
+        runtime=temporal_runtime(),
+        interceptors=client_interceptors(),
     )
 
 

@@ -9,6 +9,8 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.registry import build_activities
+from radflow.activity_metrics import ActivityMetricsInterceptor
+from radflow.event_tracing import EventTraceInterceptor
 from radflow.settings import Settings
 from workflows.allocator import AccessionAllocatorWorkflow
 from workflows.order import ImagingOrderWorkflow
@@ -33,4 +35,6 @@ def build_worker(
         task_queue=task_queue or settings.task_queue,
         workflows=WORKFLOWS,
         activities=list(activities) if activities is not None else build_activities(settings),
+        # Tracing comes with the client (radflow/temporal.py), which puts it first; these come after it.
+        interceptors=[ActivityMetricsInterceptor(), EventTraceInterceptor()],
     )

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from api.deps import SettingsDep
 from api.schemas import HealthPublic
+from radflow.health import metrics_response, readyz_response
 
 router = APIRouter(tags=["health"])
 
@@ -30,3 +31,21 @@ async def healthz(request: Request, settings: SettingsDep) -> JSONResponse:
         if ok:
             health.status = health.temporal = "ok"
     return JSONResponse(health.model_dump(), status_code=200 if health.status == "ok" else 503)
+
+
+@router.get("/livez", response_class=PlainTextResponse, summary="Liveness: the process answers")
+async def livez() -> PlainTextResponse:
+    return PlainTextResponse("ok\n")
+
+
+@router.get("/readyz", response_class=PlainTextResponse, summary="Readiness: connected to Temporal (and, in "
+            "`radflow dev`, every component up); 503 lists what is not ready",
+            responses={503: {"description": "not ready: one `check: reason` line per failing check",
+                             "content": {"text/plain": {}}}})
+async def readyz(request: Request) -> Response:
+    return await readyz_response(request.app.state.readiness)
+
+
+@router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics (text exposition format)")
+async def metrics() -> Response:
+    return metrics_response()

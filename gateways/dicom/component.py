@@ -32,5 +32,17 @@ class DicomComponent:
         tls = "TLS; " if listener_enabled(s, "dicom") else ""
         return [("DICOM", f"{s.dicom_ae_title}@{s.dicom_host}:{port}  ({tls}{services}; worklist {s.mwl_db_path()})")]
 
+    async def ready(self) -> str | None:
+        """Listening, and the worklist/MPPS stores answer a read (radflow/health.py readiness)."""
+        if self.gateway is None or self.gateway.server is None:
+            return "DICOM listener not started"
+        for name, probe in (("worklist store", self.gateway.worklist_store.count),
+                            ("MPPS store", lambda: self.gateway.mpps_store.get("readiness-probe"))):
+            try:
+                await asyncio.to_thread(probe)
+            except Exception as err:
+                return f"{name} unavailable ({type(err).__name__})"
+        return None
+
     def failed(self) -> asyncio.Task | None:
         return None

@@ -24,6 +24,7 @@ from gateways.dicom.admission import PerAeLimit
 from gateways.dicom.bridge import LoopBridge
 from gateways.dicom.mpps import MppsService
 from gateways.dicom.mpps_store import MppsStore
+from gateways.dicom.observe import on_dimse_sent, traced
 from gateways.dicom.tcp import set_nodelay
 from gateways.dicom.tls import DeferredHandshakeContext, TlsHandshake
 from gateways.dicom.worklist import WorklistService
@@ -120,7 +121,8 @@ class DicomGateway:
             for cx in self.storage.contexts():
                 ae.add_supported_context(cx.abstract_syntax, cx.transfer_syntax)
             handlers += list(self.storage.handlers())
-        return ae, handlers
+        # Metrics of every answer and spans around what reaches Temporal (gateways/dicom/observe.py).
+        return ae, [*traced(handlers), (evt.EVT_DIMSE_SENT, on_dimse_sent)]
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
