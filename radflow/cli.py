@@ -283,10 +283,13 @@ def _run_forever(coro) -> int:  # noqa: ANN001
     # Everything a server process creates (read models, spool, attachments, audit log, the dev
     # server's Temporal database) holds PHI: owner-only unless the operator widens it on purpose.
     os.umask(0o077)
+    from radflow.telemetry import flush_tracing
+
     try:
         code = asyncio.run(coro)
     except KeyboardInterrupt:
         code = 130
+    flush_tracing()
     hard_exit(code)
     return code  # not reached
 

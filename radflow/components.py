@@ -194,7 +194,7 @@ class ApiComponent:
 
     def endpoints(self) -> list[tuple[str, str]]:
         base = f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
-        return [("HTTP API", base), ("API docs", f"{base}/docs")]
+        return [("HTTP API", base), ("API docs", f"{base}/docs"), ("Health/metrics", f"{base}/readyz  {base}/metrics")]
 
     def failed(self) -> asyncio.Task | None:
         return self.task

@@ -155,11 +155,23 @@ def configure_tracing(settings: Any, service_name: str) -> bool:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+    global _provider
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=_traces_url(endpoint))))
     trace.set_tracer_provider(provider)
+    _provider = provider
     log.info("tracing on", extra={"otlp_endpoint": endpoint, "service_name": service_name})
     return True
+
+
+_provider: Any = None
+
+
+def flush_tracing(timeout_s: float = 5.0) -> None:
+    """Export the spans still batched: server processes leave with os._exit (radflow/runner.py), which
+    skips the SDK's own shutdown hook."""
+    if _provider is not None:
+        _provider.force_flush(int(timeout_s * 1000))
 
 
 def _traces_url(endpoint: str) -> str:
