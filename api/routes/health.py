@@ -33,19 +33,18 @@ async def healthz(request: Request, settings: SettingsDep) -> JSONResponse:
     return JSONResponse(health.model_dump(), status_code=200 if health.status == "ok" else 503)
 
 
-@router.get("/livez", response_class=PlainTextResponse, summary="Liveness: the process answers")
+# Probe and scrape endpoints of the process (deploy/README.md "Health endpoints"), the same on every radflow
+# process; not part of the API contract for integrators, so not in the OpenAPI document.
+@router.get("/livez", response_class=PlainTextResponse, include_in_schema=False)
 async def livez() -> PlainTextResponse:
     return PlainTextResponse("ok\n")
 
 
-@router.get("/readyz", response_class=PlainTextResponse, summary="Readiness: connected to Temporal (and, in "
-            "`radflow dev`, every component up); 503 lists what is not ready",
-            responses={503: {"description": "not ready: one `check: reason` line per failing check",
-                             "content": {"text/plain": {}}}})
+@router.get("/readyz", response_class=PlainTextResponse, include_in_schema=False)
 async def readyz(request: Request) -> Response:
     return await readyz_response(request.app.state.readiness)
 
 
-@router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics (text exposition format)")
+@router.get("/metrics", response_class=PlainTextResponse, include_in_schema=False)
 async def metrics() -> Response:
     return metrics_response()
