@@ -21,13 +21,15 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
-from api.audit import AuditLog
+from api.audit import ApiAudit
 from api.auth import Authenticator
 from api.fhir_http import FhirError, error_response
 from api import openapi_security
 from api.guard import Guard
 from api.routes import ROUTERS
 from api.routes.codec import CodecCors
+from radflow.audit_outbox import AuditOutbox
+from radflow.audit_trail import AuditTrail
 from radflow.codec import EncryptionCodec, load_keys
 from api.tracing import TraceRequests
 from radflow.health import Readiness, temporal_check
@@ -58,13 +60,16 @@ async def _connect_until_up(app: FastAPI, settings: Settings) -> None:
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    task = None
+    tasks = []
     if app.state.service is None:
-        task = asyncio.create_task(_connect_until_up(app, app.state.settings))
+        tasks.append(asyncio.create_task(_connect_until_up(app, app.state.settings)))
+    if app.state.audit_outbox is not None:
+        # AuditEvents leave from the durable trail in the background: never in a request's way.
+        tasks.append(asyncio.create_task(app.state.audit_outbox.run()))
     try:
         yield
     finally:
-        if task is not None:
+        for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -142,7 +147,15 @@ def _install_security(app: FastAPI, settings: Settings, audit: bool) -> None:
     authenticator = Authenticator(settings)
     app.state.authenticator = authenticator
     openapi_security.install(app, authenticator.enforcing)
-    app.add_middleware(Guard, authenticator=authenticator, audit=AuditLog(settings.audit_log_path()) if audit else None)
+    app.state.audit_trail = app.state.audit_outbox = None
+    api_audit = None
+    if audit:
+        app.state.audit_trail = trail = AuditTrail(settings.audit_log_path())
+        api_audit = ApiAudit(trail, settings.api_trusted_proxies)
+        app.state.audit_outbox = outbox = AuditOutbox.from_settings(settings)
+        if outbox is not None:
+            trail.on_append(outbox.wake)
+    app.add_middleware(Guard, authenticator=authenticator, audit=api_audit)
     if settings.api_cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.api_cors_origins, allow_credentials=False,
                            allow_methods=["GET", "POST", "PUT"],

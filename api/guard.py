@@ -11,23 +11,30 @@ Authorization header, so a page a hospital user opens cannot act on orders (415 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.routing import compile_path
 
-from api.audit import AuditLog
+from api.audit import AUDIT_KEY, ApiAudit
 from api.auth import Authenticator, Principal, Role, Unauthenticated
 from api.fhir_http import operation_outcome
 from api.policy import POLICY, PUBLIC, STATE_CHANGING
+from radflow.audit_trail import CREATE, UPDATE, AuditUnavailable
+
+log = logging.getLogger("radflow.api.audit")
 
 Scope = dict[str, Any]
 ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
 
 PRINCIPAL_KEY = "radflow.principal"  # where the guard leaves the caller for the routes (api/deps.py)
 _JSON = re.compile(r"^application/(json|[\w.+-]+\+json)\s*(;.*)?$", re.IGNORECASE)
+AUDIT_DOWN = (503, "audit trail unavailable: nothing was done, retry", "transient", {"Retry-After": "2"})
 _COMPILED = [(method, template, compile_path(template)[0], need) for (method, template), need in POLICY.items()]
 
 
@@ -40,7 +47,7 @@ def match(method: str, path: str) -> tuple[str | None, Role | str, dict[str, str
 
 
 class Guard:
-    def __init__(self, app: ASGIApp, authenticator: Authenticator, audit: AuditLog | None) -> None:
+    def __init__(self, app: ASGIApp, authenticator: Authenticator, audit: ApiAudit | None) -> None:
         self.app, self.auth, self.audit = app, authenticator, audit
 
     async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
@@ -62,25 +69,59 @@ class Guard:
             refusal = (401, str(err), "login", {"WWW-Authenticate": 'Bearer realm="radflow"'})
         else:
             refusal = self._check(principal, need, method, headers)
-        status_box = [0]
+        if self.audit is None:
+            if refusal is not None:
+                await _refuse(send, path, *refusal)
+            else:
+                scope[PRINCIPAL_KEY] = principal
+                await self.app(scope, receive, send)
+            return
+        await self._audited(scope, receive, send, principal, refusal, method, path, template, params, headers)
 
-        async def send_status(message: dict) -> None:
+    async def _audited(self, scope: Scope, receive: Callable, send: Callable, principal: Principal | None,
+                       refusal: tuple | None, method: str, path: str, template: str | None,
+                       params: dict[str, str], headers: dict[str, str]) -> None:
+        audit = self.audit
+        assert audit is not None
+        entry = audit.describe(scope, headers, principal, method, path, template, params)
+        changes = refusal is None and entry["interaction"] in (CREATE, UPDATE)
+        attempt_id = None
+        if changes:
+            try:
+                attempt_id = (await asyncio.to_thread(audit.attempt, entry))["id"]
+            except AuditUnavailable as err:
+                _audit_failed(err, entry)
+                await _refuse(send, path, *AUDIT_DOWN)  # nothing was applied
+                return
+        extra: dict[str, Any] = {}
+        scope[AUDIT_KEY] = extra  # routes add what they learn (api/audit.py note_patient)
+        state = {"status": 0, "swallow": False}
+
+        async def send_audited(message: dict) -> None:
             if message["type"] == "http.response.start":
-                status_box[0] = message["status"]
+                state["status"] = message["status"]
+                try:
+                    await asyncio.to_thread(audit.outcome, entry, message["status"], extra, attempt_id)
+                except AuditUnavailable as err:
+                    _audit_failed(err, entry)
+                    if not changes and refusal is None:  # a read nobody recorded is not answered; a change is done: say so
+                        state["swallow"] = True
+                        await _refuse(send, path, *AUDIT_DOWN)
+                        return
+            elif state["swallow"]:
+                return
             await send(message)
 
         try:
             if refusal is not None:
-                await _refuse(send_status, path, *refusal)
+                await _refuse(send_audited, path, *refusal)
             else:
                 scope[PRINCIPAL_KEY] = principal
-                await self.app(scope, receive, send_status)
+                await self.app(scope, receive, send_audited)
         finally:
-            if self.audit is not None:
-                client = scope.get("client")
-                self.audit.record(principal=principal, method=method, path=path, route=template, params=params,
-                                  status=status_box[0] or 500, source=client[0] if client else "",
-                                  query=scope.get("query_string", b"").decode("latin-1"))
+            if not state["status"]:  # the app raised before answering: the server error answers
+                with contextlib.suppress(AuditUnavailable):
+                    await asyncio.to_thread(audit.outcome, entry, 500, extra, attempt_id)
 
     def _check(self, principal: Principal, need: Role | str, method: str, headers: dict[str, str]
                ) -> tuple[int, str, str, dict[str, str]] | None:
@@ -103,3 +144,7 @@ async def _refuse(send: Callable, path: str, status: int, detail: str, fhir_code
     head += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
     await send({"type": "http.response.start", "status": status, "headers": head})
     await send({"type": "http.response.body", "body": raw})
+
+
+def _audit_failed(err: AuditUnavailable, entry: dict[str, Any]) -> None:
+    log.error("audit record not written", extra={"action": entry["action"], "audit_error": str(err)[:300]})

@@ -10,6 +10,10 @@ from fastapi import FastAPI
 from api.policy import POLICY, PUBLIC, STATE_CHANGING
 
 _ERROR = {"content": {"application/json": {"schema": {"type": "object", "properties": {"detail": {"type": "string"}}}}}}
+# The guard answers /fhir paths with an OperationOutcome (api/guard.py _refuse).
+_FHIR_ERROR = {"content": {"application/fhir+json": {"schema": {
+    "type": "object", "required": ["resourceType", "issue"],
+    "properties": {"resourceType": {"type": "string", "enum": ["OperationOutcome"]}, "issue": {"type": "array"}}}}}}
 
 
 def install(app: FastAPI, enforcing: bool) -> None:
@@ -31,12 +35,13 @@ def install(app: FastAPI, enforcing: bool) -> None:
                 if need == PUBLIC:
                     continue
                 responses = op.setdefault("responses", {})
+                error = _FHIR_ERROR if path.startswith("/fhir") else _ERROR
                 if enforcing:
                     op["security"] = [{"bearer": []}]
-                    responses.setdefault("401", {"description": "no or invalid bearer token", **_ERROR})
-                    responses.setdefault("403", {"description": f"the token lacks the {need} role", **_ERROR})
+                    responses.setdefault("401", {"description": "no or invalid bearer token", **error})
+                    responses.setdefault("403", {"description": f"the token lacks the {need} role", **error})
                 if method.upper() in STATE_CHANGING:
-                    responses.setdefault("415", {"description": "a JSON body with a JSON Content-Type is required", **_ERROR})
+                    responses.setdefault("415", {"description": "a JSON body with a JSON Content-Type is required", **error})
                     if "requestBody" in op:
                         op["requestBody"]["required"] = True
         app.openapi_schema = schema

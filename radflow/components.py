@@ -166,8 +166,10 @@ class ApiComponent:
         self.tls = tls
         # HTTPS with radflow's own context (radflow/tls.py: TLS 1.2+, optional client certificates).
         factory = (lambda _config, _default: tls) if tls is not None else None
+        # proxy_headers off: uvicorn would believe X-Forwarded-For from 127.0.0.1; the API's audit
+        # decides whom to believe (RADFLOW_API_TRUSTED_PROXIES, api/audit.py).
         self.server = _Uvicorn(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
-                                              ssl_context_factory=factory))
+                                              ssl_context_factory=factory, proxy_headers=False))
         self.task: asyncio.Task | None = None
 
     async def start(self) -> None:

@@ -8,7 +8,9 @@ Exit codes: 0 done, 1 the API refused (401 no/invalid RADFLOW_API_TOKEN, 403 rol
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import os
 import sys
 import uuid
 from typing import Any
@@ -54,6 +56,16 @@ def add_orders_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
     return orders
 
 
+CLIENT_USER_HEADER = "X-Radflow-Client-User"
+
+
+def os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers): the uid still says something
+        return f"uid:{os.getuid()}"
+
+
 class ApiError(Exception):
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
@@ -66,6 +78,8 @@ def run_orders_command(args: argparse.Namespace) -> int:
     # The token comes from the environment only: argv is visible to every user (ps, /proc).
     token = settings.api_token.get_secret_value()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    # Who at this terminal: the API's audit records it as `client_user`, a detail it never trusts.
+    headers[CLIENT_USER_HEADER] = os_user()
     try:
         with httpx.Client(base_url=base, timeout=30.0, headers=headers) as http:
             body = _call(http, args)

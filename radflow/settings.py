@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     oidc_algorithms: list[str] = ["RS256", "ES256", "PS256", "EdDSA"]
     api_cors_origins: list[str] = []  # browser origins allowed to call the API; empty = CORS off
     audit_log: Path | None = None  # append-only JSON lines of every PHI read and change; default data_dir/audit.jsonl
+    # Reverse proxies (addresses or CIDRs) whose X-Forwarded-For names the client; nobody else's is believed.
+    api_trusted_proxies: list[str] = []
+    audit_fhir_base_url: str = ""  # AuditEvents (IHE BALP) go here; "" = fhir_base_url; "none" = JSON lines only
+    audit_fhir_poll_s: float = 5.0  # the outbox also looks for lines other processes appended this often
+    audit_fhir_backoff_max_s: float = 60.0  # retries of an undelivered AuditEvent back off up to this
     # --- end API security ---
 
     # Order policy (deadlines and retries), fixed per order at its start

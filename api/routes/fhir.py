@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
+from api.audit import note_patient
 from api.deps import ServiceDep, SettingsDep
 from api.text_checks import SafeText, safe
 from api.fhir_facade import facade_endpoint, facade_resource
@@ -266,8 +267,10 @@ def _merge(current: OrderData, incoming: OrderData, resource: dict) -> OrderData
 # ------------------------------------------------------------------ reads
 @router.get("/ServiceRequest/{id}", response_class=FhirResponse, responses=fhir_errors_doc(404, 422, 503))
 @fhir_errors
-async def read_service_request(id: str, service: ServiceDep, settings: SettingsDep) -> FhirResponse:
-    return FhirResponse(_resource_or_404("ServiceRequest", await service.get_state(_accession(id)), settings))
+async def read_service_request(id: str, service: ServiceDep, settings: SettingsDep, request: Request) -> FhirResponse:
+    state = await service.get_state(_accession(id))
+    note_patient(request, state.order.patient, settings.fhir_mapping().mrn_system(state.order.patient.issuer))
+    return FhirResponse(_resource_or_404("ServiceRequest", state, settings))
 
 
 @router.get("/Endpoint/{id}", response_class=FhirResponse, responses=fhir_errors_doc(404, 422))

@@ -10,9 +10,11 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Path, Query, Request
+from pydantic import BeforeValidator
 
-from api.deps import ActorDep, ControlIdDep, ServiceDep
+from api.audit import note_patient
+from api.deps import ActorDep, ControlIdDep, ServiceDep, SettingsDep
 from api.responses import NOT_FOUND, REFUSED, TOO_LARGE, UNAVAILABLE
 from api.text_checks import SafeText, safe
 from api.schemas import (
@@ -35,6 +37,17 @@ log = logging.getLogger("radflow.api")
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 
+def _iso_only(value: object) -> object:
+    # pydantic reads a number as a Unix time; the documented format is ISO 8601 only.
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return value
+        raise ValueError("expected an ISO 8601 date-time, not a number")
+    return value
+
+
 Accession = Annotated[SafeText, safe(64, "the order's accession number", Path, min_length=1)]
 
 
@@ -56,8 +69,9 @@ async def list_orders(
     status: OrderStatus | None = None,
     modality: Annotated[SafeText | None, safe(16)] = None,
     station: Annotated[SafeText | None, safe(16, "scheduled station AE title")] = None,
-    scheduled_from: Annotated[datetime | None, Query(description="scheduled start >= (ISO 8601, UTC if no offset)")] = None,
-    scheduled_to: Annotated[datetime | None, Query(description="scheduled start <=")] = None,
+    scheduled_from: Annotated[datetime | None, Query(description="scheduled start >= (ISO 8601, UTC if no offset)"),
+                              BeforeValidator(_iso_only)] = None,
+    scheduled_to: Annotated[datetime | None, Query(description="scheduled start <="), BeforeValidator(_iso_only)] = None,
     needs_attention: bool | None = None,
     page_size: Annotated[int, Query(ge=1, le=1000)] = 50,
     next_page_token: Annotated[SafeText | None, safe(4096)] = None,
@@ -71,8 +85,10 @@ async def list_orders(
 
 
 @router.get("/{accession}", response_model=OrderPublic, responses={**NOT_FOUND, **UNAVAILABLE})
-async def get_order(accession: Accession, service: ServiceDep) -> OrderPublic:
-    return OrderPublic.from_state(await service.get_state(accession))
+async def get_order(accession: Accession, service: ServiceDep, settings: SettingsDep, request: Request) -> OrderPublic:
+    state = await service.get_state(accession)
+    note_patient(request, state.order.patient, settings.fhir_mapping().mrn_system(state.order.patient.issuer))
+    return OrderPublic.from_state(state)
 
 
 @router.get("/{accession}/timeline", response_model=TimelinePublic, responses={**NOT_FOUND, **UNAVAILABLE})

@@ -100,6 +100,8 @@ async def test_list_bad_filters_are_422(api: httpx.AsyncClient) -> None:
         {"status": "BOGUS"},
         {"scheduled_from": "2031-03-02T00:00:00Z", "scheduled_to": "2031-03-01T00:00:00Z"},
         {"scheduled_from": "yesterday"},
+        {"scheduled_from": "1700000000"},  # a number is not the ISO 8601 the schema documents (was read as a Unix time)
+        {"scheduled_to": "-1.07e-194"},
         {"page_size": "0"},
         {"page_size": "100000"},
         {"next_page_token": "***not base64***"},

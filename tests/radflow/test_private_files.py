@@ -7,11 +7,11 @@ import sqlite3
 import stat
 from pathlib import Path
 
-from api.audit import AuditLog
 from gateways.dicom.mpps_store import MppsStore
 from gateways.dicom.spool import Spool
 from gateways.dicom.worklist_store import WorklistStore
 from radflow.attachments import FileAttachmentStore
+from radflow.audit_trail import AuditTrail
 
 
 def mode(path: Path) -> int:
@@ -29,8 +29,7 @@ def test_read_models_spool_attachments_and_audit_are_owner_only(tmp_path: Path) 
         sha = FileAttachmentStore(data / "attachments", fsync=False).put(b"%PDF-1.4 report of DOE^JANE")
         reader = sqlite3.connect(data / "worklist.db")  # while open, SQLite keeps its -wal/-shm files
         reader.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        AuditLog(data / "audit" / "audit.jsonl").record(principal=None, method="GET", path="/orders/A", route=None,
-                                                        params={}, status=401, source="127.0.0.1")
+        AuditTrail(data / "audit" / "audit.jsonl").record(who=None, action="GET /orders/A", outcome=401, source="127.0.0.1")
     finally:
         os.umask(old)
     files = [data / "worklist.db", data / "worklist.db-wal", data / "worklist.db-shm", data / "mpps.db", data / "spool" / "index.sqlite",
