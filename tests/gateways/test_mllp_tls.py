@@ -145,3 +145,52 @@ async def test_the_connection_cap_counts_handshakes_and_the_idle_timeout_holds_o
         writer.close()
     finally:
         server.close()
+
+
+async def test_radflow_mllp_and_send_hl7_as_processes_over_mutual_tls(dev_server, pki: Pki, tmp_path: Path) -> None:  # noqa: ANN001
+    """What operators run: `radflow mllp` configured by RADFLOW_MLLP_TLS_*, `radflow send-hl7 --tls-*` as the sender."""
+    import os
+    import sys
+    import uuid
+
+    from radflow.devstack import free_port
+    from tests.gateways.hl7_support import fixture
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RADFLOW_")} | {
+        "RADFLOW_TEMPORAL_ADDRESS": dev_server.address,
+        "RADFLOW_TASK_QUEUE": f"tq-mllp-tls-{uuid.uuid4().hex[:8]}",  # no worker needed: AA follows the durable start
+        "RADFLOW_DATA_DIR": str(tmp_path),
+        "RADFLOW_MLLP_TLS_CERT": str(pki.server_cert),
+        "RADFLOW_MLLP_TLS_KEY": str(pki.server_key),
+        "RADFLOW_MLLP_TLS_CLIENT_CA": str(pki.ca),
+        "RADFLOW_MLLP_TLS_REQUIRE_CLIENT_CERT": "true",
+    }
+    gateway = await asyncio.create_subprocess_exec(sys.executable, "-m", "radflow", "mllp", "--host", "127.0.0.1", "--port",
+                                                   str(port), cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.STDOUT)
+    try:
+        banner = b""
+        while b"Press Ctrl-C" not in banner:
+            line = await asyncio.wait_for(gateway.stdout.readline(), 30)  # type: ignore[union-attr]
+            assert line, banner.decode(errors="replace")
+            banner += line
+        assert f"127.0.0.1:{port}  (TLS)".encode() in banner, banner
+        message = tmp_path / "nw.hl7"
+        message.write_bytes(fixture(NW, uuid.uuid4().hex[:6].upper()))
+
+        async def send(*tls: str) -> tuple[int, str]:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "radflow", "send-hl7", "--host", "127.0.0.1", "--port", str(port), "--timeout", "5",
+                *tls, str(message), cwd=tmp_path, env={k: v for k, v in env.items() if "MLLP_TLS" not in k},
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            out, _ = await asyncio.wait_for(proc.communicate(), 60)
+            return proc.returncode or 0, out.decode(errors="replace")
+
+        code, out = await send("--tls-ca", str(pki.ca), "--tls-cert", str(pki.client_cert), "--tls-key", str(pki.client_key))
+        assert code == 0 and "-> AA" in out, out
+        code, out = await send("--tls-ca", str(pki.ca))  # no client certificate
+        assert code == 2 and "-> AA" not in out, out
+    finally:
+        gateway.send_signal(2)
+        await asyncio.wait_for(gateway.wait(), 30)
