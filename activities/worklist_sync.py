@@ -6,7 +6,7 @@ idempotent and order-independent (a row keeps the newest snapshot by version).
 
 Rebuild: the workflows are the source of truth. `rebuild_worklist` re-applies the state
 of every open order and hides rows of orders that are no longer open; run it after
-losing or restoring the SQLite file.
+losing or restoring the read model (SQLite file or PostgreSQL database).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from temporalio.client import Client
 from domain import definitions as d
 from domain.dicom.mwl import entry_from_state
 from domain.order import OrderState, StepRequest, StepResult
-from gateways.dicom.worklist_store import WorklistStore
+from gateways.dicom.read_models import WorklistReadModel, worklist_store
 from radflow.ordering import OrderError, OrderNotFound, OrderService
 from radflow.settings import Settings
 
@@ -35,13 +35,13 @@ def site_timezone(settings: Settings) -> tzinfo | None:
 
 
 class WorklistSync:
-    def __init__(self, store: WorklistStore, tz: tzinfo | None = None) -> None:
+    def __init__(self, store: WorklistReadModel, tz: tzinfo | None = None) -> None:
         self.store = store
         self.tz = tz
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorklistSync:
-        return cls(WorklistStore(settings.mwl_db_path()), site_timezone(settings))
+        return cls(worklist_store(settings), site_timezone(settings))
 
     def apply_state(self, state: OrderState) -> tuple[bool, str]:
         entry = entry_from_state(state, self.tz)

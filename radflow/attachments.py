@@ -6,8 +6,10 @@ fsynced, renamed, directory fsynced) *before* it sends the report event to Tempo
 its AA still means "durable"; the delivery activities read it back by hash.
 
 `FileAttachmentStore` is one directory on one host (the gateway and the worker must
-see the same path, as for the DICOM spool). Several hosts (issue 12) need a shared
-backend behind the same two calls, e.g. an S3-compatible object store.
+see the same path): the embedded default. With RADFLOW_READ_MODEL_URL set (several hosts,
+issue 12) `PgAttachmentStore` keeps the bytes in that PostgreSQL database instead, so
+the delivery activities on the shared queue read no local disk; its put returns after
+the row's commit (synchronous_commit on, the server default), so AA still means durable.
 """
 
 from __future__ import annotations
@@ -85,6 +87,39 @@ class FileAttachmentStore:
         return data
 
 
-def attachment_store(settings) -> FileAttachmentStore:
-    """The configured store (settings.attachments_path(): default <data dir>/attachments)."""
+class PgAttachmentStore:
+    """Report documents in the shared PostgreSQL database (table `attachments`, radflow/read_model_db.py)."""
+
+    def __init__(self, pool) -> None:
+        self.pool = pool
+
+    def put(self, data: bytes) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        with self.pool.connection() as conn:
+            # Content-addressed: a second put of the same bytes is the same row.
+            conn.execute("INSERT INTO attachments (sha256, data) VALUES (%s, %s) ON CONFLICT (sha256) DO NOTHING",
+                         (sha, data))
+        return sha
+
+    def get(self, sha256: str) -> bytes:
+        if not _HEX64.fullmatch(sha256):
+            raise ValueError(f"not a SHA-256 hex digest: {sha256[:80]!r}")
+        with self.pool.connection() as conn:
+            row = conn.execute("SELECT data FROM attachments WHERE sha256 = %s", (sha256,)).fetchone()
+        if row is None:
+            raise AttachmentMissing(f"attachment {sha256} is not in the database")
+        data = bytes(row[0])
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise AttachmentMissing(f"attachment {sha256} in the database is corrupt (hash differs)")
+        return data
+
+
+def attachment_store(settings) -> AttachmentStore:
+    """The configured store: the PostgreSQL database when RADFLOW_READ_MODEL_URL is set, else
+    settings.attachments_path() (default <data dir>/attachments)."""
+    url = settings.read_model_url.get_secret_value()
+    if url:
+        from radflow.read_model_db import pool
+
+        return PgAttachmentStore(pool(url, max_size=settings.read_model_pool_max))
     return FileAttachmentStore(settings.attachments_path())

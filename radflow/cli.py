@@ -232,6 +232,7 @@ def cmd_dicom(args: argparse.Namespace) -> int:
 
 def cmd_worklist_rebuild(args: argparse.Namespace) -> int:
     from activities.worklist_sync import WorklistSync, rebuild_worklist
+    from gateways.dicom.read_models import describe
     from radflow.wiring import order_service
 
     settings = settings_from(args)
@@ -242,7 +243,7 @@ def cmd_worklist_rebuild(args: argparse.Namespace) -> int:
         if client is None:
             return 1
         counts = await rebuild_worklist(client, WorklistSync.from_settings(settings), order_service(client, settings))
-        print(f"worklist {settings.mwl_db_path()}: {counts['applied']} orders re-applied, {counts['hidden']} rows hidden, "
+        print(f"{describe(settings)}: {counts['applied']} orders re-applied, {counts['hidden']} rows hidden, "
               f"{counts['failed']} orders unreadable")
         return 1 if counts["failed"] else 0
 

@@ -159,6 +159,10 @@ class Settings(BaseSettings):
     dicom_network_timeout_s: float = 30.0  # an association idle this long (no PDU at all) is aborted
     dicom_dimse_timeout_s: float = 30.0
     mwl_query_budget_s: float = 10.0  # one C-FIND's matching may take this long, then a failure status; 0 = unbounded
+    # Worklist + MPPS read models (gateways/dicom/read_models.py): "" = the SQLite files below (one host);
+    # postgresql://user:pass@host/db = one database shared by every gateway and worker (env only: it holds a password).
+    read_model_url: SecretStr = SecretStr("")
+    read_model_pool_max: int = 10  # connections per process
     mwl_db: Path | None = None  # worklist read model (SQLite, shared by worker and gateway); default data_dir/worklist.db
     mpps_db: Path | None = None  # MPPS instances seen by the gateway; default data_dir/mpps.db
     mwl_show_started: bool = False  # also list IN_PROGRESS orders (SPS status STARTED)

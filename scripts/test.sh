@@ -2,8 +2,8 @@
 # The one test command (README, CI): bash scripts/test.sh [pytest args...]
 # Idempotent, no prompts; works on a fresh clone with CI=true and no stdin.
 # Installs what the tests need when it is missing: the venv with radflow[test], and, when
-# running as root (or with passwordless sudo), DCMTK/Orthanc, Node.js and Chromium (browser tests)
-# from the distribution.
+# running as root (or with passwordless sudo), DCMTK/Orthanc, Node.js, PostgreSQL (a throwaway
+# cluster per test session) and Chromium (browser tests) from the distribution.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +40,7 @@ missing=()
 [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing+=(orthanc-dicomweb)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)  # read-model tests (tests/pg_cluster.py)
 [ -x /usr/bin/chromium ] || missing+=(chromium)  # Playwright drives this one (tests/e2e/browser.py)
 if [ ${#missing[@]} -gt 0 ]; then
     log "system packages missing: ${missing[*]}"

@@ -90,3 +90,22 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(_exit_status[-1])
+
+
+# --- PostgreSQL read models (issue 12): one throwaway cluster per session, started on first use ---
+@pytest.fixture(scope="session")
+def pg() -> Iterator[object]:
+    from tests.pg_cluster import pg_cluster
+
+    with pg_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def pg_url(pg) -> Iterator[str]:
+    """A fresh database of the session cluster (its process-wide pool is closed afterwards)."""
+    from radflow.read_model_db import close_pool
+
+    url = pg.create_database()
+    yield url
+    close_pool(url)

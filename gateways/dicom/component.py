@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from gateways.dicom.read_models import describe
 from gateways.dicom.server import DicomGateway, start_dicom_gateway
 from radflow.ordering import OrderService
 from radflow.settings import Settings
@@ -30,7 +31,7 @@ class DicomComponent:
         port = self.gateway.port if self.gateway and self.gateway.server else s.dicom_port
         services = "Verification, MWL, MPPS" + (", Storage" if self.gateway and self.gateway.storage else "")
         tls = "TLS; " if listener_enabled(s, "dicom") else ""
-        return [("DICOM", f"{s.dicom_ae_title}@{s.dicom_host}:{port}  ({tls}{services}; worklist {s.mwl_db_path()})")]
+        return [("DICOM", f"{s.dicom_ae_title}@{s.dicom_host}:{port}  ({tls}{services}; {describe(s)})")]
 
     async def ready(self) -> str | None:
         """Listening, and the worklist/MPPS stores answer a read (radflow/health.py readiness)."""

@@ -36,8 +36,7 @@ from domain.dicom.mpps import (
 from domain.order import EventKind, OrderEvent
 from domain.transitions import effective_status
 from gateways.dicom.bridge import LoopBridge
-from gateways.dicom.mpps_store import MppsStore
-from gateways.dicom.worklist_store import WorklistStore
+from gateways.dicom.read_models import MppsReadModel, WorklistReadModel
 from radflow.ordering import EventRejected, OrderError, OrderNotFound, OrderService, TemporalUnavailable
 
 log = logging.getLogger("radflow.dicom.mpps")
@@ -71,7 +70,7 @@ def status(code: int, comment: str = "", error_id: int | None = None) -> Dataset
 
 
 class MppsService:
-    def __init__(self, service: OrderService, store: MppsStore, worklist: WorklistStore, bridge: LoopBridge,
+    def __init__(self, service: OrderService, store: MppsReadModel, worklist: WorklistReadModel, bridge: LoopBridge,
                  record_unmatched: RecordUnmatched) -> None:
         self.service = service
         self.store = store

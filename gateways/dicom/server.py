@@ -23,12 +23,13 @@ from pynetdicom.transport import ThreadedAssociationServer
 from gateways.dicom.admission import PerAeLimit
 from gateways.dicom.bridge import LoopBridge
 from gateways.dicom.mpps import MppsService
-from gateways.dicom.mpps_store import MppsStore
 from gateways.dicom.observe import on_dimse_sent, traced
 from gateways.dicom.tcp import set_nodelay
 from gateways.dicom.tls import DeferredHandshakeContext, TlsHandshake
 from gateways.dicom.worklist import WorklistService
-from gateways.dicom.worklist_store import WorklistStore
+from gateways.dicom.read_models import MppsReadModel, WorklistReadModel
+from gateways.dicom.read_models import mpps_store as _mpps_store
+from gateways.dicom.read_models import worklist_store as _worklist_store
 from radflow.ordering import OrderService
 from radflow.settings import Settings
 from radflow.tls import server_context
@@ -66,12 +67,12 @@ def _on_rejected(event: Event) -> None:
 
 
 class DicomGateway:
-    def __init__(self, settings: Settings, service: OrderService, *, worklist_store: WorklistStore | None = None,
-                 mpps_store: MppsStore | None = None, storage: Any = None) -> None:
+    def __init__(self, settings: Settings, service: OrderService, *, worklist_store: WorklistReadModel | None = None,
+                 mpps_store: MppsReadModel | None = None, storage: Any = None) -> None:
         self.settings = settings
         self.service = service
-        self.worklist_store = worklist_store or WorklistStore(settings.mwl_db_path())
-        self.mpps_store = mpps_store or MppsStore(settings.mpps_db_path())
+        self.worklist_store = worklist_store or _worklist_store(settings)
+        self.mpps_store = mpps_store or _mpps_store(settings)
         self.storage = storage
         self.worker: Any = None  # the gateway's own Temporal worker (archive from the spool), with storage
         self.ae: AE | None = None

@@ -46,7 +46,7 @@ from gateways.dicom.aggregator import StudyAggregator
 from gateways.dicom.dataset_walk import PIXEL_DATA, DatasetError, walk_dataset
 from gateways.dicom.part10 import file_meta
 from gateways.dicom.spool import InstanceHeader, Spool, spool_dir
-from gateways.dicom.worklist_store import WorklistStore
+from gateways.dicom.read_models import worklist_store
 from radflow.ordering import OrderService
 from radflow.settings import Settings
 
@@ -178,13 +178,13 @@ class StudyUidLookup:
     then an unmatched study an operator can link)."""
 
     def __init__(self, settings: Settings, service: OrderService) -> None:
-        self.worklist = WorklistStore(settings.mwl_db_path())
+        self.worklist = worklist_store(settings)
         self.service = service
 
     async def __call__(self, study_uid: str) -> str | None:
         try:
             found = await asyncio.to_thread(self.worklist.lookup_accession, study_uid=study_uid)
-        except sqlite3.Error:
+        except Exception:  # read model unavailable (SQLite or PostgreSQL error): Temporal visibility answers
             found = None
         return found or await self.service.accession_for_study(study_uid)
 

@@ -1,4 +1,4 @@
-"""Modality Worklist C-FIND SCP (IHE RAD-5) over the SQLite read model.
+"""Modality Worklist C-FIND SCP (IHE RAD-5) over the worklist read model (SQLite or PostgreSQL).
 
 Runs in the association's thread and never calls Temporal: the read model is local,
 so a query costs one indexed SELECT plus matching of the candidates.
@@ -14,7 +14,8 @@ from pydicom.dataset import Dataset
 from pynetdicom.events import Event
 
 from domain.dicom.matching import MalformedQuery, QueryTooComplex, compile_query
-from gateways.dicom.worklist_store import QueryBudgetExceeded, WorklistStore
+from gateways.dicom.read_models import WorklistReadModel
+from gateways.dicom.worklist_store import QueryBudgetExceeded
 
 log = logging.getLogger("radflow.dicom.mwl")
 
@@ -45,7 +46,7 @@ def failure(status: int, comment: str) -> Dataset:
 
 
 class WorklistService:
-    def __init__(self, store: WorklistStore, *, show_started: bool = False, max_results: int = 0,
+    def __init__(self, store: WorklistReadModel, *, show_started: bool = False, max_results: int = 0,
                  budget_s: float = 0.0) -> None:
         self.store = store
         self.statuses = ("SCHEDULED", "STARTED") if show_started else ("SCHEDULED",)

@@ -1,4 +1,7 @@
-"""The Modality Worklist read model: one SQLite row per order, shared by worker and gateway.
+"""The Modality Worklist read model: one row per order, shared by worker and gateway.
+
+SQLite here (the embedded default, one host); the same model on PostgreSQL for several hosts
+is `pg_worklist_store.py`, chosen by RADFLOW_READ_MODEL_URL (read_models.py).
 
 Source of truth is the order workflow. The worker's `sync_worklist` activity writes the
 order's row after every applied change (one activity hop after the change, ~50 ms);
@@ -82,20 +85,22 @@ class QueryBudgetExceeded(Exception):
 
 
 class WorklistStore(SqliteFile):
+    """The SQLite implementation (one host; `radflow dev`). PostgreSQL: pg_worklist_store.py."""
+
     SCHEMA = SCHEMA
 
     # ------------------------------------------------------------- writes (worker)
     def apply(self, entry: WorklistEntry) -> bool:
         """Upsert the order's row; False when a newer snapshot is already stored."""
         with self._connect() as db:
-            return db.execute(_UPSERT, _params(entry)).rowcount > 0
+            return db.execute(_UPSERT, row_params(entry)).rowcount > 0
 
     def apply_many(self, entries: Iterable[WorklistEntry]) -> int:
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
             count = 0
             for entry in entries:
-                count += db.execute(_UPSERT, _params(entry)).rowcount
+                count += db.execute(_UPSERT, row_params(entry)).rowcount
             db.execute("COMMIT")
             return count
 
@@ -113,35 +118,10 @@ class WorklistStore(SqliteFile):
         raises `QueryBudgetExceeded`, so one query cannot hold an association (or the
         CPU) for longer than the budget however many rows it has to look at.
         """
-        wanted = [s for s in statuses if s]
-        where = [f"sps_status IN ({','.join('?' * len(wanted))})"]
-        params: list[object] = list(wanted)
-        _narrow(query, _TOP_COLUMNS, where, params)
-        sps_key = query.key(SPS)
-        if sps_key is not None and sps_key.sub is not None:
-            _narrow(sps_key.sub, _SPS_COLUMNS, where, params)
-            date_key = sps_key.sub.key("ScheduledProcedureStepStartDate")
-            if date_key is not None and date_key.date_range:
-                lo, hi = date_key.date_range
-                if lo:
-                    where.append("start_date >= ?")
-                    params.append(lo)
-                if hi:
-                    where.append("start_date <= ?")
-                    params.append(hi)
-        sql = f"SELECT item FROM worklist WHERE {' AND '.join(where)} ORDER BY start_date, accession"
+        sql, params = find_sql(query, statuses, "?")
         with self._connect() as db:
             rows = db.execute(sql, params).fetchall()  # no read transaction held while answering
-        sent = 0
-        for (raw,) in rows:
-            if deadline is not None and time.monotonic() > deadline:
-                raise QueryBudgetExceeded()
-            item = json.loads(raw)
-            if query.matches(item):
-                yield item
-                sent += 1
-                if limit and sent >= limit:
-                    return
+        return match_rows(rows, query, limit, deadline)
 
     def get(self, accession: str) -> WorklistEntry | None:
         with self._connect() as db:
@@ -169,16 +149,52 @@ class WorklistStore(SqliteFile):
             return int(db.execute(sql).fetchone()[0])
 
 
-def _narrow(query: Query, columns: dict[str, str], where: list[str], params: list[object]) -> None:
+def find_sql(query: Query, statuses: Iterable[str], ph: str) -> tuple[str, list[object]]:
+    """The SELECT that narrows a C-FIND by the indexed columns (`ph`: the driver's placeholder).
+
+    Shared by the SQLite and PostgreSQL stores: the same rows come back, the Python matcher decides."""
+    wanted = [s for s in statuses if s]
+    where = [f"sps_status IN ({','.join([ph] * len(wanted))})"]
+    params: list[object] = list(wanted)
+    _narrow(query, _TOP_COLUMNS, where, params, ph)
+    sps_key = query.key(SPS)
+    if sps_key is not None and sps_key.sub is not None:
+        _narrow(sps_key.sub, _SPS_COLUMNS, where, params, ph)
+        date_key = sps_key.sub.key("ScheduledProcedureStepStartDate")
+        if date_key is not None and date_key.date_range:
+            lo, hi = date_key.date_range
+            if lo:
+                where.append(f"start_date >= {ph}")
+                params.append(lo)
+            if hi:
+                where.append(f"start_date <= {ph}")
+                params.append(hi)
+    return f"SELECT item FROM worklist WHERE {' AND '.join(where)} ORDER BY start_date, accession", params
+
+
+def match_rows(rows: Iterable[tuple[str]], query: Query, limit: int, deadline: float | None) -> Iterator[Item]:
+    sent = 0
+    for (raw,) in rows:
+        if deadline is not None and time.monotonic() > deadline:
+            raise QueryBudgetExceeded()
+        item = json.loads(raw)
+        if query.matches(item):
+            yield item
+            sent += 1
+            if limit and sent >= limit:
+                return
+
+
+def _narrow(query: Query, columns: dict[str, str], where: list[str], params: list[object], ph: str) -> None:
     for keyword, column in columns.items():
         key = query.key(keyword)
         if key is None or not key.exact:
             continue
-        where.append(f"{column} IN ({','.join('?' * len(key.exact))})")
+        where.append(f"{column} IN ({','.join([ph] * len(key.exact))})")
         params.extend(key.exact)
 
 
-def _params(entry: WorklistEntry) -> tuple[object, ...]:
+def row_params(entry: WorklistEntry) -> tuple[object, ...]:
     item = entry.item
     sps = item[SPS][0]
     return (

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from temporalio.testing import ActivityEnvironment
 
 from activities.worklist_sync import WorklistSync
 from domain.definitions import OrderStatus
 from domain.order import OrderState, StepRequest
-from gateways.dicom.worklist_store import WorklistStore
+from radflow.settings import Settings
 from tests.factories import make_order
 
 T0 = datetime(2030, 1, 1, 8, tzinfo=UTC)
@@ -21,8 +22,13 @@ def request(acc: str, status: OrderStatus, updated: datetime) -> StepRequest:
     return StepRequest(consumer="worklist", milestone="NEW_ORDER", accession=acc, state=state)
 
 
-async def test_sync_shows_then_hides_and_ignores_stale(tmp_path: Path) -> None:
-    sync = WorklistSync(WorklistStore(tmp_path / "wl.db"))
+@pytest.fixture(params=["sqlite", "postgresql"])
+def read_model_url(request: pytest.FixtureRequest) -> str:
+    return request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
+
+
+async def test_sync_shows_then_hides_and_ignores_stale(tmp_path: Path, read_model_url: str) -> None:
+    sync = WorklistSync.from_settings(Settings(data_dir=tmp_path, read_model_url=read_model_url))  # as the worker builds it
     env = ActivityEnvironment()
     res = await env.run(sync.sync_worklist, request("S1", OrderStatus.SCHEDULED, T0))
     assert res.outcome == "delivered" and "SCHEDULED" in res.detail

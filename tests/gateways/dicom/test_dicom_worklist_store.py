@@ -1,4 +1,6 @@
-"""The worklist read model: versioned upserts, hiding, index narrowing + exact matching, lookups."""
+"""The worklist read model: versioned upserts, hiding, index narrowing + exact matching, lookups.
+
+Every test runs on both implementations: the SQLite file and PostgreSQL (a real server)."""
 
 from __future__ import annotations
 
@@ -6,13 +8,15 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from pydicom.dataset import Dataset
 
 from domain.definitions import OrderStatus
 from domain.dicom.matching import compile_query
 from domain.dicom.mwl import entry_from_state
 from domain.order import OrderState
-from gateways.dicom.worklist_store import WorklistStore
+from gateways.dicom.read_models import WorklistReadModel, worklist_store
+from radflow.settings import Settings
 from tests.factories import make_order
 
 T0 = datetime(2030, 1, 1, 8, tzinfo=UTC)
@@ -35,12 +39,18 @@ def q(station: str = "", date: str = "", **top: str):
     return compile_query(ds)
 
 
-def accessions(store: WorklistStore, query, **kw) -> list[str]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> WorklistReadModel:
+    """The store a process gets from its settings (read_models.worklist_store)."""
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
+    return worklist_store(Settings(data_dir=tmp_path, read_model_url=url))
+
+
+def accessions(store: WorklistReadModel, query, **kw) -> list[str]:
     return [i["AccessionNumber"] for i in store.find(query, **kw)]
 
 
-def test_upsert_find_and_hide(tmp_path: Path) -> None:
-    store = WorklistStore(tmp_path / "wl.db")
+def test_upsert_find_and_hide(store: WorklistReadModel) -> None:
     assert store.apply(entry("A1")) and store.apply(entry("A2", station="MR01")) and store.apply(entry("A3", day=3))
     assert accessions(store, q()) == ["A1", "A2", "A3"]
     assert accessions(store, q("CT01")) == ["A1", "A3"]
@@ -53,16 +63,14 @@ def test_upsert_find_and_hide(tmp_path: Path) -> None:
     assert store.count() == 2 and store.count(visible_only=False) == 3
 
 
-def test_older_snapshot_never_overwrites_newer(tmp_path: Path) -> None:
-    store = WorklistStore(tmp_path / "wl.db")
+def test_older_snapshot_never_overwrites_newer(store: WorklistReadModel) -> None:
     store.apply(entry("A1", status=OrderStatus.CANCELLED, updated=T0 + timedelta(seconds=5)))
     assert not store.apply(entry("A1", status=OrderStatus.SCHEDULED, updated=T0))  # a late retry
     assert accessions(store, q()) == []
     assert store.apply(entry("A1", status=OrderStatus.CANCELLED, updated=T0 + timedelta(seconds=5)))  # same version: idempotent
 
 
-def test_started_rows_are_shown_only_when_asked(tmp_path: Path) -> None:
-    store = WorklistStore(tmp_path / "wl.db")
+def test_started_rows_are_shown_only_when_asked(store: WorklistReadModel) -> None:
     store.apply(entry("A1", status=OrderStatus.IN_PROGRESS))
     store.apply(entry("A2"))
     assert accessions(store, q()) == ["A2"]
@@ -70,8 +78,7 @@ def test_started_rows_are_shown_only_when_asked(tmp_path: Path) -> None:
     assert [i["ScheduledProcedureStepSequence"][0]["ScheduledProcedureStepStatus"] for i in items] == ["STARTED", "SCHEDULED"]
 
 
-def test_lookup_for_mpps_without_accession_includes_hidden_rows(tmp_path: Path) -> None:
-    store = WorklistStore(tmp_path / "wl.db")
+def test_lookup_for_mpps_without_accession_includes_hidden_rows(store: WorklistReadModel) -> None:
     e = entry("A7", status=OrderStatus.IN_PROGRESS)
     store.apply(e)
     assert store.lookup_accession(requested_procedure_id="A7") == "A7"
@@ -80,8 +87,7 @@ def test_lookup_for_mpps_without_accession_includes_hidden_rows(tmp_path: Path) 
     assert store.lookup_accession() is None
 
 
-def test_readers_and_writer_in_threads(tmp_path: Path) -> None:
-    store = WorklistStore(tmp_path / "wl.db")
+def test_readers_and_writer_in_threads(store: WorklistReadModel) -> None:
     errors: list[BaseException] = []
 
     def write() -> None:
