@@ -31,7 +31,10 @@ class DicomComponent:
         port = self.gateway.port if self.gateway and self.gateway.server else s.dicom_port
         services = "Verification, MWL, MPPS" + (", Storage" if self.gateway and self.gateway.storage else "")
         tls = "TLS; " if listener_enabled(s, "dicom") else ""
-        return [("DICOM", f"{s.dicom_ae_title}@{s.dicom_host}:{port}  ({tls}{services}; {describe(s)})")]
+        out = [("DICOM", f"{s.dicom_ae_title}@{s.dicom_host}:{port}  ({tls}{services}; {describe(s)})")]
+        if self.gateway and self.gateway.worker:
+            out.append(("DICOM archiving", f"task queue {self.gateway.worker.queue}  (studies in this gateway's spool)"))
+        return out
 
     async def ready(self) -> str | None:
         """Listening, and the worklist/MPPS stores answer a read (radflow/health.py readiness)."""
@@ -46,4 +49,5 @@ class DicomComponent:
         return None
 
     def failed(self) -> asyncio.Task | None:
-        return None
+        # The gateway's own worker dying means studies stop being archived: the process must not go on.
+        return self.gateway.worker.task if self.gateway and self.gateway.worker else None

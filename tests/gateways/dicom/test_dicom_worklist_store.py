@@ -109,3 +109,12 @@ def test_readers_and_writer_in_threads(store: WorklistReadModel) -> None:
     for t in threads:
         t.join()
     assert not errors and store.count() == 300
+
+
+def test_apply_many_counts_what_it_applied_and_keeps_newer_rows(store: WorklistReadModel) -> None:
+    assert store.apply_many(entry(f"M{i}") for i in range(50)) == 50
+    stale, newer = entry("M1", updated=T0 - timedelta(seconds=1)), entry("M2", updated=T0 + timedelta(seconds=1),
+                                                                         status=OrderStatus.CANCELLED)
+    assert store.apply_many([stale, newer]) == 1
+    assert store.get("M1").version == entry("M1").version and not store.get("M2").visible
+    assert store.apply_many([]) == 0 and store.count() == 49
