@@ -92,9 +92,25 @@ async def _wait(service, acc: str, check, timeout_s: float = 60.0) -> None:
 KINDS: dict[str, int] = {}
 
 
-async def count(client: Client, acc: str) -> tuple[int, int]:
-    """Events and workflow tasks over every run of the order (follows continue-as-new)."""
-    events = tasks = 0
+# Events that Temporal Cloud bills as one action each (its published definition; queries,
+# which leave no history, are not counted here). Local activities: one per workflow task that ran any.
+ACTION_EVENTS = {
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED,
+    EventType.EVENT_TYPE_TIMER_STARTED,
+    EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
+    EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED,
+    EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED,
+    EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED,
+}
+
+
+async def count(client: Client, acc: str) -> dict[str, int]:
+    """Per-order cost over every run of the order (follows continue-as-new): history events,
+    workflow tasks, activities (scheduled + local) and Temporal actions."""
+    cost = {"events": 0, "tasks": 0, "activities": 0, "actions": 0}
     KINDS.clear()
     handle = client.get_workflow_handle(order_workflow_id(acc))
     desc = await handle.describe()
@@ -104,15 +120,24 @@ async def count(client: Client, acc: str) -> tuple[int, int]:
         seen.add(run_id)
         history = await client.get_workflow_handle(order_workflow_id(acc), run_id=run_id).fetch_history()
         nxt = None
+        local_in_task = False
         for e in history.events:
-            events += 1
+            cost["events"] += 1
             kind = EventType.Name(e.event_type).removeprefix("EVENT_TYPE_")
             KINDS[kind] = KINDS.get(kind, 0) + 1
-            tasks += e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+            if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+                cost["tasks"] += 1
+                local_in_task = False
+            cost["actions"] += e.event_type in ACTION_EVENTS
+            cost["activities"] += e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+            if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED and e.marker_recorded_event_attributes.marker_name == "core_local_activity":
+                cost["activities"] += 1
+                cost["actions"] += not local_in_task
+                local_in_task = True
             if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
                 nxt = e.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
         run_id = nxt
-    return events, tasks
+    return cost
 
 
 async def main() -> None:
@@ -140,10 +165,12 @@ async def main() -> None:
                 for n in range(args.orders):
                     acc = await one_order(service, n)
                     figures.append(await count(client, acc))
-            events = statistics.median(e for e, _ in figures)
-            tasks = statistics.median(t for _, t in figures)
+            events = statistics.median(f["events"] for f in figures)
+            tasks = statistics.median(f["tasks"] for f in figures)
             print(f"full lifecycle, {args.orders} orders: history events per order {events:g}, "
-                  f"workflow tasks per order {tasks:g} (all: {figures})")
+                  f"workflow tasks per order {tasks:g} (all: {[(f['events'], f['tasks']) for f in figures]})")
+            print(f"activities per order {statistics.median(f['activities'] for f in figures):g} (local included), "
+                  f"Temporal actions per order {statistics.median(f['actions'] for f in figures):g}")
             print("last order by event type: " + ", ".join(f"{k}={v}" for k, v in sorted(KINDS.items(), key=lambda x: -x[1])))
             if args.baseline:
                 base_events, base_tasks = (float(x) for x in args.baseline.split(","))
