@@ -20,7 +20,7 @@ from temporalio import activity
 from temporalio.client import Client
 
 from domain import definitions as d
-from domain.dicom.mwl import entry_from_state
+from domain.dicom.mwl import entry_from_state, version_of
 from domain.order import OrderState, StepRequest, StepResult
 from gateways.dicom.read_models import WorklistReadModel, worklist_store
 from radflow.ordering import OrderError, OrderNotFound, OrderService
@@ -51,6 +51,10 @@ class WorklistSync:
                 "accession": entry.accession, "cut_count": len(entry.cut_keywords),
                 "cut_keywords": ",".join(sorted(set(entry.cut_keywords)))})
         applied = self.store.apply(entry)
+        # When the order closed (and what it stored outside the row): the retention purge's
+        # clock (radflow/retention.py). A correction reopening it takes the note back.
+        self.store.note_closure(state.order.accession, version_of(state.closed_at) if state.closed_at else "",
+                                [a.sha256 for a in (state.report.attachments if state.report else []) if a.sha256])
         return applied, entry.sps_status
 
     @activity.defn(name=d.SYNC_ACTIVITIES["worklist"])

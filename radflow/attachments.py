@@ -86,6 +86,14 @@ class FileAttachmentStore:
             raise AttachmentMissing(f"attachment {sha256} in {self.root} is corrupt (hash differs)")
         return data
 
+    def delete(self, sha256: str) -> bool:
+        """Remove a document (retention, radflow/retention.py); False when it was not there."""
+        try:
+            self._path(sha256).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
 
 class PgAttachmentStore:
     """Report documents in the shared PostgreSQL database (table `attachments`, radflow/read_model_db.py)."""
@@ -112,6 +120,16 @@ class PgAttachmentStore:
         if hashlib.sha256(data).hexdigest() != sha256:
             raise AttachmentMissing(f"attachment {sha256} in the database is corrupt (hash differs)")
         return data
+
+    def delete(self, sha256: str) -> bool:
+        """Remove a document (retention, radflow/retention.py); False when it was not there."""
+        with self.pool.connection() as conn:
+            return conn.execute("DELETE FROM attachments WHERE sha256 = %s", (sha256,)).rowcount > 0
+
+
+def delete_attachment(store: AttachmentStore, sha256: str) -> bool:
+    """Remove a document (retention); False when it was not there."""
+    return bool(store.delete(sha256))  # type: ignore[attr-defined]
 
 
 def attachment_store(settings) -> AttachmentStore:

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 import uvicorn
 from fastapi import FastAPI
@@ -69,6 +69,28 @@ class TemporalDevComponent:
         return None
 
 
+def start_purge(settings: Settings, *, worker: bool = False, **stores: Any) -> asyncio.Task | None:
+    """The retention purge of the stores this process owns (radflow/retention.py); worker: the
+    worklist rows and report documents; the DICOM gateway passes its MPPS store and spool."""
+    if "worklist" not in settings.sync_consumers:
+        return None  # no closure notes: nothing to purge by
+    from gateways.dicom.read_models import worklist_store
+    from radflow.attachments import attachment_store
+    from radflow.retention import RetentionPurge
+
+    if worker:
+        stores["attachments"] = attachment_store(settings)
+    purge = RetentionPurge.from_settings(settings, stores.pop("worklist", None) or worklist_store(settings), **stores)
+    return asyncio.create_task(purge.run(settings.retention_purge_interval_s), name="retention-purge")
+
+
+async def stop_purge(task: asyncio.Task | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 class WorkerComponent:
     name = "worker"
 
@@ -81,9 +103,11 @@ class WorkerComponent:
     async def start(self) -> None:
         self.worker = build_worker(self.client, self.settings)
         self.task = asyncio.create_task(self.worker.run(), name="temporal-worker")
+        self.purge = start_purge(self.settings, worker=True)
         await asyncio.sleep(0)  # let it fail fast on a bad registration
 
     async def stop(self) -> None:
+        await stop_purge(getattr(self, "purge", None))
         if self.worker is None or self.task is None:
             return
         if not self.task.done():

@@ -65,6 +65,15 @@ CREATE TABLE attachments (
     created_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 """),
+    (4, "closed orders (retention purge)", """
+CREATE TABLE closed_orders (
+    accession TEXT PRIMARY KEY,
+    closed_at TEXT NOT NULL,
+    attachments TEXT NOT NULL DEFAULT '[]',
+    purged_at TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX closed_due ON closed_orders(purged_at, closed_at);
+"""),
 ]
 
 _pools: dict[str, ConnectionPool] = {}

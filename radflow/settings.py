@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     audit_fhir_base_url: str = ""  # AuditEvents (IHE BALP) go here; "" = fhir_base_url; "none" = JSON lines only
     audit_fhir_poll_s: float = 5.0  # the outbox also looks for lines other processes appended this often
     audit_fhir_backoff_max_s: float = 60.0  # retries of an undelivered AuditEvent back off up to this
+    retention_purge_interval_s: float = 3600.0  # how often worker and DICOM gateway purge closed orders' PHI (radflow/retention.py)
     # --- end API security ---
 
     # Order policy (deadlines and retries), fixed per order at its start

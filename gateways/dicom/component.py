@@ -6,6 +6,7 @@ import asyncio
 
 from gateways.dicom.read_models import describe
 from gateways.dicom.server import DicomGateway, start_dicom_gateway
+from radflow.components import start_purge, stop_purge
 from radflow.ordering import OrderService
 from radflow.settings import Settings
 from radflow.tls import listener_enabled
@@ -21,8 +22,12 @@ class DicomComponent:
 
     async def start(self) -> None:
         self.gateway = await start_dicom_gateway(self.settings, self.service)
+        storage = self.gateway.storage
+        self.purge = start_purge(self.settings, worklist=self.gateway.worklist_store, mpps=self.gateway.mpps_store,
+                                 spool=storage.spool if storage is not None else None)
 
     async def stop(self) -> None:
+        await stop_purge(getattr(self, "purge", None))
         if self.gateway is not None:
             await self.gateway.stop()
 

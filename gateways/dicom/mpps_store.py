@@ -9,6 +9,7 @@ only answers "does this step exist, and may it still change?".
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -77,6 +78,23 @@ class MppsStore(SqliteFile):
                 (str(attributes.get("PerformedProcedureStepStatus", "")), attributes.to_json(), _now(), uid, expected_status),
             )
             return cur.rowcount > 0
+
+    def purge_closed(self, closed: Callable[[set[str]], set[str]]) -> int:
+        """Drop the attributes (names, MRNs) of instances whose orders all passed retention.
+
+        `closed` answers which accessions did (the worklist store's `closed_before`). The row
+        stays (uid, status, accessions): a late N-SET is still answered. Unmatched instances
+        are kept whole: they are an exception an operator still has to reconcile."""
+        with self._connect() as db:
+            rows = db.execute("SELECT uid, accessions FROM mpps WHERE attributes != '{}' AND accessions != '[]'").fetchall()
+        wanted = {(uid, tuple(json.loads(accs))) for uid, accs in rows}
+        done = closed({a for _, accs in wanted for a in accs}) if wanted else set()
+        uids = [uid for uid, accs in wanted if accs and all(a in done for a in accs)]
+        if not uids:
+            return 0
+        with self._connect() as db:
+            db.execute("PRAGMA secure_delete = ON")
+            return db.execute(f"UPDATE mpps SET attributes = '{{}}' WHERE uid IN ({','.join('?' * len(uids))})", uids).rowcount
 
     def unmatched(self) -> list[MppsRecord]:
         with self._connect() as db:

@@ -8,6 +8,7 @@ gateways racing on one instance cannot both move it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from psycopg_pool import ConnectionPool
 from pydicom.dataset import Dataset
@@ -50,3 +51,15 @@ class PgMppsStore:
         with self.pool.connection() as conn:
             uids = [r[0] for r in conn.execute("SELECT uid FROM mpps WHERE accessions = '[]' ORDER BY created_at")]
         return [rec for uid in uids if (rec := self.get(uid)) is not None]
+
+    def purge_closed(self, closed: Callable[[set[str]], set[str]]) -> int:
+        """As MppsStore.purge_closed: attributes of instances whose orders all passed retention."""
+        with self.pool.connection() as conn:
+            rows = conn.execute("SELECT uid, accessions FROM mpps WHERE attributes != '{}' AND accessions != '[]'").fetchall()
+        wanted = {(uid, tuple(json.loads(accs))) for uid, accs in rows}
+        done = closed({a for _, accs in wanted for a in accs}) if wanted else set()
+        uids = [uid for uid, accs in wanted if accs and all(a in done for a in accs)]
+        if not uids:
+            return 0
+        with self.pool.connection() as conn:
+            return conn.execute("UPDATE mpps SET attributes = '{}' WHERE uid = ANY(%s)", (uids,)).rowcount

@@ -14,7 +14,17 @@ from psycopg_pool import ConnectionPool
 
 from domain.dicom.matching import Query
 from domain.dicom.mwl import Item, WorklistEntry
-from gateways.dicom.worklist_store import _UPSERT, find_sql, match_rows, row_params
+from gateways.dicom.worklist_store import (
+    _DUE,
+    _MARK_PURGED,
+    _NOTE_CLOSED,
+    _SCRUB,
+    _UPSERT,
+    closed_before_sql,
+    find_sql,
+    match_rows,
+    row_params,
+)
 
 _PG_UPSERT = _UPSERT.replace("?", "%s")
 
@@ -72,3 +82,38 @@ class PgWorklistStore:
         sql = "SELECT COUNT(*) FROM worklist" + (" WHERE sps_status != ''" if visible_only else "")
         with self.pool.connection() as conn:
             return int(conn.execute(sql).fetchone()[0])
+
+    # ------------------------------------------------------------- retention (radflow/retention.py)
+    def note_closure(self, accession: str, closed_at: str, attachments: list[str]) -> None:
+        import json
+
+        with self.pool.connection() as conn:
+            if closed_at:
+                conn.execute(_NOTE_CLOSED.replace("?", "%s"), (accession, closed_at, json.dumps(sorted(set(attachments)))))
+            else:
+                conn.execute("DELETE FROM closed_orders WHERE accession = %s AND purged_at = ''", (accession,))
+
+    def due_for_purge(self, closed_before: str, limit: int = 500) -> list[tuple[str, list[str]]]:
+        import json
+
+        with self.pool.connection() as conn:
+            rows = conn.execute(_DUE.replace("?", "%s"), (closed_before, limit)).fetchall()
+        return [(acc, json.loads(atts)) for acc, atts in rows]
+
+    def closed_before(self, closed_before: str, accessions: Iterable[str]) -> set[str]:
+        wanted = list(accessions)
+        found: set[str] = set()
+        with self.pool.connection() as conn:
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i:i + 500]
+                found.update(r[0] for r in conn.execute(closed_before_sql(len(chunk), "%s"), [closed_before, *chunk]))
+        return found
+
+    def purge(self, accessions: list[str], purged_at: str) -> int:
+        if not accessions:
+            return 0
+        marks = ",".join(["%s"] * len(accessions))
+        with self.pool.connection() as conn, conn.transaction():
+            count = conn.execute(_SCRUB.format(marks=marks), accessions).rowcount
+            conn.execute(_MARK_PURGED.replace("?", "%s").format(marks=marks), [purged_at, *accessions])
+        return count

@@ -8,7 +8,7 @@ which one they hold.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from pydicom.dataset import Dataset
@@ -40,6 +40,15 @@ class WorklistReadModel(Protocol):
 
     def count(self, visible_only: bool = True) -> int: ...
 
+    # Retention (radflow/retention.py): closure notes written by the worklist sync, and the purge.
+    def note_closure(self, accession: str, closed_at: str, attachments: list[str]) -> None: ...
+
+    def due_for_purge(self, closed_before: str, limit: int = 500) -> list[tuple[str, list[str]]]: ...
+
+    def closed_before(self, closed_before: str, accessions: Iterable[str]) -> set[str]: ...
+
+    def purge(self, accessions: list[str], purged_at: str) -> int: ...
+
 
 class MppsReadModel(Protocol):
     def get(self, uid: str) -> MppsRecord | None: ...
@@ -53,6 +62,10 @@ class MppsReadModel(Protocol):
         ...
 
     def unmatched(self) -> list[MppsRecord]: ...
+
+    def purge_closed(self, closed: Callable[[set[str]], set[str]]) -> int:
+        """Drop the attributes of instances whose orders all passed retention (radflow/retention.py)."""
+        ...
 
 
 def postgres_url(settings: Settings) -> str:

@@ -20,12 +20,14 @@ them forwarded) open the same database from different processes: same host, same
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -329,6 +331,39 @@ class Spool:
                 " ORDER BY first_received"
             ).fetchall()
         return [_study(r) for r in rows]
+
+    # ------------------------------------------------------------------ retention
+    def purge_closed(self, closed: Callable[[set[str]], set[str]]) -> int:
+        """Remove studies whose order passed retention (`closed` answers which accessions did)
+        once every instance reached the archive; without an archive the spool is the image
+        store and nothing is removed. Returns the number of studies removed."""
+        with self._lock:
+            rows = self._db.execute("SELECT study_uid, accession, linked_accession FROM studies").fetchall()
+        keyed = [(uid, linked or acc) for uid, acc, linked in rows if linked or acc]
+        done = closed({key for _, key in keyed}) if keyed else set()
+        removed = 0
+        for study_uid, key in keyed:
+            if key not in done:
+                continue
+            with self._lock:
+                self._db.execute("PRAGMA secure_delete = ON")  # freed pages zeroed: no images left in the file
+                with _Transaction(self._db) as cur:
+                    if cur.execute("SELECT 1 FROM instances WHERE study_uid = ? AND forwarded_at IS NULL LIMIT 1",
+                                   (study_uid,)).fetchone():
+                        continue
+                    paths = [r[0] for r in cur.execute("SELECT path FROM instances WHERE study_uid = ? AND path != ''",
+                                                       (study_uid,))]
+                    cur.execute("DELETE FROM blobs WHERE sop_instance_uid IN "
+                                "(SELECT sop_instance_uid FROM instances WHERE study_uid = ?)", (study_uid,))
+                    cur.execute("DELETE FROM instances WHERE study_uid = ?", (study_uid,))
+                    cur.execute("DELETE FROM studies WHERE study_uid = ?", (study_uid,))
+            for rel in paths:
+                (self.root / rel).unlink(missing_ok=True)
+            for folder in {(self.root / rel).parent for rel in paths}:
+                with contextlib.suppress(OSError):  # not empty (a resend meanwhile): left as is
+                    folder.rmdir()
+            removed += 1
+        return removed
 
     # ------------------------------------------------------------------ progress
     def mark_forwarded(self, sop_instance_uid: str) -> None:

@@ -10,7 +10,8 @@ the DICOM gateway only reads. Guarantees:
   (target < 1 s after the ACK); cancelled, discontinued, acquired... orders lose
   visibility the same way. Rows are never deleted, only hidden (sps_status ''), so a late
   retry of an older snapshot cannot resurrect a cancelled order: a row only takes a
-  snapshot whose version (the order's updated_at) is not older than its own.
+  snapshot whose version (the order's updated_at) is not older than its own. A row
+  scrubbed by the retention purge (item '{}') takes no snapshot at all.
 - Started orders (SPS STARTED) stay in the table; whether a C-FIND shows them is the
   gateway's `mwl_show_started` setting, so changing it needs no rebuild.
 - Lost or suspect? Rebuild from the workflows (`activities.worklist_sync.rebuild_worklist`).
@@ -51,6 +52,13 @@ CREATE INDEX IF NOT EXISTS wl_rpid ON worklist(requested_procedure_id);
 CREATE INDEX IF NOT EXISTS wl_study ON worklist(study_uid);
 CREATE INDEX IF NOT EXISTS wl_sps ON worklist(sps_id);
 CREATE INDEX IF NOT EXISTS wl_status ON worklist(sps_status);
+CREATE TABLE IF NOT EXISTS closed_orders (
+    accession TEXT PRIMARY KEY,
+    closed_at TEXT NOT NULL,
+    attachments TEXT NOT NULL DEFAULT '[]',
+    purged_at TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS closed_due ON closed_orders(purged_at, closed_at);
 """
 
 _UPSERT = """
@@ -62,8 +70,26 @@ ON CONFLICT(accession) DO UPDATE SET
     modality = excluded.modality, start_date = excluded.start_date, patient_id = excluded.patient_id,
     requested_procedure_id = excluded.requested_procedure_id, study_uid = excluded.study_uid,
     sps_id = excluded.sps_id, item = excluded.item
-WHERE excluded.version >= worklist.version
+WHERE excluded.version >= worklist.version AND worklist.item != '{}'
 """
+
+# Retention (shared with the PostgreSQL store: placeholders are replaced there).
+_NOTE_CLOSED = """
+INSERT INTO closed_orders (accession, closed_at, attachments) VALUES (?, ?, ?)
+ON CONFLICT(accession) DO UPDATE SET closed_at = excluded.closed_at, attachments = excluded.attachments
+WHERE closed_orders.purged_at = ''
+"""
+_DUE = ("SELECT accession, attachments FROM closed_orders WHERE purged_at = '' AND closed_at <= ? "
+        "ORDER BY closed_at LIMIT ?")
+_SCRUB = ("UPDATE worklist SET item = '{{}}', patient_id = '', requested_procedure_id = '', study_uid = '', "
+          "sps_id = '', sps_status = '' WHERE accession IN ({marks})")
+
+_MARK_PURGED = "UPDATE closed_orders SET purged_at = ?, attachments = '[]' WHERE accession IN ({marks})"
+
+
+def closed_before_sql(count: int, ph: str) -> str:
+    return f"SELECT accession FROM closed_orders WHERE closed_at <= {ph} AND accession IN ({','.join([ph] * count)})"
+
 
 # Query keys an index can narrow (exact values); the Python matcher then decides.
 _TOP_COLUMNS = {
@@ -147,6 +173,45 @@ class WorklistStore(SqliteFile):
         with self._connect() as db:
             sql = "SELECT COUNT(*) FROM worklist" + (" WHERE sps_status != ''" if visible_only else "")
             return int(db.execute(sql).fetchone()[0])
+
+    # ------------------------------------------------------------- retention (radflow/retention.py)
+    def note_closure(self, accession: str, closed_at: str, attachments: list[str]) -> None:
+        """The order closed at `closed_at` (its PHI leaves after the retention period); "" = open again."""
+        with self._connect() as db:
+            if closed_at:
+                db.execute(_NOTE_CLOSED, (accession, closed_at, json.dumps(sorted(set(attachments)))))
+            else:
+                db.execute("DELETE FROM closed_orders WHERE accession = ? AND purged_at = ''", (accession,))
+
+    def due_for_purge(self, closed_before: str, limit: int = 500) -> list[tuple[str, list[str]]]:
+        """(accession, attachment hashes) of orders closed at or before `closed_before`, not purged yet."""
+        with self._connect() as db:
+            rows = db.execute(_DUE, (closed_before, limit)).fetchall()
+        return [(acc, json.loads(atts)) for acc, atts in rows]
+
+    def closed_before(self, closed_before: str, accessions: Iterable[str]) -> set[str]:
+        """Which of `accessions` closed at or before `closed_before` (purged ones included)."""
+        wanted = list(accessions)
+        found: set[str] = set()
+        with self._connect() as db:
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i:i + 500]
+                sql = closed_before_sql(len(chunk), "?")
+                found.update(r[0] for r in db.execute(sql, [closed_before, *chunk]))
+        return found
+
+    def purge(self, accessions: list[str], purged_at: str) -> int:
+        """Scrub the orders' rows down to accession, version and status (no name, MRN, birth date)."""
+        if not accessions:
+            return 0
+        marks = ",".join("?" * len(accessions))
+        with self._connect() as db:
+            db.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left readable in the file
+            db.execute("BEGIN IMMEDIATE")
+            count = db.execute(_SCRUB.format(marks=marks), accessions).rowcount
+            db.execute(_MARK_PURGED.format(marks=marks), [purged_at, *accessions])
+            db.execute("COMMIT")
+        return count
 
 
 def find_sql(query: Query, statuses: Iterable[str], ph: str) -> tuple[str, list[object]]:
