@@ -22,7 +22,7 @@ import pytest
 from radflow.devstack import DevServer, free_port
 from tests.dicom_peers import closed_by_peer
 from tests.dicom_synth import SyntheticStudy
-from tests.gateways.dicom.dcmtk import ECHOSCU, FINDSCU, findscu, require_dcmtk, run
+from tests.gateways.dicom.dcmtk import ECHOSCU, findscu, require_dcmtk, run
 from tests.radflow.test_dicom_command_limits import ROOT, _until_listening, fill_worklist
 from tests.tls_certs import Pki, make_pki
 
@@ -126,7 +126,3 @@ async def test_a_silent_connection_does_not_stall_the_listener(tls_gateway: tupl
         assert code == 0 and "Association Accepted" in output, output
         assert await asyncio.to_thread(closed_by_peer, silent, HANDSHAKE_TIMEOUT_S + 5)
         assert time.monotonic() - started >= HANDSHAKE_TIMEOUT_S * 0.9
-
-
-def test_findscu_is_dcmtk() -> None:
-    assert Path(FINDSCU).exists() and Path(STORESCU).exists()
