@@ -140,7 +140,8 @@ def _serve_gateway(settings: Settings, role: str, title: str, component: Callabl
     from radflow.wiring import order_service
 
     _setup_logging(settings)
-    refusal = tls_refusal(settings, role)  # the role names its listener's TLS settings
+    # The role names its listener's TLS settings; the DICOM gateway also runs the archive C-STORE client.
+    refusal = tls_refusal(settings, role, *(["dicom_archive"] if role == "dicom" else []))
     if refusal:
         print(refusal, file=sys.stderr)
         return 2

@@ -107,7 +107,10 @@ def make_client_context(ca: Path | None = None, cert: Path | None = None, key: P
     """A verifying client context (also used by `radflow send-hl7 --tls`)."""
     if key and not cert:
         raise TlsConfigError(f"{what}: a client key needs its certificate")
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca) if ca else None)
+    try:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca) if ca else None)
+    except (OSError, ssl.SSLError) as err:
+        raise TlsConfigError(f"{what}: cannot load the CA {ca}: {err}") from None
     ctx.minimum_version = minimum
     if cert:
         _load_chain(ctx, cert, key, password, what)

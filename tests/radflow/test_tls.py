@@ -106,8 +106,10 @@ async def test_the_commands_refuse_tls_settings_that_cannot_work(pki: Pki, tmp_p
         "api": ({"RADFLOW_API_TLS_CERT": str(pki.server_cert), "RADFLOW_API_TLS_KEY": str(pki.server_key),
                  "RADFLOW_TLS_KEY_PASSWORD": "not the password"}, "cannot load certificate"),
         "worker": ({"RADFLOW_EHR_MLLP_TLS_KEY": str(pki.client_key)}, "a client key needs its certificate"),
+        # the archive C-STORE runs in the DICOM gateway (its own task queue): its client settings are checked there
+        "dicom ": ({"RADFLOW_DICOM_ARCHIVE_TLS_CA": str(pki.server_key.parent / "missing.pem")}, "RADFLOW_DICOM_ARCHIVE_TLS"),
     }
     for command, (env, message) in cases.items():
-        code, out = await run(command, **env)
+        code, out = await run(command.strip(), **env)
         assert code == 2 and "TLS misconfigured" in out and message in out, (command, out)
         assert "not the password" not in out
