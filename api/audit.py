@@ -21,10 +21,11 @@ from typing import Any
 from starlette.requests import Request
 
 from api.auth import Principal
-from domain.order import Patient
+from domain.fhir.config import FhirMappingConfig
+from domain.order import OrderData
 from radflow.audit_trail import ATTEMPT, CREATE, OPERATION, READ, SEARCH, UPDATE, AuditTrail
 
-AUDIT_KEY = "radflow.audit"  # request-scoped details routes add (note_patient)
+AUDIT_KEY = "radflow.audit"  # request-scoped details routes add (note_order)
 CLIENT_USER_HEADER = "x-radflow-client-user"
 _PRINTABLE = re.compile(r"[^\x21-\x7e]")
 _FHIR_INSTANCE = re.compile(r"^/fhir/([A-Za-z]+)/\{id\}$")
@@ -51,11 +52,15 @@ def interaction_of(method: str, template: str | None) -> str:
     return OPERATION
 
 
-def note_patient(request: Request, patient: Patient | None, system: str = "") -> None:
-    """Routes that learned the patient name it (by identifier) in the request's audit line."""
+def note_order(request: Request, order: OrderData, mapping: FhirMappingConfig) -> None:
+    """Routes that learned the order name it and its patient (by identifier) in the request's audit line."""
     ctx = request.scope.get(AUDIT_KEY)
-    if ctx is not None and patient is not None and patient.mrn:
-        ctx["patient"] = {"system": system, "value": patient.mrn}
+    if ctx is None:
+        return
+    if order.accession:
+        ctx["order"] = order.accession
+    if order.patient.mrn:
+        ctx["patient"] = {"system": mapping.mrn_system(order.patient.issuer), "value": order.patient.mrn}
 
 
 class ApiAudit:

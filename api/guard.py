@@ -94,7 +94,7 @@ class Guard:
                 await _refuse(send, path, *AUDIT_DOWN)  # nothing was applied
                 return
         extra: dict[str, Any] = {}
-        scope[AUDIT_KEY] = extra  # routes add what they learn (api/audit.py note_patient)
+        scope[AUDIT_KEY] = extra  # routes add what they learn (api/audit.py note_order)
         state = {"status": 0, "swallow": False}
 
         async def send_audited(message: dict) -> None:

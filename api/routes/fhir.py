@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
-from api.audit import note_patient
+from api.audit import note_order
 from api.deps import ServiceDep, SettingsDep
 from api.text_checks import SafeText, safe
 from api.fhir_facade import facade_endpoint, facade_resource
@@ -149,6 +149,7 @@ async def create_service_request(
     order = order_from_service_request(resource, cfg)
     if not order.accession:
         order.accession = await service.allocate_accession(placer_key(order, cfg))
+    note_order(request, order, cfg)
     control_id = idempotency_key or f"fhir-create-{order.accession}"
     try:
         # Indexed under the key allocate_accession looks up, so a resend finds this order.
@@ -212,6 +213,7 @@ async def update_service_request(
         message = "the accession identifier cannot change (it is this order's id)"
         raise FhirError(422, message, "business-rule", "ServiceRequest.identifier")
     state = await service.get_state(accession)
+    note_order(request, state.order, cfg)
     status = resource["status"]
     body_hash = hashlib.sha256(json.dumps(resource, sort_keys=True).encode()).hexdigest()[:20]
     control_id = idempotency_key or f"fhir-put-{body_hash}-{state.updated_at.timestamp():.6f}"
@@ -269,7 +271,7 @@ def _merge(current: OrderData, incoming: OrderData, resource: dict) -> OrderData
 @fhir_errors
 async def read_service_request(id: str, service: ServiceDep, settings: SettingsDep, request: Request) -> FhirResponse:
     state = await service.get_state(_accession(id))
-    note_patient(request, state.order.patient, settings.fhir_mapping().mrn_system(state.order.patient.issuer))
+    note_order(request, state.order, settings.fhir_mapping())
     return FhirResponse(_resource_or_404("ServiceRequest", state, settings))
 
 

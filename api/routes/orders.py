@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Path, Query, Request
 from pydantic import BeforeValidator
 
-from api.audit import note_patient
+from api.audit import note_order
 from api.deps import ActorDep, ControlIdDep, ServiceDep, SettingsDep
 from api.responses import NOT_FOUND, REFUSED, TOO_LARGE, UNAVAILABLE
 from api.text_checks import SafeText, safe
@@ -87,7 +87,7 @@ async def list_orders(
 @router.get("/{accession}", response_model=OrderPublic, responses={**NOT_FOUND, **UNAVAILABLE})
 async def get_order(accession: Accession, service: ServiceDep, settings: SettingsDep, request: Request) -> OrderPublic:
     state = await service.get_state(accession)
-    note_patient(request, state.order.patient, settings.fhir_mapping().mrn_system(state.order.patient.issuer))
+    note_order(request, state.order, settings.fhir_mapping())
     return OrderPublic.from_state(state)
 
 

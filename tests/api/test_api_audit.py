@@ -9,6 +9,7 @@ import json
 import os
 import contextlib
 import stat
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from radflow.components import ApiComponent
 from radflow.devstack import free_port
 from radflow.ordering import OrderService
 from radflow.settings import Settings
+from tests.api.fhir_stack import IDENT_BASE, FhirStack, fhir_stack  # noqa: F401 (fixture)
+from tests.api.test_fhir_api_intake import service_request
 from tests.factories import event, make_order, report
 from tests.fhir_server.fixture import FhirTestServer, fhir_server  # noqa: F401
 from tests.waiting import eventually
@@ -191,3 +194,14 @@ async def test_a_cancel_names_its_operator(service: OrderService, settings: Sett
         entries = (await http.get(f"/orders/{order.accession}/timeline", headers=AS_OPERATOR)).json()["entries"]
     assert cancel.status_code == 200
     assert [e["summary"] for e in entries if e["kind"] == "CANCEL"] == ["cancelled: duplicate by ops-jane"]
+
+
+async def test_a_fhir_intake_names_the_order_and_patient_it_created(fhir_stack: FhirStack) -> None:
+    mrn = "M" + uuid.uuid4().hex[:8].upper()
+    resp = await fhir_stack.http.post("/fhir/ServiceRequest", json=service_request(placer="PL" + mrn, mrn=mrn),
+                                      headers={"Content-Type": "application/fhir+json"})
+    assert resp.status_code == 201, resp.text
+    attempt, done = lines(fhir_stack.settings.audit_log_path())
+    assert (attempt["phase"], attempt["order"], attempt["interaction"]) == ("attempt", None, "create")
+    assert done["order"] == resp.json()["id"] and done["outcome"] == 201  # the accession it was given
+    assert done["patient"] == {"system": f"{IDENT_BASE}/mrn/HOSP", "value": mrn}
