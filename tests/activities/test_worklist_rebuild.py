@@ -1,4 +1,4 @@
-"""Rebuilding the worklist read model from the order workflows (after losing the SQLite file)."""
+"""Rebuilding the worklist read model from the order workflows (after losing the SQLite file or database)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from activities.worklist_sync import WorklistSync, rebuild_worklist
 from domain.definitions import EventSource, OrderStatus, order_workflow_id
 from domain.order import EventKind, OrderState
 from gateways.dicom.worklist_store import WorklistStore
+from radflow.settings import Settings
 from radflow.wiring import order_service
 from radflow.worker import build_worker
 from tests.factories import event, make_order
@@ -50,14 +51,19 @@ async def _count(client: Client, query: str) -> int:
     return len([wf async for wf in client.list_workflows(query)])
 
 
-async def test_an_order_visibility_still_lists_as_open_is_counted_hidden(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def read_model_url(request: pytest.FixtureRequest) -> str:
+    return request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
+
+
+async def test_an_order_visibility_still_lists_as_open_is_counted_hidden(tmp_path: Path, read_model_url: str) -> None:
     """Visibility lags: it may list an order as SCHEDULED after it was cancelled. Its own state
     decides, and the row is counted hidden, not applied (deterministic version of the race above)."""
     now = datetime.now(UTC)
     kept, cancelled = make_order("RBKEPT"), make_order("RBGONE")
     states = {o.accession: OrderState(order=o, status=s, created_at=now, updated_at=now)
               for o, s in ((kept, OrderStatus.SCHEDULED), (cancelled, OrderStatus.CANCELLED))}
-    sync = WorklistSync(WorklistStore(tmp_path / "worklist.db"))
+    sync = WorklistSync.from_settings(Settings(data_dir=tmp_path, read_model_url=read_model_url))
     sync.apply_state(states[kept.accession])
     sync.apply_state(states[cancelled.accession].model_copy(update={"status": OrderStatus.SCHEDULED}))
     assert sync.store.get(cancelled.accession).visible
