@@ -25,6 +25,7 @@ from api.audit import ApiAudit
 from api.auth import Authenticator
 from api.fhir_http import FhirError, error_response
 from api import openapi_security
+from api.docs import describe_builtin_schemas, docs_router
 from api.guard import Guard
 from api.routes import ROUTERS
 from api.routes.codec import CodecCors
@@ -155,6 +156,7 @@ def _install_security(app: FastAPI, settings: Settings, audit: bool) -> None:
         app.state.audit_outbox = outbox = AuditOutbox.from_settings(settings)
         if outbox is not None:
             trail.on_append(outbox.wake)
+    app.state.api_audit = api_audit  # the bulk route audits each order it acts on too
     app.add_middleware(Guard, authenticator=authenticator, audit=api_audit)
     if settings.api_cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.api_cors_origins, allow_credentials=False,
@@ -186,6 +188,8 @@ def create_app(
         # Starlette's limiter: a declared Content-Length over the limit is refused (413)
         # before a byte of the body is read; a chunked body as soon as it goes over.
         max_body_size=settings.api_max_body_bytes,
+        docs_url=None,  # served by api/docs.py from local assets (no CDN)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.service = service
@@ -195,7 +199,8 @@ def create_app(
     app.state.readiness.add("temporal", temporal_check(lambda: app.state.service.client if app.state.service else None))
     _install_security(app, settings, audit)
     app.add_middleware(TraceRequests)  # outermost: the span covers auth and audit too (api/tracing.py)
-    for router in [*ROUTERS, *routers]:
+    for router in [*ROUTERS, *routers, docs_router(app)]:
         app.include_router(router)
+    describe_builtin_schemas(app)
     _install_error_handlers(app)
     return app

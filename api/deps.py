@@ -32,7 +32,8 @@ def actor(request: Request) -> str:
     return principal.name if principal is not None and principal.method != "none" else ""
 
 
-def control_id(idempotency_key: Annotated[SafeText | None, safe(128, where=Header, alias="Idempotency-Key")] = None) -> str:
+def control_id(idempotency_key: Annotated[SafeText | None, safe(128, "a retried request with the same key is applied once", where=Header,
+                                                                                   alias="Idempotency-Key")] = None) -> str:
     """The event's control id: the client's Idempotency-Key (a retried POST is applied once), else fresh."""
     return idempotency_key or f"api-{uuid.uuid4().hex}"
 

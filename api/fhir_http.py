@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 FHIR_JSON = "application/fhir+json"
 
@@ -36,18 +36,18 @@ class FhirError(Exception):
 
 class OperationOutcomeIssue(BaseModel):
     model_config = ConfigDict(extra="allow")
-    severity: str
-    code: str
-    diagnostics: str | None = None
-    expression: list[str] | None = None
+    severity: str = Field(description="fatal, error, warning or information")
+    code: str = Field(description="FHIR issue type, e.g. invalid, not-found, conflict, login")
+    diagnostics: str | None = Field(None, description="what went wrong, in one line")
+    expression: list[str] | None = Field(None, description="where in the request (FHIRPath)")
 
 
 class OperationOutcome(BaseModel):
     """What every FHIR error answer is (documented in the OpenAPI document)."""
 
     model_config = ConfigDict(extra="allow")
-    resourceType: str = "OperationOutcome"
-    issue: list[OperationOutcomeIssue]
+    resourceType: str = Field("OperationOutcome", description="always OperationOutcome")
+    issue: list[OperationOutcomeIssue] = Field(description="one entry per problem")
 
 
 _WHY = {

@@ -16,6 +16,7 @@ POLICY: dict[tuple[str, str], Role | str] = {
     ("GET", "/docs"): PUBLIC,
     ("GET", "/docs/oauth2-redirect"): PUBLIC,
     ("GET", "/redoc"): PUBLIC,
+    ("GET", "/docs/assets/{name}"): PUBLIC,  # Swagger UI / ReDoc scripts served locally (api/docs.py)
     ("GET", "/fhir/metadata"): PUBLIC,
     ("GET", "/orders"): Role.READER,
     ("GET", "/orders/{accession}"): Role.READER,
@@ -37,6 +38,7 @@ POLICY: dict[tuple[str, str], Role | str] = {
     ("POST", "/orders/{accession}/skip"): Role.OPERATOR,
     ("POST", "/orders/{accession}/link-study"): Role.OPERATOR,
     ("POST", "/exceptions/{kind}/{key}/dismiss"): Role.OPERATOR,
+    ("POST", "/bulk/orders/{action}"): Role.OPERATOR,
     ("POST", "/fhir/ServiceRequest"): Role.INTAKE,
     ("PUT", "/fhir/ServiceRequest/{id}"): Role.INTAKE,
     ("POST", "/codec/decode"): Role.READER,  # a PHI read (the Temporal UI showing payloads)

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     api_host: str = "0.0.0.0"
     api_port: int = 8000
     api_max_body_bytes: int = 1024 * 1024  # larger request bodies: 413 before they are read (docs/limits.md)
+    bulk_max_orders: int = 500  # POST /orders/bulk/{action}: a filter matching more is refused (422)
+    bulk_concurrency: int = 8  # orders acted on at once by one bulk request
     # --- API security (api/auth.py, api/guard.py, docs/security.md) ---
     # "" = on when a method below is configured (`radflow api` refuses to start without one);
     # "none" = explicitly open (every caller is admin): only for a trusted, closed network.

@@ -32,41 +32,43 @@ router = APIRouter(tags=["exceptions"])
 
 Accession = Annotated[SafeText, safe(64, "the order's accession number", Path, min_length=1)]
 Key = Annotated[SafeText, safe(64, "StudyInstanceUID or MPPS SOP Instance UID", Path)]
+Kind = Annotated[UnmatchedKind, Path(description="study (unsolicited images) or mpps (unscheduled procedure step)")]
 
 
 class ExceptionPublic(BaseModel):
     kind: str = Field(description="study (unsolicited images) or mpps (unscheduled procedure step)")
     key: str = Field(description="StudyInstanceUID for a study, the MPPS SOP Instance UID for an MPPS")
-    reason: str
+    reason: str = Field(description="why it matched no order, in one line")
     details: dict[str, Any] = Field(description="what the gateway knows: accession as sent, patient, counts...")
-    first_seen: datetime
-    last_seen: datetime
+    first_seen: datetime = Field(description="when the gateway first reported it")
+    last_seen: datetime = Field(description="when the gateway last reported it")
     reports: int = Field(description="how many times the gateway reported it")
-    resolved: bool
-    linked_accession: str
+    resolved: bool = Field(description="linked to an order or dismissed")
+    linked_accession: str = Field(description="the order it was linked to; empty when not linked")
 
 
 class ExceptionListPublic(BaseModel):
-    items: list[ExceptionPublic]
-    consistency: str = "membership from Temporal visibility (eventually consistent); each item read exactly"
+    items: list[ExceptionPublic] = Field(description="the open (or, when asked, every) exception")
+    consistency: str = Field("membership from Temporal visibility (eventually consistent); each item read exactly",
+                             description="how exact this list is")
 
 
 class LinkStudyRequest(BaseModel):
-    study_instance_uid: str = Field(min_length=1, max_length=64)
-    note: str = Field(default="", max_length=500)
+    study_instance_uid: str = Field(min_length=1, max_length=64, description="the unmatched study to attach to the order")
+    note: str = Field(default="", max_length=500, description="why, recorded on the order's timeline")
 
 
 class LinkStudyResult(BaseModel):
-    accession: str
-    study_instance_uid: str
-    series_count: int
-    instance_count: int
-    status: OrderStatus
-    resolved: bool
+    accession: str = Field(description="the order the study now belongs to")
+    study_instance_uid: str = Field(description="the linked study")
+    series_count: int = Field(description="series of the study")
+    instance_count: int = Field(description="instances of the study")
+    status: OrderStatus = Field(description="the order's status after the link")
+    resolved: bool = Field(description="the exception was closed (false: link again to complete it)")
 
 
 class DismissRequest(BaseModel):
-    note: str = Field(default="", max_length=500)
+    note: str = Field(default="", max_length=500, description="why it is dismissed (kept with the exception)")
 
 
 def _public(item: UnmatchedItem) -> ExceptionPublic:
@@ -87,7 +89,7 @@ async def list_exceptions(
 
 @router.get("/exceptions/{kind}/{key}", response_model=ExceptionPublic, responses={**NOT_FOUND, **UNAVAILABLE},
             summary="One unmatched item (open or resolved)")
-async def get_exception(service: ServiceDep, kind: UnmatchedKind, key: Key) -> ExceptionPublic:
+async def get_exception(service: ServiceDep, kind: Kind, key: Key) -> ExceptionPublic:
     item = await get_unmatched(service.client, kind.value, key, rpc_timeout_s=service.rpc_timeout.total_seconds())
     if item is None:
         raise UnmatchedNotFound(f"no unmatched {kind.value} {key}")
@@ -97,7 +99,7 @@ async def get_exception(service: ServiceDep, kind: UnmatchedKind, key: Key) -> E
 @router.post("/exceptions/{kind}/{key}/dismiss", response_model=ExceptionPublic,
              responses={**NOT_FOUND, **REFUSED, **TOO_LARGE, **UNAVAILABLE},
              summary="Close an unmatched item without linking it (e.g. a test study)")
-async def dismiss_exception(service: ServiceDep, kind: UnmatchedKind, key: Key,
+async def dismiss_exception(service: ServiceDep, kind: Kind, key: Key,
                             body: Annotated[DismissRequest, Body()] = DismissRequest()) -> ExceptionPublic:
     item = await resolve_unmatched(service.client, kind.value, key, "", body.note or "dismissed",
                                    rpc_timeout_s=service.rpc_timeout.total_seconds())

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Path, Request
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
@@ -56,7 +56,9 @@ router = APIRouter(prefix="/fhir", tags=["fhir"])
 DEFAULT_COUNT = 50
 # FHIR resources nest a dozen levels; far deeper input only costs recursion further on.
 MAX_JSON_DEPTH = 64
-IdempotencyKey = Annotated[SafeText | None, safe(128, where=Header, alias="Idempotency-Key")]
+IdempotencyKey = Annotated[SafeText | None, safe(128, "a retried request with the same key is applied once",
+                                                  where=Header, alias="Idempotency-Key")]
+ResourceId = Annotated[str, Path(description="the resource's logical id (for order resources: derived from the accession)")]
 
 
 def fhir_errors(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -201,7 +203,7 @@ def _applied_resource(state: OrderState, settings: Settings) -> dict:
             responses=fhir_errors_doc(400, 404, 409, 413, 415, 422, 503))
 @fhir_errors
 async def update_service_request(
-    id: str, request: Request, service: ServiceDep, settings: SettingsDep, idempotency_key: IdempotencyKey = None
+    id: ResourceId, request: Request, service: ServiceDep, settings: SettingsDep, idempotency_key: IdempotencyKey = None
 ) -> FhirResponse:
     resource = await _read_resource(request)
     if resource.get("id") not in (None, id):
@@ -269,7 +271,7 @@ def _merge(current: OrderData, incoming: OrderData, resource: dict) -> OrderData
 # ------------------------------------------------------------------ reads
 @router.get("/ServiceRequest/{id}", response_class=FhirResponse, responses=fhir_errors_doc(404, 422, 503))
 @fhir_errors
-async def read_service_request(id: str, service: ServiceDep, settings: SettingsDep, request: Request) -> FhirResponse:
+async def read_service_request(id: ResourceId, service: ServiceDep, settings: SettingsDep, request: Request) -> FhirResponse:
     state = await service.get_state(_accession(id))
     note_order(request, state.order, settings.fhir_mapping())
     return FhirResponse(_resource_or_404("ServiceRequest", state, settings))
@@ -277,7 +279,7 @@ async def read_service_request(id: str, service: ServiceDep, settings: SettingsD
 
 @router.get("/Endpoint/{id}", response_class=FhirResponse, responses=fhir_errors_doc(404, 422))
 @fhir_errors
-async def read_endpoint(id: str, settings: SettingsDep) -> FhirResponse:
+async def read_endpoint(id: ResourceId, settings: SettingsDep) -> FhirResponse:
     cfg = settings.fhir_mapping()
     if id != cfg.endpoint_name:
         raise FhirError(404, f"unknown Endpoint/{id}", "not-found")
@@ -286,7 +288,7 @@ async def read_endpoint(id: str, settings: SettingsDep) -> FhirResponse:
 
 def _order_read(kind: str) -> Callable[..., Awaitable[FhirResponse]]:
     @fhir_errors
-    async def read(id: str, service: ServiceDep, settings: SettingsDep) -> FhirResponse:
+    async def read(id: ResourceId, service: ServiceDep, settings: SettingsDep) -> FhirResponse:
         return FhirResponse(_resource_or_404(kind, await service.get_state(_accession(id)), settings))
 
     read.__name__ = f"read_{kind.lower()}"

@@ -6,13 +6,13 @@ completed it. With an `Idempotency-Key` header a retried POST is applied once.
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query, Request
 from pydantic import BeforeValidator
 
+from api import order_actions as actions
 from api.audit import note_order
 from api.deps import ActorDep, ControlIdDep, ServiceDep, SettingsDep
 from api.responses import NOT_FOUND, REFUSED, TOO_LARGE, UNAVAILABLE
@@ -29,11 +29,8 @@ from api.schemas import (
     TimelinePublic,
 )
 from domain.definitions import EventSource, OrderStatus
-from domain.order import EventKind, OperatorAction, OrderEvent, Schedule
-from radflow.logs import order_fields
+from domain.order import EventKind, OrderEvent, Schedule
 from radflow.order_search import OrderFilter, search_orders
-
-log = logging.getLogger("radflow.api")
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 
@@ -65,16 +62,16 @@ Accession = Annotated[SafeText, safe(64, "the order's accession number", Path, m
 async def list_orders(
     service: ServiceDep,
     patient: Annotated[SafeText | None, safe(64, "patient MRN")] = None,
-    accession: Annotated[SafeText | None, safe(64)] = None,
-    status: OrderStatus | None = None,
-    modality: Annotated[SafeText | None, safe(16)] = None,
+    accession: Annotated[SafeText | None, safe(64, "accession number")] = None,
+    status: Annotated[OrderStatus | None, Query(description="order status")] = None,
+    modality: Annotated[SafeText | None, safe(16, "DICOM modality, e.g. CT")] = None,
     station: Annotated[SafeText | None, safe(16, "scheduled station AE title")] = None,
     scheduled_from: Annotated[datetime | None, Query(description="scheduled start >= (ISO 8601, UTC if no offset)"),
                               BeforeValidator(_iso_only)] = None,
     scheduled_to: Annotated[datetime | None, Query(description="scheduled start <="), BeforeValidator(_iso_only)] = None,
-    needs_attention: bool | None = None,
-    page_size: Annotated[int, Query(ge=1, le=1000)] = 50,
-    next_page_token: Annotated[SafeText | None, safe(4096)] = None,
+    needs_attention: Annotated[bool | None, Query(description="only orders with (true) / without (false) a lane waiting for an operator")] = None,
+    page_size: Annotated[int, Query(ge=1, le=1000, description="orders per page")] = 50,
+    next_page_token: Annotated[SafeText | None, safe(4096, "next_page_token of the page before")] = None,
 ) -> OrderListPublic:
     flt = OrderFilter(
         accession=accession, patient=patient, status=status, modality=modality, station=station,
@@ -117,7 +114,7 @@ async def schedule_order(accession: Accession, body: ScheduleRequest, service: S
     schedule = Schedule(station_ae=body.station_ae, modality=body.modality, start=start,
                         station_name=body.station_name, location=body.location)
     event = OrderEvent(kind=EventKind.SCHEDULE, source=EventSource.API, control_id=control_id, schedule=schedule, actor=actor)
-    return await _send(service, accession, event)
+    return await actions.send_event(service, accession, event)
 
 
 @router.post("/{accession}/cancel", response_model=EventResultPublic, responses={**NOT_FOUND, **REFUSED, **TOO_LARGE, **UNAVAILABLE})
@@ -125,9 +122,7 @@ async def cancel_order(
     accession: Accession, service: ServiceDep, control_id: ControlIdDep, actor: ActorDep,
     body: Annotated[CancelRequest | None, Body()] = None,
 ) -> EventResultPublic:
-    reason = body.reason if body else ""
-    event = OrderEvent(kind=EventKind.CANCEL, source=EventSource.API, control_id=control_id, reason=reason, actor=actor)
-    return await _send(service, accession, event)
+    return await actions.cancel(service, accession, body.reason if body else "", control_id, actor)
 
 
 @router.post(
@@ -140,7 +135,8 @@ async def retry_step(
     accession: Accession, service: ServiceDep, control_id: ControlIdDep, actor: ActorDep,
     body: Annotated[OperatorRequest | None, Body()] = None,
 ) -> OperatorResultPublic:
-    return await _operator(service, accession, "retry", body, control_id, actor)
+    return await actions.operator(service, accession, "retry", body.note if body else "", body.lane if body else "",
+                                  control_id, actor)
 
 
 @router.post(
@@ -153,32 +149,5 @@ async def skip_step(
     accession: Accession, service: ServiceDep, control_id: ControlIdDep, actor: ActorDep,
     body: Annotated[OperatorRequest | None, Body()] = None,
 ) -> OperatorResultPublic:
-    return await _operator(service, accession, "skip", body, control_id, actor)
-
-
-async def _send(service: ServiceDep, accession: str, event: OrderEvent) -> EventResultPublic:
-    result = await service.send_event(accession, event)
-    # Applied: from here on nothing may turn the answer into a 5xx (the client would retry
-    # something that already happened); a failing log line is reported, not raised.
-    _log_applied("api event applied", accession, kind=event.kind.value, changed=result.changed,
-                 status=result.status.value, control_id=event.control_id)
-    return EventResultPublic(accession=result.accession or accession, status=result.status, changed=result.changed,
-                             duplicate=result.duplicate, message=result.message)
-
-
-async def _operator(service: ServiceDep, accession: str, action: str, body: OperatorRequest | None, control_id: str,
-                    actor: str) -> OperatorResultPublic:
-    result = await service.operator_action(accession, OperatorAction(action=action, note=body.note if body else "",
-                                                                     lane=body.lane if body else "", actor=actor,
-                                                                     via="api"),
-                                           update_id=f"{EventSource.API.value}:{control_id}")
-    _log_applied("api operator action", accession, action=action, status=result.status.value)
-    return OperatorResultPublic(accession=result.accession or accession, action=result.action, status=result.status,
-                                needs_attention=result.needs_attention, lanes=result.lanes)
-
-
-def _log_applied(message: str, accession: str, **fields: object) -> None:
-    try:
-        log.info(message, extra=order_fields(accession, **fields))
-    except Exception:
-        log.exception("log line failed after an applied change", extra={"accession": accession})
+    return await actions.operator(service, accession, "skip", body.note if body else "", body.lane if body else "",
+                                  control_id, actor)
