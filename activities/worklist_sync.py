@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import tzinfo
 from zoneinfo import ZoneInfo
 
@@ -65,8 +66,9 @@ class WorklistSync:
         return StepResult(outcome="delivered", detail=f"worklist SPS {sps_status}" if sps_status else "off the worklist")
 
 
-async def rebuild_worklist(client: Client, sync: WorklistSync, service: OrderService | None = None) -> dict[str, int]:
-    """Re-apply every open order's state; hide rows whose order is no longer open."""
+async def rebuild_worklist(client: Client, sync: WorklistSync, service: OrderService | None = None,
+                           advance: Callable[[int], None] = lambda n: None) -> dict[str, int]:
+    """Re-apply every open order's state; hide rows whose order is no longer open. `advance(1)` per order looked at."""
     service = service or OrderService(client)
     open_statuses = ", ".join(d.quote_visibility(s) for s in ("SCHEDULED", "IN_PROGRESS", "NEEDS_ATTENTION", "ORDERED"))
     query = (f"{d.order_workflow_types_clause()} AND ExecutionStatus = 'Running' "
@@ -78,6 +80,7 @@ async def rebuild_worklist(client: Client, sync: WorklistSync, service: OrderSer
         accession = d.accession_from_workflow_id(wf.id)
         if not accession:
             continue
+        advance(1)
         try:
             state = await service.get_state(accession)
         except OrderNotFound:
@@ -97,6 +100,7 @@ async def rebuild_worklist(client: Client, sync: WorklistSync, service: OrderSer
     for accession in await asyncio.to_thread(sync.store.visible_accessions):
         if accession in seen:
             continue
+        advance(1)
         try:
             # A closed workflow (completed, or terminated without telling anyone) has no
             # business on the worklist, whatever its last state says.

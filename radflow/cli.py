@@ -243,7 +243,12 @@ def cmd_worklist_rebuild(args: argparse.Namespace) -> int:
         client = await _connect_or_none(settings)
         if client is None:
             return 1
-        counts = await rebuild_worklist(client, WorklistSync.from_settings(settings), order_service(client, settings))
+        from radflow.progress import progress
+
+        # The number of open orders is not known up front (visibility pages): the bar counts up.
+        with progress(None, "worklist-rebuild") as advance:
+            counts = await rebuild_worklist(client, WorklistSync.from_settings(settings), order_service(client, settings),
+                                            advance=advance)
         print(f"{describe(settings)}: {counts['applied']} orders re-applied, {counts['hidden']} rows hidden, "
               f"{counts['failed']} orders unreadable")
         return 1 if counts["failed"] else 0

@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 import ssl
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+
+from radflow.progress import progress
 
 _FRAME = re.compile(rb"\x0b(.*?)\x1c\r?", re.S)
 # File/batch envelopes: each message inside is sent on its own and acknowledged on its own.
@@ -66,7 +69,7 @@ def parse_ack(raw: bytes) -> Ack:
 async def send_files(files: list[Path], host: str, port: int, timeout_s: float = 10.0, raw: bool = False,
                      tls: ssl.SSLContext | None = None) -> int:
     """0 when every message got AA; 1 when any got something else; 2 when sending failed."""
-    from radflow.mllp_client import MllpError, send_messages
+    from radflow.mllp_client import MllpClient, MllpError
 
     batches: list[tuple[Path, list[bytes]]] = []
     for path in files:
@@ -81,20 +84,36 @@ async def send_files(files: list[Path], host: str, port: int, timeout_s: float =
             return 2
         batches.append((path, messages))
 
+    total = sum(len(m) for _, m in batches)
+    codes: Counter[str] = Counter()
     worst = 0
-    for path, messages in batches:
-        try:
-            acks = await send_messages(host, port, messages, timeout_s=timeout_s, tls=tls)
-        except (OSError, TimeoutError, MllpError) as err:
-            print(f"{path}: sending to {host}:{port} failed: {err or type(err).__name__}", file=sys.stderr)
-            return 2
-        for n, (message, raw_ack) in enumerate(zip(messages, acks, strict=False), start=1):
-            ack = parse_ack(raw_ack)
-            detail = f" {ack.text}" if ack.text else ""
-            print(f"{path.name}#{n} {control_id(message) or '-'} -> {ack.code}{detail}")
-            if ack.code != "AA":
-                worst = 1
-        if len(acks) < len(messages):
-            print(f"{path.name}: only {len(acks)} of {len(messages)} messages acknowledged", file=sys.stderr)
-            worst = 2
+    with progress(total if total > 1 else 0, "send-hl7") as advance:
+        for path, messages in batches:
+            acks: list[bytes] = []
+            try:
+                async with MllpClient(host, port, timeout_s=timeout_s, tls=tls) as client:
+                    for message in messages:
+                        acks.append(await client.send(message))
+                        advance(1)
+            except (OSError, TimeoutError, MllpError) as err:
+                _report(path, messages, acks, codes)
+                print(f"{path}: sending to {host}:{port} failed: {err or type(err).__name__}", file=sys.stderr)
+                return 2
+            worst = max(worst, _report(path, messages, acks, codes))
+    # The record when no bar is drawn (CI, pipes): one line for the whole run.
+    print(f"sent {sum(codes.values())} of {total} message(s) from {len(batches)} file(s): "
+          + (", ".join(f"{n} {code}" for code, n in sorted(codes.items())) or "no ACK"))
+    return worst
+
+
+def _report(path: Path, messages: list[bytes], acks: list[bytes], codes: Counter[str]) -> int:
+    """Print one line per acknowledged message; 0 all AA, 1 any other answer."""
+    worst = 0
+    for n, (message, raw_ack) in enumerate(zip(messages, acks, strict=False), start=1):
+        ack = parse_ack(raw_ack)
+        codes[ack.code] += 1
+        detail = f" {ack.text}" if ack.text else ""
+        print(f"{path.name}#{n} {control_id(message) or '-'} -> {ack.code}{detail}")
+        if ack.code != "AA":
+            worst = 1
     return worst

@@ -2,7 +2,8 @@
 
 Exit codes: 0 done, 1 the API refused (401 no/invalid RADFLOW_API_TOKEN, 403 role missing,
 404 unknown order, 409 refused, 422 bad input,
-503 Temporal down), 2 the API could not be reached.
+503 Temporal down) or, by filter, some order refused or failed; 2 the API could not be reached
+or the command line is incomplete.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from radflow.bulk_cli import UsageError, add_filter_flags, render as render_bulk, run_bulk, uses_filter
 from radflow.settings import Settings
 
 
@@ -41,13 +43,18 @@ def add_orders_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
     for name, text in [("show", "an order's status, patient, procedure, schedule and flags"), ("timeline", "an order's timeline")]:
         osub.add_parser(name, help=text).add_argument("accession")
     for name in ("retry", "skip"):
-        p = osub.add_parser(name, help=f"operator {name} of the lane(s) of an order waiting for an operator")
-        p.add_argument("accession")
-        p.add_argument("--note", default="")
-        p.add_argument("--lane", default="", help="worklist, fhir, hl7 or archive (default: every waiting lane)")
-    cancel = osub.add_parser("cancel", help="cancel an order")
-    cancel.add_argument("accession")
-    cancel.add_argument("--reason", default="")
+        p = osub.add_parser(name, help=f"operator {name} of the lane(s) of an order (or of every order a filter matches) "
+                                       "waiting for an operator")
+        p.add_argument("accession", nargs="?", help="the order; without it, every order the filter flags match")
+        p.add_argument("--note", default="", help="why (required by filter)")
+        p.add_argument("--lane", default="", help="worklist, fhir, hl7 or archive (default: every waiting lane); "
+                                                  "by filter: only orders whose lane waits")
+        add_filter_flags(p)
+    cancel = osub.add_parser("cancel", help="cancel an order (or every order a filter matches)")
+    cancel.add_argument("accession", nargs="?", help="the order; without it, every order the filter flags match")
+    cancel.add_argument("--reason", default="", help="why (required by filter)")
+    cancel.add_argument("--lane", default="", help="by filter: only orders whose lane waits for an operator")
+    add_filter_flags(cancel)
     sched = osub.add_parser("schedule", help="schedule an order that arrived without a schedule")
     sched.add_argument("accession")
     sched.add_argument("--station", default="", help="station AE title")
@@ -86,20 +93,33 @@ def run_orders_command(args: argparse.Namespace) -> int:
     except ApiError as err:
         print(f"error {err.status}: {err}", file=sys.stderr)
         return 1
+    except UsageError as err:
+        print(f"radflow orders: {err}", file=sys.stderr)
+        return 2
     except httpx.TransportError as err:
         print(f"cannot reach the radflow API at {base}: {err}", file=sys.stderr)
         return 2
+    bulk = _is_bulk(args)
     if args.json:
         print(json.dumps(body, indent=2, ensure_ascii=False))
     else:
-        print(_render(args.orders_command, body))
-    return 0
+        print(render_bulk(body) if bulk else _render(args.orders_command, body))
+    # By filter: 1 when any order refused or failed (scripts notice), the summary says which.
+    return 1 if bulk and (body["refused"] or body["failed"]) else 0
+
+
+def _is_bulk(args: argparse.Namespace) -> bool:
+    return args.orders_command in ("retry", "skip", "cancel") and args.accession is None
 
 
 def _call(http: httpx.Client, args: argparse.Namespace) -> Any:
     cmd = args.orders_command
     if cmd == "list":
         return _list(http, args)
+    if _is_bulk(args):
+        return run_bulk(http, args, _check)
+    if cmd in ("retry", "skip", "cancel") and uses_filter(args):
+        raise UsageError("give an accession or filter flags, not both")
     acc = args.accession
     if cmd == "show":
         return _check(http.get(f"/orders/{acc}"))
