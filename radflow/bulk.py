@@ -64,10 +64,15 @@ class BulkFilter:
             (d.SA_STATION.name, self.station),
             (d.SA_MODALITY.name, self.modality),
         ) if value]
-        if self.lane or self.needs_attention:
-            parts.append(f"{d.SA_NEEDS_ATTENTION.name} = true")
-        elif self.needs_attention is False:
-            parts.append(f"{d.SA_NEEDS_ATTENTION.name} = false")
+        # AttentionLane and ProcedureCode exist since patch ui-search-attributes: an order that has not
+        # upserted since (started before it, untouched) has neither, so it stays a candidate.
+        lane, code = d.SA_ATTENTION_LANE.name, d.SA_PROCEDURE_CODE.name
+        if self.lane:
+            parts.append(f"({lane} = {q(self.lane)} OR ({d.SA_NEEDS_ATTENTION.name} = true AND {lane} IS NULL))")
+        if self.needs_attention is not None:
+            parts.append(f"{d.SA_NEEDS_ATTENTION.name} = {'true' if self.needs_attention else 'false'}")
+        if self.procedure:
+            parts.append(f"({code} = {q(self.procedure)} OR {code} IS NULL)")
         # No time clause: a run's StartTime is not the order's creation (the first task comes after
         # it; continue-as-new starts new runs later), so time ranges are checked on the exact state only.
         return " AND ".join(parts)

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from domain.definitions import EventSource, ReportStatus
-from domain.order import EventKind
+from domain.order import EventKind, Procedure
 from radflow.ordering import OrderService
 from radflow.settings import Settings
 from tests.factories import event, make_order, report
@@ -179,6 +179,25 @@ async def test_cancel_refuses_more_than_the_cap_and_checks_time_ranges(api: http
     assert len(got["not_matching"]) == 3 and all(w.startswith("created at") for w in got["not_matching"].values())
     assert (await service.get_state(first.accession)).status.value == "CANCELLED"
     assert [(await service.get_state(o.accession)).status.value for o in later[1:]] == ["SCHEDULED"] * 3
+
+
+async def test_procedure_filter_narrows_candidates_below_the_cap(api: httpx.AsyncClient, service: OrderService) -> None:
+    here = station()
+    heads = [make_order(station=here) for _ in range(5)]  # CTHEAD: over the cap of 4 on their own
+    chest = make_order(station=here)
+    chest.procedure = Procedure(code="XRCHEST", text="XR chest 2 views", coding_system="L")
+    for order in [*heads, chest]:
+        await service.start_order(order, EventSource.HL7)
+    body = {"filter": {"station": here, "procedure": "XRCHEST"}, "dry_run": True}
+
+    async def matched() -> httpx.Response:
+        return await api.post("/bulk/orders/cancel", json=body)
+
+    # ProcedureCode (search attribute) narrows the candidates in visibility, not only the exact check.
+    resp = await eventually(matched, lambda r: r.status_code == 200 and r.json()["matched"] == [chest.accession],
+                            timeout_s=20)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["candidates"] == 1 and resp.json()["matched"] == [chest.accession]
 
 
 def count_status(api: httpx.AsyncClient, at: str, status: str):  # noqa: ANN201
