@@ -102,8 +102,8 @@ class BulkFilter:
 
 def waiting_lanes(state: OrderState) -> set[str]:
     lanes = {name for name, lane in state.lanes.items() if lane.attention is not None}
-    if state.attention is not None:  # orders started before lanes (v1)
-        lanes.add(state.attention.step)
+    if state.attention is not None:  # orders started before lanes (v1): step "<consumer>:<milestone>"
+        lanes.add(state.attention.step.split(":", 1)[0])
     return lanes
 
 
