@@ -33,7 +33,8 @@ class PayloadJson(BaseModel):
 
 
 class PayloadsJson(BaseModel):
-    payloads: list[PayloadJson] = Field(default_factory=list, max_length=1000)
+    payloads: list[PayloadJson] = Field(default_factory=list, max_length=1000,
+                                        description="Temporal payloads as JSON (base64 metadata and data), at most 1000")
 
     model_config = {"json_schema_extra": {"examples": [{"payloads": [
         {"metadata": {"encoding": "YmluYXJ5L2VuY3J5cHRlZA==", "encryption-key-id": "azIwMjYxMTMwLWFiY2RlZg=="},
@@ -41,8 +42,8 @@ class PayloadsJson(BaseModel):
 
 
 class CodecProblem(BaseModel):
-    detail: str
-    error_type: str
+    detail: str = Field(description="what went wrong, in one line")
+    error_type: str = Field(description="machine-readable kind, e.g. UnknownKeyId, PayloadTampered")
 
 
 # 422 (FastAPI's validation shape, `type` naming the error): not base64, an unknown key id
@@ -86,7 +87,7 @@ async def _apply(request: Request, body: PayloadsJson, namespace: str | None,
          "data": base64.b64encode(p.data).decode()} for p in out]})
 
 
-Namespace = Annotated[str | None, Header(alias="X-Namespace", max_length=256)]
+Namespace = Annotated[str | None, Header(alias="X-Namespace", max_length=256, description="the Temporal namespace the payloads belong to (the UI sends it)")]
 
 
 @router.post("/decode", response_model=PayloadsJson, responses=ERRORS,
