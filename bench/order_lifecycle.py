@@ -86,7 +86,7 @@ async def _wait(service, acc: str, check, timeout_s: float = 60.0) -> None:
         if check(state):
             return
         await asyncio.sleep(0.05)
-    raise TimeoutError(f"{acc}: status {state.status}, deliveries {state.deliveries}")
+    raise TimeoutError(f"{acc}: status {state.status}, deliveries {state.deliveries}, last {[(t.kind, t.summary) for t in state.timeline[-5:]]}")
 
 
 KINDS: dict[str, int] = {}
@@ -157,7 +157,7 @@ async def main() -> None:
                 task_queue="bench-lifecycle", data_dir=Path(tmp), fhir_base_url=fhir.base_url,
                 ehr_mllp_host="127.0.0.1", ehr_mllp_port=ehr.sockets[0].getsockname()[1],
                 sync_consumers=["worklist", "fhir"], report_consumers=["hl7", "fhir"],
-                acquisition_consumers=["archive"], _env_file=None,
+                acquisition_consumers=["archive"], worker_spool_archive=True, _env_file=None,
             )
             service = order_service(client, settings)
             async with build_worker(client, settings, task_queue=settings.task_queue):
