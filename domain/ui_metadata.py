@@ -22,10 +22,9 @@ SEP = " · "
 def static_summary(order: OrderData) -> str:
     """One line for the workflow list, e.g. `CT · CT head w/o contrast · ACC1001 @ CT01 · 2030-03-05 14:30`."""
     s = order.schedule
-    parts = [s.modality or "?", order.procedure.text or order.procedure.code or "no procedure",
-             f"{order.accession} @ {s.station_ae}" if s.station_ae else order.accession]
-    if s.start is not None:
-        parts.append(_minute(s.start))
+    parts = [s.modality, order.procedure.text or order.procedure.code or "no procedure",
+             f"{order.accession} @ {s.station_ae}" if s.station_ae else order.accession,
+             _minute(s.start) if s.start is not None else "unscheduled"]
     return SEP.join(p for p in parts if p)
 
 

@@ -41,6 +41,9 @@ def dev_settings(settings: Settings, server: DevServer) -> Settings:
         "temporal_tls_ca": None,
         "temporal_api_key": None,
         "worker_spool_archive": True,  # one host: orders whose images predate gateway queues still archive
+        # The Temporal UI's links to an order point at this stack's API unless a URL was configured.
+        "api_url": settings.api_url if "api_url" in settings.model_fields_set else
+        f"{'https' if settings.api_tls_cert else 'http'}://{settings.dev_host}:{settings.api_port}",
     })
 
 

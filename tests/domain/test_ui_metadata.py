@@ -23,7 +23,7 @@ from tests.factories import make_order
 def test_summary_of_an_unscheduled_order_without_procedure_text() -> None:
     order = make_order("ACC9", scheduled=False)
     order.procedure.text = ""
-    assert static_summary(order) == "? · CTHEAD · ACC9"
+    assert static_summary(order) == "CTHEAD · ACC9 · unscheduled"
 
 
 def test_details_have_identifiers_and_links_but_no_patient() -> None:
