@@ -133,6 +133,9 @@ class ErrorType(StrEnum):
 # stack trace (radflow.temporal's failure converter drops it).
 REFUSAL_ERROR_TYPES = frozenset({ErrorType.OPERATOR_REFUSED, ErrorType.NO_ATTENTION_PENDING,
                                  ErrorType.INVALID_TRANSITION, ErrorType.INVALID_EVENT, ErrorType.ORDER_CLOSED})
+# Refusals of an operator action: their text is the operator's input and lane names, never patient data,
+# so they stay readable (unencoded) when payload encryption is on.
+OPERATOR_REFUSAL_TYPES = frozenset({ErrorType.OPERATOR_REFUSED, ErrorType.NO_ATTENTION_PENDING})
 
 
 # Search attributes radflow registers (`radflow dev` and `radflow setup`).

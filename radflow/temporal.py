@@ -12,7 +12,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverter, PayloadConverter
 from temporalio.exceptions import ApplicationError
 
-from domain.definitions import REFUSAL_ERROR_TYPES, SEARCH_ATTRIBUTES
+from domain.definitions import OPERATOR_REFUSAL_TYPES, REFUSAL_ERROR_TYPES, SEARCH_ATTRIBUTES
 from radflow.codec import EncryptionCodec, encrypted_converter, load_keys
 from radflow.settings import Settings
 from radflow.telemetry import client_interceptors, temporal_runtime
@@ -38,10 +38,22 @@ DATA_CONVERTER = dataclasses.replace(pydantic_data_converter, failure_converter_
 
 class EncodedRefusalFailureConverter(RefusalFailureConverter):
     """The same, with messages and stack traces encoded (by the payload codec when it is on):
-    an exception message can quote a patient's name."""
+    an exception message can quote a patient's name.
+
+    Operator refusals stay readable: the Temporal UI's update dialog shows a failure's message
+    without asking the codec server ("Encoded failure" otherwise), and their text is built from
+    the operator's own input and lane names only (domain/ui_metadata.py), never patient data.
+    """
 
     def __init__(self) -> None:
         super().__init__(encode_common_attributes=True)
+        self._readable = RefusalFailureConverter()
+
+    def to_failure(self, exception: BaseException, payload_converter: PayloadConverter, failure: Failure) -> None:
+        if isinstance(exception, ApplicationError) and exception.type in OPERATOR_REFUSAL_TYPES:
+            self._readable.to_failure(exception, payload_converter, failure)
+            return
+        super().to_failure(exception, payload_converter, failure)
 
 
 def data_converter(settings: Settings) -> DataConverter:
