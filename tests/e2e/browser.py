@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright, expect
 
 from tests.e2e.radflow_process import RadflowProcess, free_ports, port_flags
 
@@ -44,6 +44,9 @@ async def screenshot(page: Page, name: str) -> Path:
 async def browser() -> AsyncIterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail("chromium not installed: apt-get install -y chromium (scripts/test.sh does it when root)")
+    # The UI decodes payloads through the codec server one request at a time: on a loaded
+    # machine that takes longer than expect()'s default 5 s.
+    expect.set_options(timeout=30_000)
     async with async_playwright() as pw:
         chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield chromium
@@ -97,5 +100,5 @@ class LocalOnly:
 
 async def local_only(browser: Browser) -> LocalOnly:
     context = await browser.new_context(viewport={"width": 1400, "height": 1000}, locale="en-US", timezone_id="UTC")
-    context.set_default_timeout(20_000)
+    context.set_default_timeout(30_000)
     return LocalOnly(context)

@@ -2,8 +2,8 @@
 
 `radflow dev` runs as a separate process on free ports; an order arrives over MLLP (ADT
 then ORM); the operator searches the workflow list by accession, opens the order and reads
-it. Payloads are shown decoded (through the codec server when payload encryption is on),
-and the order's user metadata (summary, details, current details) is there.
+it. Payloads are encrypted in Temporal and shown decoded through radflow's codec server, and
+the order's user metadata (summary, details, current details) is there, without PHI.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 from playwright.async_api import Browser, Page, expect
+from temporalio.client import Client
 
 from radflow.mllp_client import send_messages
 from tests.e2e.browser import DevStack, local_only, screenshot
@@ -60,12 +61,32 @@ async def test_operator_finds_an_order_by_accession_and_reads_it(dev_stack: DevS
         # encryption on, only the codec server can make it so).
         await expect(main).to_contain_text(f'"accession": "{acc}"')
         await expect(main).to_contain_text('"code": "CTHEAD"')
+        # ... while what Temporal stores is encrypted: a client without the codec sees ciphertext.
+        raw = await Client.connect(f"127.0.0.1:{dev_stack.ports['temporal']}")
+        history = await raw.get_workflow_handle(f"order-{acc}").fetch_history()
+        [stored] = history.events[0].workflow_execution_started_event_attributes.input.payloads
+        assert stored.metadata["encoding"] == b"binary/encrypted"
+        assert acc.encode() not in stored.data and mrn.encode() not in stored.data
 
-        # User metadata: the order's summary, its static details and the current details.
+        # User metadata: the order's summary, its static details (identifiers, a link to this
+        # stack's API) and the current details (status and lanes), none of it with PHI. The UI
+        # renders each (markdown) in its own frame.
         await page.get_by_role("tab", name="User Metadata").click()
-        await expect(main.get_by_text("Summary", exact=True).first).to_be_visible()
-        await expect(main.get_by_text("Current Details", exact=True).first).to_be_visible()
-        await screenshot(page, "temporal-ui-order")
+        summary = page.frame_locator("iframe#user-metadata-summary").locator("body")
+        details = page.frame_locator("iframe#user-metadata-details").locator("body")
+        current = page.frame_locator("iframe#user-metadata-current-details").locator("body")
+        try:
+            await expect(summary).to_contain_text(f"CT head without contrast · {acc}")
+            await expect(details).to_contain_text(f"Accession: {acc}")
+            api = f"http://127.0.0.1:{dev_stack.ports['api']}/orders/{acc}"
+            await expect(details.get_by_role("link", name=api, exact=True)).to_be_visible()
+            await expect(current).to_contain_text("Status: ORDERED")
+            await expect(current).to_contain_text("Lanes: worklist:")
+        finally:
+            await screenshot(page, "temporal-ui-order")
+        for frame in (summary, details, current):
+            text = await frame.inner_text()
+            assert "Testpatient" not in text and mrn not in text and "19800202" not in text, text
 
         # It worked with nothing beyond this machine (a hospital network has no internet). The UI's
         # only outside call is its news feed (the "Open news feed" bell), which it does without.
