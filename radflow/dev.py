@@ -31,12 +31,8 @@ LOG_FILE = "temporal.log"
 
 
 def dev_settings(settings: Settings, server: DevServer) -> Settings:
-    """The same settings, pointed at the embedded server (plain TCP, default namespace), and the
-    API's own address as the base of the links in the orders' Temporal UI details (unless set)."""
-    api_url = settings.api_url if "api_url" in settings.model_fields_set else (
-        f"{'https' if settings.api_tls_cert else 'http'}://{settings.dev_host}:{settings.api_port}")
+    """The same settings, pointed at the embedded server (plain TCP, default namespace)."""
     return settings.model_copy(update={
-        "api_url": api_url,
         "temporal_address": server.address,
         "temporal_namespace": "default",
         "temporal_tls": False,
