@@ -83,7 +83,9 @@ def hl7_type_of(text: str) -> str:
     if start < 0 or len(text) < start + 8:
         return "unreadable"
     line = text[start:start + 512].split("\r", 1)[0].split("\n", 1)[0]
-    field, component = line[3], line[4] if len(line) > 4 else "^"
+    if len(line) < 5:  # no field separator and encoding characters (e.g. a bare "MSH")
+        return "unreadable"
+    field, component = line[3], line[4]
     parts = line.split(field)
     if len(parts) < 9:
         return "unreadable"

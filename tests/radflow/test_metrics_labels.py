@@ -22,6 +22,9 @@ def test_hl7_type_labels_are_bounded() -> None:
     assert hl7_type_of("MSH|^~\\&|A|B|C|D|20300101||ORU^Smith John|1|P|2.3\r") == "ORU"
     assert hl7_type_of("garbage") == "unreadable"
     assert hl7_type_of("MSH|^~\\&|A") == "unreadable"
+    assert hl7_type_of("MSH\rPID|1||X") == "unreadable"  # a bare MSH line (tests/gateways/test_hl7_hostile_input.py)
+    assert hl7_type_of("MSH|") == "unreadable"
+    assert hl7_type_of("MSH|^~\\&\rPID") == "unreadable"
 
 
 def test_dicom_status_classes() -> None:
