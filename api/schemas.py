@@ -164,7 +164,8 @@ def _study(study: StudyInfo, announced: str = "") -> StudyPublic:
 class OrderSummaryPublic(BaseModel):
     accession: str = Field(description="the order's accession number")
     status: str = Field(description="OrderStatus search attribute (as of the last visibility update)")
-    patient_id: str = Field(description="MRN")
+    patient_id: str = Field(description="the MRN; empty when PatientID is a keyed hash (docs/security.md) and the "
+                                        "list was not searched by `patient`: GET /orders/{accession} has it")
     modality: str = Field(description="scheduled modality")
     station_ae: str = Field(description="scheduled station AE title")
     scheduled_start: datetime | None = Field(description="scheduled start; null while unscheduled")

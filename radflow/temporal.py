@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.failure.v1 import Failure
@@ -32,6 +33,9 @@ class RefusalFailureConverter(DefaultFailureConverter):
         super().to_failure(exception, payload_converter, failure)
 
 
+log = logging.getLogger("radflow.temporal")
+_warned: list[bool] = []  # say it once per process
+
 # Every radflow client and worker uses this converter (pydantic payloads, refusals without traces).
 DATA_CONVERTER = dataclasses.replace(pydantic_data_converter, failure_converter_class=RefusalFailureConverter)
 
@@ -59,6 +63,10 @@ class EncodedRefusalFailureConverter(RefusalFailureConverter):
 def data_converter(settings: Settings) -> DataConverter:
     """Every radflow client and worker uses this: payloads encrypted when a keys file is configured."""
     if settings.codec_keys_file is None:
+        if not _warned:
+            _warned.append(True)
+            log.warning("temporal payloads are not encrypted: PHI is stored in clear in Temporal "
+                        "(set RADFLOW_CODEC_KEYS_FILE, docs/security.md)")
         return DATA_CONVERTER
     codec = EncryptionCodec(load_keys(settings.codec_keys_file))
     return encrypted_converter(codec, DATA_CONVERTER, EncodedRefusalFailureConverter)
