@@ -135,6 +135,11 @@ async def test_phi_is_encrypted_in_temporal_and_decoded_for_the_api_and_ui(tmp_p
             clear = b"".join(base64.b64decode(p["data"]) for p in decoded.json()["payloads"])
             for secret in (name, mrn, report):
                 assert secret.encode() in clear, secret
+            # The UI's user metadata (the order's summary and details) is sealed too, and the codec opens it.
+            metadata = [p for path, p in found if "userMetadata" in path]
+            assert metadata, "no user metadata in the history"
+            opened = await http.post("/codec/decode", json={"payloads": metadata}, headers={"X-Namespace": "default"})
+            assert acc.encode() in b"".join(base64.b64decode(p["data"]) for p in opened.json()["payloads"])
             # The Temporal CLI through the same codec server (the operator's `temporal workflow show`).
             through = subprocess.run([find_binary("temporal"), "workflow", "show", "--address", f"127.0.0.1:{ports['temporal']}",
                                       "--workflow-id", order_workflow_id(acc), "--output", "json",
