@@ -246,6 +246,7 @@ async def main(args: argparse.Namespace) -> int:
 
         totals = {phase: [0.0, 0, []] for phase in phases}
         failures = 0
+        not_aa = {phase: 0 for phase in phases}
         for r in range(args.rounds):
             for phase in phases[r % len(phases):] + phases[:r % len(phases)]:  # rotate the order each round
                 run = f"{phase[0].upper()}{r}{uuid.uuid4().hex[:4]}"
@@ -259,6 +260,7 @@ async def main(args: argparse.Namespace) -> int:
                 else:
                     elapsed, lat, bad = await phase_mllp(gw_port if phase == "mllp" else codec_port, msgs, args.concurrency)
                     failures += bad
+                    not_aa[phase] += bad
                 cpu = [after - before for after, before in
                        zip([cpu_seconds(), *(cpu_seconds(p.pid) for p in procs)], cpu_before, strict=True)]
                 totals[phase][0] += elapsed
@@ -278,7 +280,8 @@ async def main(args: argparse.Namespace) -> int:
             lat = totals[name][2]
             print(f"{label:30s} {rates[name]:7.1f} msgs/s   p50 {statistics.median(lat) * 1000:6.1f} ms   "
                   f"p99 {pct(lat, 99) * 1000:6.1f} ms")
-        print(f"ratio mllp/raw = {rates['mllp'] / rates['raw']:.2f} (goal >= 0.9); non-AA ACKs: {failures}")
+        print(f"ratio mllp/raw = {rates['mllp'] / rates['raw']:.2f} (goal >= 0.9); non-AA ACKs: {failures} "
+              f"({', '.join(f'{k} {v}' for k, v in not_aa.items() if k != 'raw')})")
         if args.codec:
             print(f"ratio MLLP NW with codec on / raw = {rates['codec'] / rates['raw']:.2f} (goal >= 0.9); "
                   f"codec/mllp = {rates['codec'] / rates['mllp']:.2f} (the codec's own cost)")
