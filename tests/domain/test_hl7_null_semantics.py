@@ -202,5 +202,7 @@ def test_every_order_field_has_its_null_sources() -> None:
         return out
 
     # Keys never change on an update; the issuer and charset keep the stored value when empty, and "" has no meaning there.
-    not_nullable = {"accession", "placer_number", "placer_system", "patient.mrn", "patient.issuer", "character_set"}
+    # patient.mrn_token is no HL7 field: OrderService derives it from patient.mrn (radflow/patient_search.py).
+    not_nullable = {"accession", "placer_number", "placer_system", "patient.mrn", "patient.issuer", "character_set",
+                    "patient.mrn_token"}
     assert paths(OrderData) - not_nullable == set(ORDER_SOURCES)
