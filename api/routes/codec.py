@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from starlette.middleware.cors import CORSMiddleware
 from temporalio.api.common.v1 import Payload
 
+from api.audit import AUDIT_KEY
 from radflow.codec import CodecError, EncryptionCodec
 
 router = APIRouter(prefix="/codec", tags=["codec"])
@@ -82,6 +83,9 @@ async def _apply(request: Request, body: PayloadsJson, namespace: str | None,
         out = await fn(codec, payloads)
     except CodecError as err:
         return _invalid(str(err), type(err).__name__)
+    audit = request.scope.get(AUDIT_KEY)
+    if audit is not None:  # the audit line (a PHI read for decode) says how much and for which namespace
+        audit.update(payloads=len(out), namespace=served)
     return JSONResponse({"payloads": [
         {"metadata": {k: base64.b64encode(v).decode() for k, v in p.metadata.items()},
          "data": base64.b64encode(p.data).decode()} for p in out]})

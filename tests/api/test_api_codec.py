@@ -57,6 +57,7 @@ async def test_decode_needs_a_reader_and_is_audited(http: httpx.AsyncClient, key
     audit = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert [(e["action"], e["who"], e["outcome"]) for e in audit] == [
         ("POST /codec/decode", None, 401), ("POST /codec/decode", "reader-client", 200)]
+    assert audit[1]["interaction"] == "read" and audit[1]["payloads"] == 1 and audit[1]["namespace"] == "default"
     assert audit[1]["interaction"] == "read"  # a PHI read (a BALP read AuditEvent), not a change
 
 
