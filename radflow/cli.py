@@ -118,6 +118,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     def build(client, readiness):  # noqa: ANN001, ANN202
         comp = WorkerComponent(client, settings)
         readiness.add(comp.name, comp.ready)
+        if "worklist" in settings.sync_consumers:  # the worklist read model the worker writes
+            from gateways.dicom.read_models import worklist_store
+            from radflow.health import store_check
+
+            readiness.add("worklist store", store_check(lambda: worklist_store(settings), "worklist store"))
         gauges = PeriodicComponent("order-gauges", lambda: refresh_order_gauges(client, settings.metrics_refresh_s))
         return [comp, gauges]
 

@@ -80,6 +80,23 @@ def temporal_check(get_client: Callable[[], object | None]) -> Check:
     return check
 
 
+def store_check(open_store: Callable[[], object], what: str) -> Check:
+    """Ready when the read model answers a count (opened on the first check, then kept: a store that
+    cannot be opened yet, e.g. PostgreSQL still down, is a reason, not a crash)."""
+    opened: list[object] = []
+
+    async def check() -> str | None:
+        try:
+            if not opened:
+                opened.append(await asyncio.to_thread(open_store))
+            await asyncio.to_thread(opened[0].count)  # type: ignore[attr-defined]
+        except Exception as err:
+            return f"{what} unavailable ({type(err).__name__})"
+        return None
+
+    return check
+
+
 def task_check(get_task: Callable[[], asyncio.Task | None], what: str) -> Check:
     async def check() -> str | None:
         task = get_task()

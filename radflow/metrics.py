@@ -47,6 +47,12 @@ ORDER_TRANSITIONS = Counter(
     ["kind", "status"],
 )
 
+OPERATOR_ACTIONS = Counter(
+    "radflow_operator_actions", "Operator decisions (retry, skip...) sent through the API or CLI, by outcome "
+    "(applied, rejected, not_found, unavailable)",
+    ["action", "outcome"],
+)
+
 # ------------------------------------------------------------------ worker
 LANE_FAILURES = Counter(
     "radflow_lane_failures", "Failed attempts of lane activities (delivery, sync, archive), by activity; "
@@ -170,3 +176,17 @@ def counting_event(source: str, kind: str) -> Iterator[list]:
     else:
         ORDER_EVENTS.labels(source, kind, "applied").inc()
         ORDER_TRANSITIONS.labels(kind, str(result.status.value)).inc()
+
+
+_OPERATOR_ACTIONS = frozenset({"retry", "skip", "cancel"})
+
+
+@contextmanager
+def counting_operator_action(action: str) -> Iterator[None]:
+    label = action if action in _OPERATOR_ACTIONS else "other"  # a typo must not mint a series
+    try:
+        yield
+    except Exception as err:
+        OPERATOR_ACTIONS.labels(label, _failure_outcome(err)).inc()
+        raise
+    OPERATOR_ACTIONS.labels(label, "applied").inc()

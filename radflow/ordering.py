@@ -290,13 +290,14 @@ class OrderService:
 
     async def operator_action(self, accession: str, action: OperatorAction, update_id: str | None = None) -> OperatorResult:
         # update_id (e.g. the API's Idempotency-Key) makes a retried request apply once.
-        return await self._guard(
-            self.handle(accession).execute_update(
-                d.OPERATOR_UPDATE, action, id=update_id, result_type=OperatorResult, rpc_timeout=self.rpc_timeout
-            ),
-            accession,
-            d.ErrorType.NO_ATTENTION_PENDING,
-        )
+        with metrics.counting_operator_action(action.action):
+            return await self._guard(
+                self.handle(accession).execute_update(
+                    d.OPERATOR_UPDATE, action, id=update_id, result_type=OperatorResult, rpc_timeout=self.rpc_timeout
+                ),
+                accession,
+                d.ErrorType.NO_ATTENTION_PENDING,
+            )
 
     async def allocate_accession(self, placer_key: str) -> str:
         """Next accession from the durable sequence; the same placer key gets the same number.

@@ -17,6 +17,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.archive import ArchiveActivities
+from radflow.activity_metrics import ActivityMetricsInterceptor
 from radflow.settings import Settings
 
 log = logging.getLogger("radflow.dicom.archive_worker")
@@ -26,7 +27,8 @@ class GatewayWorker:
     def __init__(self, client: Client, settings: Settings) -> None:
         self.queue = settings.gateway_task_queue()
         self.worker = Worker(client, task_queue=self.queue,
-                             activities=[ArchiveActivities.from_settings(settings).archive_study])
+                             activities=[ArchiveActivities.from_settings(settings).archive_study],
+                             interceptors=[ActivityMetricsInterceptor()])  # archive failures in /metrics (obs)
         self.task: asyncio.Task | None = None
 
     async def start(self) -> None:

@@ -45,6 +45,9 @@ class DicomComponent:
         """Listening, and the worklist/MPPS stores answer a read (radflow/health.py readiness)."""
         if self.gateway is None or self.gateway.server is None:
             return "DICOM listener not started"
+        worker = self.gateway.worker
+        if worker is not None and (worker.task is None or worker.task.done()):
+            return "archive worker (gateway task queue) not running"
         for name, probe in (("worklist store", self.gateway.worklist_store.count),
                             ("MPPS store", lambda: self.gateway.mpps_store.get("readiness-probe"))):
             try:

@@ -11,6 +11,7 @@ import re
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
 from radflow.devstack import DevServer, free_port
@@ -102,7 +103,13 @@ async def test_counters_move_after_a_real_lifecycle(tmp_path: Path) -> None:
             assert procs.value(worker_m, "temporal_workflow_task_execution_latency_seconds_count") > 0
             assert procs.value(worker_m, "temporal_activity_execution_failed_total") >= 2
 
+            # The operator skips the failed delivery through the API (its own process).
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['api']}", timeout=30) as http:
+                skipped = await http.post(f"/orders/{acc}/skip", json={"note": "EHR down, sent by fax"})
+            assert skipped.status_code == 200, skipped.text
             api_m = await _scrape(ports["api"])
+            assert procs.value(api_m, "radflow_operator_actions_total", action="skip", outcome="applied") == 1
+            assert procs.value(api_m, "temporal_request_total") > 0
             assert procs.value(api_m, "process_resident_memory_bytes") > 0
 
             scraped = {name for m in (mllp_m, dicom_m, worker_m, api_m) for name, _ in m}
