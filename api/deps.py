@@ -32,6 +32,17 @@ def actor(request: Request) -> str:
     return principal.name if principal is not None and principal.method != "none" else ""
 
 
+def origin(request: Request) -> str:
+    """Where an operator action came from, for the order's timeline: the radflow CLI names the OS
+    user it runs as (a claim, recorded as such, never used for access); else the API."""
+    import re
+
+    from api.audit import CLIENT_USER_HEADER
+
+    user = re.sub(r"[^A-Za-z0-9._@-]", "", request.headers.get(CLIENT_USER_HEADER, ""))[:64]
+    return f"radflow CLI, OS user {user}" if user else "api"
+
+
 def control_id(idempotency_key: Annotated[SafeText | None, safe(128, "a retried request with the same key is applied once", where=Header,
                                                                                    alias="Idempotency-Key")] = None) -> str:
     """The event's control id: the client's Idempotency-Key (a retried POST is applied once), else fresh."""
@@ -42,3 +53,4 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServiceDep = Annotated[OrderService, Depends(get_service)]
 ControlIdDep = Annotated[str, Depends(control_id)]
 ActorDep = Annotated[str, Depends(actor)]
+OriginDep = Annotated[str, Depends(origin)]

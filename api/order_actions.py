@@ -31,9 +31,9 @@ async def cancel(service: OrderService, accession: str, reason: str, control_id:
 
 
 async def operator(service: OrderService, accession: str, action: str, note: str, lane: str, control_id: str,
-                   actor: str) -> OperatorResultPublic:
+                   actor: str, origin: str = "api") -> OperatorResultPublic:
     result = await service.operator_action(accession, OperatorAction(action=action, note=note, lane=lane, actor=actor,
-                                                                     via="api"),
+                                                                     via=origin),
                                            update_id=f"{EventSource.API.value}:{control_id}")
     log_applied("api operator action", accession, action=action, status=result.status.value)
     return OperatorResultPublic(accession=result.accession or accession, action=result.action, status=result.status,

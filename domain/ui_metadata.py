@@ -71,9 +71,10 @@ def unmatched_summary(kind: str, key: str) -> str:
 
 
 def who(action: OperatorAction) -> str:
-    """The actor as recorded: the authenticated name, else where the action came from."""
+    """The actor as recorded: the authenticated name (and the CLI's OS user when it said so), else
+    where the action came from: `api`, `radflow CLI, OS user bob`, or the Temporal UI."""
     if action.actor:
-        return action.actor
+        return action.actor + (f" ({action.via})" if action.via and action.via != "api" else "")
     return f"{action.via or d.UI_ORIGIN} (unauthenticated)"
 
 

@@ -262,7 +262,8 @@ class ImagingOrderWorkflow:
             self._decisions[name] = action
         note = f" ({action.note})" if action.note else ""
         by = f" by {action.actor}" if action.actor else ""
-        unauthenticated = "" if action.actor else f" - by {who(action)}"
+        via = f" - via {action.via}" if action.via and action.via != "api" else ""
+        unauthenticated = via if action.actor else f" - by {who(action)}"
         self._last_operator = (f"{action.action} of {', '.join(targets)} by {who(action)}{note} "
                                f"at {workflow.now():%Y-%m-%d %H:%M:%S}")
         self._record(EventSource.OPERATOR, "OPERATOR",

@@ -14,7 +14,7 @@ from pydantic import BeforeValidator
 
 from api import order_actions as actions
 from api.audit import note_order
-from api.deps import ActorDep, ControlIdDep, ServiceDep, SettingsDep
+from api.deps import ActorDep, ControlIdDep, OriginDep, ServiceDep, SettingsDep
 from api.responses import NOT_FOUND, REFUSED, TOO_LARGE, UNAVAILABLE
 from api.text_checks import SafeText, safe
 from api.schemas import (
@@ -132,11 +132,11 @@ async def cancel_order(
     summary="Operator: retry the lane(s) of an order waiting for an operator (body lane optional)",
 )
 async def retry_step(
-    accession: Accession, service: ServiceDep, control_id: ControlIdDep, actor: ActorDep,
+    accession: Accession, service: ServiceDep, control_id: ControlIdDep, actor: ActorDep, origin: OriginDep,
     body: Annotated[OperatorRequest | None, Body()] = None,
 ) -> OperatorResultPublic:
     return await actions.operator(service, accession, "retry", body.note if body else "", body.lane if body else "",
-                                  control_id, actor)
+                                  control_id, actor, origin)
 
 
 @router.post(
@@ -146,8 +146,8 @@ async def retry_step(
     summary="Operator: skip what the lane(s) of an order waiting for an operator owe now",
 )
 async def skip_step(
-    accession: Accession, service: ServiceDep, control_id: ControlIdDep, actor: ActorDep,
+    accession: Accession, service: ServiceDep, control_id: ControlIdDep, actor: ActorDep, origin: OriginDep,
     body: Annotated[OperatorRequest | None, Body()] = None,
 ) -> OperatorResultPublic:
     return await actions.operator(service, accession, "skip", body.note if body else "", body.lane if body else "",
-                                  control_id, actor)
+                                  control_id, actor, origin)

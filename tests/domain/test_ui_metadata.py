@@ -68,6 +68,9 @@ def test_who_acted() -> None:
     assert who(OperatorAction(action="retry", actor="ops-jane", via="api")) == "ops-jane"
     assert who(OperatorAction(action="retry", via="api")) == "api (unauthenticated)"
     assert who(OperatorAction(action="retry")) == "temporal-ui (unauthenticated)"
+    cli = "radflow CLI, OS user bob"
+    assert who(OperatorAction(action="retry", actor="ops-jane", via=cli)) == "ops-jane (radflow CLI, OS user bob)"
+    assert who(OperatorAction(action="retry", via=cli)) == "radflow CLI, OS user bob (unauthenticated)"
 
 
 def test_current_details_say_how_to_act() -> None:
