@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 from domain.hl7.ack import AckCode, AckHeader, build_ack
 from domain.hl7.parse import ErrorCode
+from radflow import metrics
 from radflow.tls import peer_subject
 
 log = logging.getLogger("radflow.mllp")
@@ -194,9 +195,11 @@ async def serve_mllp(
         peer = writer.get_extra_info("peername")
         if active >= limits.max_connections:
             log.warning("mllp %s: refused, %d connections open (limit mllp_max_connections)", peer, active)
+            metrics.MLLP_CONNECTIONS_REFUSED.inc()
             writer.transport.abort()  # at once: no FIN handshake to wait for, nothing to answer yet
             return
         active += 1
+        metrics.MLLP_CONNECTIONS.inc()
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -206,6 +209,7 @@ async def serve_mllp(
             await _serve_connection(reader, writer, handler, reject, limits, read_size, peer)
         finally:
             active -= 1
+            metrics.MLLP_CONNECTIONS.dec()
 
     return await asyncio.start_server(on_connection, host, port, limit=max(read_size, 65536))
 
@@ -242,6 +246,7 @@ async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.Stream
                 if in_frame:
                     reason = f"MLLP frame not completed within {limits.frame_timeout_s:g} s"
                     log.warning("mllp %s: %s; closing", peer, reason)
+                    metrics.observe_refused_frame(reason)
                     writer.write(frame(reject(frames.pending_head(), reason)))
                     await _drain(writer, limits)
                 else:
@@ -255,6 +260,7 @@ async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.Stream
                     response = await _call(handler, payload, reject)
                 else:
                     log.warning("mllp %s: %s", peer, reason)
+                    metrics.observe_refused_frame(reason)
                     response = reject(payload, reason)
                 if response:  # b"": the handler answers nothing (HL7 enhanced mode, MSH-15 NE/ER/SU)
                     writer.write(frame(response))

@@ -26,6 +26,32 @@ HL7_ACK_SECONDS = Histogram(
     ["ack_code"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
 
+MLLP_CONNECTIONS = Gauge("radflow_mllp_connections", "MLLP connections open on this process's listeners")
+MLLP_CONNECTIONS_REFUSED = Counter(
+    "radflow_mllp_connections_refused", "MLLP connections closed on accept: over mllp_max_connections",
+)
+MLLP_REFUSED_FRAMES = Counter(
+    "radflow_mllp_refused_frames", "MLLP frames answered AR before parsing, by reason "
+    "(missing_start, interrupted, oversized, incomplete)",
+    ["reason"],
+)
+
+
+_FRAME_REASONS = ("missing_start", "interrupted", "oversized", "incomplete", "other")
+for _reason in _FRAME_REASONS:  # every series exists from the start (0), so rates and alerts see it
+    MLLP_REFUSED_FRAMES.labels(_reason)
+
+
+def observe_refused_frame(reason: str) -> None:
+    """The FrameReader's / listener's reason text, reduced to a fixed label."""
+    for key, label in (("missing start", "missing_start"), ("interrupted", "interrupted"),
+                       ("larger than", "oversized"), ("not completed", "incomplete")):
+        if key in reason:
+            MLLP_REFUSED_FRAMES.labels(label).inc()
+            return
+    MLLP_REFUSED_FRAMES.labels("other").inc()
+
+
 # ------------------------------------------------------------------ DICOM
 DICOM_OPERATIONS = Counter(
     "radflow_dicom_operations", "DICOM operations answered by the gateway, by operation and status class",
