@@ -16,7 +16,7 @@ import signal
 from pathlib import Path
 
 from radflow.components import Component
-from radflow.demo_drive import DemoDrive, DemoFailed, Destinations
+from radflow.demo_drive import DemoDrive, Destinations
 from radflow.demo_sinks import EhrSink, FhirComponent, OrthancComponent, node_installed, orthanc_installed
 from radflow.dev import run_dev
 from radflow.ordering import OrderService
@@ -77,7 +77,8 @@ class DriveComponent:
             print(note, flush=True)
         try:
             state = await self.drive.run()
-        except (DemoFailed, OSError) as err:
+        except Exception as err:
+            # Say it in the drive's own words before the runner logs the component's exit.
             print(f"radflow demo: FAILED after step {self.drive.step}: {err}", flush=True)
             raise
         print(f"radflow demo: order {state.order.accession} ended {state.status}.", flush=True)

@@ -154,18 +154,18 @@ class DemoDrive:
                if r.kind.startswith("ORU") and r.accession == self.order.accession]
         self.detail(f"EHR sink received ORU^R01 {' then '.join(ehr) or 'nothing'}; deliveries {state.deliveries}")
         if self.destinations.fhir is not None:
-            reports = await _fhir_reports(self.destinations.fhir.base_url, self.order.accession)
+            reports = await _fhir_reports(self.destinations.fhir.base_url,
+                                          f"{self.settings.fhir_identifier_base}/accession", self.order.accession)
             self.detail(f"FHIR server: DiagnosticReport {', '.join(reports) or 'none'} "
                         f"({self.destinations.fhir.base_url}/DiagnosticReport)")
 
 
-async def _fhir_reports(base_url: str, accession: str) -> list[str]:
-    """Statuses of the FHIR server's DiagnosticReports that name this accession."""
+async def _fhir_reports(base_url: str, system: str, accession: str) -> list[str]:
+    """Statuses of the FHIR server's DiagnosticReports for this accession (by identifier)."""
     async with httpx.AsyncClient(timeout=10.0) as http:
-        found = await http.get(f"{base_url}/DiagnosticReport", params={"_count": "100"})
+        found = await http.get(f"{base_url}/DiagnosticReport", params={"identifier": f"{system}|{accession}"})
         found.raise_for_status()
-        entries = found.json().get("entry", [])
-    return [e["resource"].get("status", "?") for e in entries if accession in str(e["resource"])]
+    return [e["resource"].get("status", "?") for e in found.json().get("entry", [])]
 
 
 def _new_order() -> DemoOrder:
