@@ -7,6 +7,7 @@ under test answers from the same event loop.
 from __future__ import annotations
 
 import socket
+import ssl
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
@@ -94,14 +95,16 @@ def discontinued(reason_meaning: str, reason_code: str = "110514") -> Dataset:
 
 
 class MppsScu:
-    def __init__(self, port: int, *, aet: str = "MODALITY1", aec: str = "RADFLOW") -> None:
+    def __init__(self, port: int, *, aet: str = "MODALITY1", aec: str = "RADFLOW", tls: ssl.SSLContext | None = None) -> None:
         self.ae = AE(ae_title=aet)
         self.ae.add_requested_context(ModalityPerformedProcedureStep)
         self.port = port
         self.aec = aec
+        self.tls_args = (tls, "localhost") if tls is not None else None  # DICOM TLS; the server certificate names localhost
 
     def _call(self, fn) -> Answer:
-        assoc = self.ae.associate("127.0.0.1", self.port, ae_title=self.aec, evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay)])
+        assoc = self.ae.associate("127.0.0.1", self.port, ae_title=self.aec, evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay)],
+                                  tls_args=self.tls_args)
         assert assoc.is_established, "MPPS association not established"
         try:
             status, _ = fn(assoc)

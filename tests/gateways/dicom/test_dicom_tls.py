@@ -18,11 +18,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from pydicom.uid import generate_uid
 
 from radflow.devstack import DevServer, free_port
+from radflow.tls import make_client_context
 from tests.dicom_peers import closed_by_peer
 from tests.dicom_synth import SyntheticStudy
 from tests.gateways.dicom.dcmtk import ECHOSCU, findscu, require_dcmtk, run
+from tests.gateways.dicom.mpps_scu import MppsScu, completed
 from tests.radflow.test_dicom_command_limits import ROOT, _until_listening, fill_worklist
 from tests.tls_certs import Pki, make_pki
 
@@ -93,6 +96,10 @@ async def test_dcmtk_over_tls_with_client_certificates(tls_gateway: tuple[int, l
     code, output = await run(STORESCU, "-v", "-aet", "MODALITY1", "-aec", "RADFLOW", *modality, "127.0.0.1", str(port),
                              *map(str, files), timeout_s=60)
     assert code == 0 and "Store Response (Success)" in output, output
+    # MPPS on the same TLS port (DCMTK has no MPPS SCU: pynetdicom with the modality's certificate).
+    scu = MppsScu(port, tls=make_client_context(pki.ca, pki.client_cert, pki.client_key))
+    answer = await asyncio.to_thread(scu.set, completed({}), generate_uid())
+    assert answer.status == 0x0112, answer  # the MPPS handler's answer (no such instance), over TLS
     assert any("TLS client certificate modality-ct1" in line for line in lines), "".join(lines)
     assert any("TLS; " in line for line in lines), "".join(lines)  # the banner says so
 
