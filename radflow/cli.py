@@ -78,14 +78,22 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 # ---------------------------------------------------------------- long-running commands
-def cmd_dev(args: argparse.Namespace) -> int:
-    from radflow.dev import run_dev
-
+def _local_stack_settings(args: argparse.Namespace) -> Settings | None:
+    """Settings of `radflow dev`/`demo`, or None (refusal printed) when their API may not run open."""
     settings = settings_from(args)
     _setup_logging(settings)
     refusal = api_auth_refusal(settings, loopback_may_run_open=True, host=settings.dev_host)
     if refusal:
         print(refusal, file=sys.stderr)
+        return None
+    return settings
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from radflow.dev import run_dev
+
+    settings = _local_stack_settings(args)
+    if settings is None:
         return 2
     return _run_forever(run_dev(settings, Path(settings.data_dir), headless=args.headless))
 
@@ -93,11 +101,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from radflow.demo import run_demo
 
-    settings = settings_from(args)
-    _setup_logging(settings)
-    refusal = api_auth_refusal(settings, loopback_may_run_open=True, host=settings.dev_host)
-    if refusal:
-        print(refusal, file=sys.stderr)
+    settings = _local_stack_settings(args)
+    if settings is None:
         return 2
     return _run_forever(run_demo(settings, Path(settings.data_dir), once=args.once, headless=args.headless))
 
