@@ -21,12 +21,12 @@ from collections.abc import Callable
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from domain.definitions import ErrorType
-from domain.order import StepRequest, StepResult
-from gateways.dicom.archive_client import ArchiveClient, ArchiveUnreachable
-from radflow.tls import client_context
-from gateways.dicom.spool import Spool, spool_dir
-from radflow.settings import Settings
+from radflow.domain.definitions import ErrorType
+from radflow.domain.order import StepRequest, StepResult
+from radflow.gateways.dicom.archive_client import ArchiveClient, ArchiveUnreachable
+from radflow.infra.tls import client_context
+from radflow.gateways.dicom.spool import Spool, spool_dir
+from radflow.infra.settings import Settings
 
 log = logging.getLogger("radflow.activities.archive")
 

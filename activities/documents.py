@@ -6,9 +6,9 @@ import asyncio
 
 from temporalio.exceptions import ApplicationError
 
-from domain.definitions import ErrorType
-from domain.order import StepRequest
-from radflow.attachments import AttachmentMissing, AttachmentStore
+from radflow.domain.definitions import ErrorType
+from radflow.domain.order import StepRequest
+from radflow.infra.attachments import AttachmentMissing, AttachmentStore
 
 
 async def read_documents(store: AttachmentStore | None, req: StepRequest) -> dict[str, bytes]:

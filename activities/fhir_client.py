@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 import httpx
 from temporalio.exceptions import ApplicationError
 
-from domain.definitions import ErrorType
+from radflow.domain.definitions import ErrorType
 
 FHIR_JSON = "application/fhir+json"
 # Server-owned elements, ignored when deciding whether stored content differs.

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 from temporalio import activity
 
-from activities.fhir_client import FhirClient, Upserted
-from domain import definitions as d
-from domain.fhir import (
+from radflow.activities.fhir_client import FhirClient, Upserted
+from radflow.domain import definitions as d
+from radflow.domain.fhir import (
     FhirMappingConfig,
     business_identifier,
     diagnostic_report,
@@ -31,12 +31,12 @@ from domain.fhir import (
     service_request,
     task,
 )
-from activities.documents import read_documents
-from domain.fhir.keys import study_key, study_ref_name
-from domain.fhir.patient import replaced_by, retired_patient_key
-from domain.order import EventKind, OrderState, StepRequest, StepResult
-from radflow.attachments import AttachmentStore, attachment_store
-from radflow.settings import Settings
+from radflow.activities.documents import read_documents
+from radflow.domain.fhir.keys import study_key, study_ref_name
+from radflow.domain.fhir.patient import replaced_by, retired_patient_key
+from radflow.domain.order import EventKind, OrderState, StepRequest, StepResult
+from radflow.infra.attachments import AttachmentStore, attachment_store
+from radflow.infra.settings import Settings
 
 # Milestones after which Patient and Encounter are rewritten from the order.
 ORDER_MILESTONES = d.OWNER_MILESTONES  # shared with the workflow (a report delivery covers other syncs)

@@ -14,15 +14,15 @@ import ssl
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from domain.definitions import ErrorType
-from domain.hl7.ack import read_ack
-from domain.hl7.oru import build_oru
-from domain.order import StepRequest, StepResult
-from activities.documents import read_documents
-from radflow.attachments import AttachmentStore, attachment_store
-from radflow.mllp_client import MllpClient, MllpError
-from radflow.settings import Settings
-from radflow.tls import client_context
+from radflow.domain.definitions import ErrorType
+from radflow.domain.hl7.ack import read_ack
+from radflow.domain.hl7.oru import build_oru
+from radflow.domain.order import StepRequest, StepResult
+from radflow.activities.documents import read_documents
+from radflow.infra.attachments import AttachmentStore, attachment_store
+from radflow.infra.mllp_client import MllpClient, MllpError
+from radflow.infra.settings import Settings
+from radflow.infra.tls import client_context
 
 
 class Hl7ReportDelivery:

@@ -8,8 +8,8 @@ from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain import definitions as d
-from domain.order_index import PruneRequest, PruneResult
+from radflow.domain import definitions as d
+from radflow.domain.order_index import PruneRequest, PruneResult
 
 CONCURRENCY = 16
 

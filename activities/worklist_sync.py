@@ -20,12 +20,12 @@ from zoneinfo import ZoneInfo
 from temporalio import activity
 from temporalio.client import Client
 
-from domain import definitions as d
-from domain.dicom.mwl import entry_from_state, version_of
-from domain.order import OrderState, StepRequest, StepResult
-from gateways.dicom.read_models import WorklistReadModel, worklist_store
-from radflow.ordering import OrderError, OrderNotFound, OrderService
-from radflow.settings import Settings
+from radflow.domain import definitions as d
+from radflow.domain.dicom.mwl import entry_from_state, version_of
+from radflow.domain.order import OrderState, StepRequest, StepResult
+from radflow.gateways.dicom.read_models import WorklistReadModel, worklist_store
+from radflow.service.ordering import OrderError, OrderNotFound, OrderService
+from radflow.infra.settings import Settings
 
 log = logging.getLogger("radflow.worklist")
 
@@ -53,7 +53,7 @@ class WorklistSync:
                 "cut_keywords": ",".join(sorted(set(entry.cut_keywords)))})
         applied = self.store.apply(entry)
         # When the order closed (and what it stored outside the row): the retention purge's
-        # clock (radflow/retention.py). A correction reopening it takes the note back.
+        # clock (radflow/service/retention.py). A correction reopening it takes the note back.
         self.store.note_closure(state.order.accession, version_of(state.closed_at) if state.closed_at else "",
                                 [a.sha256 for a in (state.report.attachments if state.report else []) if a.sha256])
         return applied, entry.sps_status

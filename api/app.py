@@ -21,24 +21,24 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
-from api.audit import ApiAudit
-from api.auth import Authenticator
-from api.fhir_http import FhirError, error_response
-from api import openapi_security
-from api.docs import describe_builtin_schemas, docs_router
-from api.guard import Guard
-from api.routes import ROUTERS
-from api.routes.codec import CodecCors
-from radflow.audit_outbox import AuditOutbox
-from radflow.audit_trail import AuditTrail
-from radflow.codec import EncryptionCodec, load_keys
-from api.tracing import TraceRequests
-from radflow.health import Readiness, temporal_check
-from radflow.order_search import InvalidFilter
-from radflow.ordering import EventRejected, OrderNotFound, OrderService, TemporalUnavailable
-from radflow.settings import Settings
-from radflow.temporal import connect
-from radflow.wiring import order_service
+from radflow.api.audit import ApiAudit
+from radflow.api.auth import Authenticator
+from radflow.api.fhir_http import FhirError, error_response
+from radflow.api import openapi_security
+from radflow.api.docs import describe_builtin_schemas, docs_router
+from radflow.api.guard import Guard
+from radflow.api.routes import ROUTERS
+from radflow.api.routes.codec import CodecCors
+from radflow.infra.audit_outbox import AuditOutbox
+from radflow.infra.audit_trail import AuditTrail
+from radflow.service.codec import EncryptionCodec, load_keys
+from radflow.api.tracing import TraceRequests
+from radflow.infra.health import Readiness, temporal_check
+from radflow.service.order_search import InvalidFilter
+from radflow.service.ordering import EventRejected, OrderNotFound, OrderService, TemporalUnavailable
+from radflow.infra.settings import Settings
+from radflow.service.temporal import connect
+from radflow.service.wiring import order_service
 
 log = logging.getLogger("radflow.api")
 

@@ -1,4 +1,4 @@
-"""What the API writes to the audit trail (radflow/audit_trail.py) for each non-public request.
+"""What the API writes to the audit trail (radflow/infra/audit_trail.py) for each non-public request.
 
 Who (principal name, roles, how authenticated, and the OS user the CLI reports as
 `client_user`: a detail, never trusted for anything), what (method, route, path, query, the
@@ -20,10 +20,10 @@ from typing import Any
 
 from starlette.requests import Request
 
-from api.auth import Principal
-from domain.fhir.config import FhirMappingConfig
-from domain.order import OrderData
-from radflow.audit_trail import ATTEMPT, CREATE, OPERATION, READ, SEARCH, UPDATE, AuditTrail
+from radflow.api.auth import Principal
+from radflow.domain.fhir.config import FhirMappingConfig
+from radflow.domain.order import OrderData
+from radflow.infra.audit_trail import ATTEMPT, CREATE, OPERATION, READ, SEARCH, UPDATE, AuditTrail
 
 AUDIT_KEY = "radflow.audit"  # request-scoped details routes add (note_order)
 CLIENT_USER_HEADER = "x-radflow-client-user"

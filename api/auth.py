@@ -19,7 +19,7 @@ from pathlib import Path
 
 import jwt
 
-from radflow.settings import Settings
+from radflow.infra.settings import Settings
 
 log = logging.getLogger("radflow.api.auth")
 

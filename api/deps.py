@@ -7,9 +7,9 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from api.text_checks import SafeText, safe
-from radflow.ordering import OrderService, TemporalUnavailable
-from radflow.settings import Settings
+from radflow.api.text_checks import SafeText, safe
+from radflow.service.ordering import OrderService, TemporalUnavailable
+from radflow.infra.settings import Settings
 
 
 def get_settings(request: Request) -> Settings:
@@ -26,7 +26,7 @@ def get_service(request: Request) -> OrderService:
 
 def actor(request: Request) -> str:
     """The authenticated caller's name for the order's timeline; "" when authentication is off."""
-    from api.guard import PRINCIPAL_KEY
+    from radflow.api.guard import PRINCIPAL_KEY
 
     principal = request.scope.get(PRINCIPAL_KEY)
     return principal.name if principal is not None and principal.method != "none" else ""
@@ -37,7 +37,7 @@ def origin(request: Request) -> str:
     user it runs as (a claim, recorded as such, never used for access); else the API."""
     import re
 
-    from api.audit import CLIENT_USER_HEADER
+    from radflow.api.audit import CLIENT_USER_HEADER
 
     user = re.sub(r"[^A-Za-z0-9._@-]", "", request.headers.get(CLIENT_USER_HEADER, ""))[:64]
     return f"radflow CLI, OS user {user}" if user else "api"

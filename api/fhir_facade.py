@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from domain.fhir import FhirMappingConfig, diagnostic_report, endpoint, imaging_study, service_request, task
-from domain.fhir.common import fhir_datetime
-from domain.fhir.ids import NotAFhirId, fhir_id
-from domain.fhir.keys import study_key
-from domain.order import OrderState
+from radflow.domain.fhir import FhirMappingConfig, diagnostic_report, endpoint, imaging_study, service_request, task
+from radflow.domain.fhir.common import fhir_datetime
+from radflow.domain.fhir.ids import NotAFhirId, fhir_id
+from radflow.domain.fhir.keys import study_key
+from radflow.domain.order import OrderState
 
 BUILDERS: dict[str, Callable[..., dict | None]] = {
     "ServiceRequest": service_request,

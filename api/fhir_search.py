@@ -16,14 +16,14 @@ from urllib.parse import unquote
 
 from fastapi import Request
 
-from api.fhir_http import FhirError
-from api.text_checks import unsafe_character
-from domain import definitions as d
-from domain.fhir import FhirMappingConfig
-from domain.fhir.config import DICOM_UID_SYSTEM, uid_from_value
-from domain.fhir.ids import accession_from_id
-from domain.order import OrderState
-from radflow.ordering import OrderNotFound, OrderService
+from radflow.api.fhir_http import FhirError
+from radflow.api.text_checks import unsafe_character
+from radflow.domain import definitions as d
+from radflow.domain.fhir import FhirMappingConfig
+from radflow.domain.fhir.config import DICOM_UID_SYSTEM, uid_from_value
+from radflow.domain.fhir.ids import accession_from_id
+from radflow.domain.order import OrderState
+from radflow.service.ordering import OrderNotFound, OrderService
 
 COMMON = {"_count", "_format"}
 SERVICE_REQUEST_PARAMS = {"identifier", "patient", "subject", "patient:identifier", "subject:identifier", "status"}

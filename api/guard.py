@@ -21,11 +21,11 @@ from typing import Any
 
 from starlette.routing import compile_path
 
-from api.audit import AUDIT_KEY, ApiAudit
-from api.auth import Authenticator, Principal, Role, Unauthenticated
-from api.fhir_http import operation_outcome
-from api.policy import POLICY, PUBLIC, STATE_CHANGING
-from radflow.audit_trail import CREATE, UPDATE, AuditUnavailable
+from radflow.api.audit import AUDIT_KEY, ApiAudit
+from radflow.api.auth import Authenticator, Principal, Role, Unauthenticated
+from radflow.api.fhir_http import operation_outcome
+from radflow.api.policy import POLICY, PUBLIC, STATE_CHANGING
+from radflow.infra.audit_trail import CREATE, UPDATE, AuditUnavailable
 
 log = logging.getLogger("radflow.api.audit")
 

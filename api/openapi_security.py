@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from api.policy import POLICY, PUBLIC, STATE_CHANGING
+from radflow.api.policy import POLICY, PUBLIC, STATE_CHANGING
 
 _ERROR = {"content": {"application/json": {"schema": {"type": "object", "properties": {"detail": {"type": "string"}}}}}}
 # The guard answers /fhir paths with an OperationOutcome (api/guard.py _refuse).

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import logging
 
-from api.schemas import EventResultPublic, OperatorResultPublic
-from domain.definitions import EventSource
-from domain.order import EventKind, OperatorAction, OrderEvent
-from radflow.logs import order_fields
-from radflow.ordering import OrderService
+from radflow.api.schemas import EventResultPublic, OperatorResultPublic
+from radflow.domain.definitions import EventSource
+from radflow.domain.order import EventKind, OperatorAction, OrderEvent
+from radflow.infra.logs import order_fields
+from radflow.service.ordering import OrderService
 
 log = logging.getLogger("radflow.api")
 

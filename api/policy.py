@@ -3,13 +3,13 @@ a policy is refused (403) and fails tests/api/test_api_auth.py's table."""
 
 from __future__ import annotations
 
-from api.auth import Role
+from radflow.api.auth import Role
 
 PUBLIC = "public"  # no token needed: liveness, the API description, the FHIR CapabilityStatement
 
 POLICY: dict[tuple[str, str], Role | str] = {
     ("GET", "/healthz"): PUBLIC,
-    ("GET", "/livez"): PUBLIC,  # probes and Prometheus (radflow/health.py): no PHI in either
+    ("GET", "/livez"): PUBLIC,  # probes and Prometheus (radflow/infra/health.py): no PHI in either
     ("GET", "/readyz"): PUBLIC,
     ("GET", "/metrics"): PUBLIC,
     ("GET", "/openapi.json"): PUBLIC,

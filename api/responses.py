@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.schemas import ErrorPublic
+from radflow.api.schemas import ErrorPublic
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorPublic, "description": "unknown order or item"}}
 REFUSED: dict[int | str, dict[str, Any]] = {

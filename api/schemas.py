@@ -7,11 +7,11 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from domain.definitions import OrderStatus
-from domain.order import OrderState, StudyInfo, TimelineEntry
-from domain.transitions import effective_status
-from radflow.order_search import OrderPage, OrderSummary
-from api.examples import ORDER_EXAMPLE, SUMMARY_EXAMPLE, TIMELINE_ENTRY_EXAMPLE
+from radflow.domain.definitions import OrderStatus
+from radflow.domain.order import OrderState, StudyInfo, TimelineEntry
+from radflow.domain.transitions import effective_status
+from radflow.service.order_search import OrderPage, OrderSummary
+from radflow.api.examples import ORDER_EXAMPLE, SUMMARY_EXAMPLE, TIMELINE_ENTRY_EXAMPLE
 
 
 # ---------------------------------------------------------------- order detail

@@ -2,7 +2,7 @@
 
 Named and tagged with the route *template* (`POST /orders/{accession}/cancel`), never the concrete
 path or query string: those may carry identifiers or search terms (PHI). Probe and scrape paths
-make no spans. Temporal client calls inside the request join the span's trace (radflow/telemetry.py).
+make no spans. Temporal client calls inside the request join the span's trace (radflow/infra/telemetry.py).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from api.guard import match
+from radflow.api.guard import match
 
 tracer = trace.get_tracer("radflow.api")
 _UNTRACED = frozenset({"/livez", "/readyz", "/metrics", "/healthz"})

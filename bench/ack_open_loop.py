@@ -30,9 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.mllp_ingest import _spawn, _stop, drain, orm, pct, phase_mllp  # noqa: E402
-from domain.hl7.ack import read_ack  # noqa: E402
+from radflow.domain.hl7.ack import read_ack  # noqa: E402
 from radflow.devstack import DevServer, free_port  # noqa: E402
-from radflow.mllp_client import MllpClient  # noqa: E402
+from radflow.infra.mllp_client import MllpClient  # noqa: E402
 
 
 class ConnectionPool:

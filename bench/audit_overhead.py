@@ -24,10 +24,10 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
-from api.app import create_app  # noqa: E402
-from domain.definitions import OrderStatus  # noqa: E402
-from domain.order import OperatorResult, OrderState  # noqa: E402
-from radflow.settings import Settings  # noqa: E402
+from radflow.api.app import create_app  # noqa: E402
+from radflow.domain.definitions import OrderStatus  # noqa: E402
+from radflow.domain.order import OperatorResult, OrderState  # noqa: E402
+from radflow.infra.settings import Settings  # noqa: E402
 from tests.factories import make_order  # noqa: E402
 
 KEY = "bench-operator-0123456789abcdef"

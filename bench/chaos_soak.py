@@ -50,10 +50,10 @@ import httpx  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 
-from domain import definitions as d  # noqa: E402
-from domain.hl7.ack import read_ack  # noqa: E402
+from radflow.domain import definitions as d  # noqa: E402
+from radflow.domain.hl7.ack import read_ack  # noqa: E402
 from radflow.devstack import DevServer, free_port  # noqa: E402
-from radflow.mllp_client import MllpClient  # noqa: E402
+from radflow.infra.mllp_client import MllpClient  # noqa: E402
 
 VT, FS_CR = b"\x0b", b"\x1c\x0d"
 ROLES = ("worker", "mllp", "api")

@@ -27,9 +27,9 @@ from pydicom.filereader import read_dataset  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian  # noqa: E402
 from pynetdicom.dsutils import encode  # noqa: E402
 
-from gateways.dicom.dataset_walk import walk_dataset  # noqa: E402
-from gateways.dicom.part10 import scan_header  # noqa: E402
-from gateways.dicom.storage import _HEADER_TAGS, _PIXEL_TAGS, read_header  # noqa: E402
+from radflow.gateways.dicom.dataset_walk import walk_dataset  # noqa: E402
+from radflow.gateways.dicom.part10 import scan_header  # noqa: E402
+from radflow.gateways.dicom.storage import _HEADER_TAGS, _PIXEL_TAGS, read_header  # noqa: E402
 from tests.dicom_synth import SyntheticStudy  # noqa: E402
 
 

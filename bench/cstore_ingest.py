@@ -43,13 +43,13 @@ from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 
-from domain.definitions import EventSource, OrderStatus, order_workflow_id  # noqa: E402
-from gateways.dicom.server import start_dicom_gateway  # noqa: E402
-from gateways.dicom.storage import storage_contexts  # noqa: E402
-from gateways.dicom.tcp import NODELAY_HANDLER  # noqa: E402
+from radflow.domain.definitions import EventSource, OrderStatus, order_workflow_id  # noqa: E402
+from radflow.gateways.dicom.server import start_dicom_gateway  # noqa: E402
+from radflow.gateways.dicom.storage import storage_contexts  # noqa: E402
+from radflow.gateways.dicom.tcp import NODELAY_HANDLER  # noqa: E402
 from radflow.devstack import DevServer, free_port  # noqa: E402
-from radflow.settings import Settings  # noqa: E402
-from radflow.wiring import order_service  # noqa: E402
+from radflow.infra.settings import Settings  # noqa: E402
+from radflow.service.wiring import order_service  # noqa: E402
 from radflow.worker import build_worker  # noqa: E402
 from tests.dicom_peers import NODELAY_ENV, STORESCU, Orthanc  # noqa: E402
 from tests.dicom_synth import SyntheticStudy  # noqa: E402

@@ -38,16 +38,16 @@ from temporalio.client import Client  # noqa: E402
 from temporalio.common import WorkflowIDConflictPolicy  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 
-from domain import definitions as d  # noqa: E402
-from domain.definitions import EventSource, OrderStatus  # noqa: E402
-from domain.hl7.ack import read_ack  # noqa: E402
-from domain.hl7.decode import decode  # noqa: E402
-from domain.hl7.mapping import map_message  # noqa: E402
-from domain.hl7.parse import parse_message  # noqa: E402
-from domain.order import OrderPolicy, StartOrder  # noqa: E402
+from radflow.domain import definitions as d  # noqa: E402
+from radflow.domain.definitions import EventSource, OrderStatus  # noqa: E402
+from radflow.domain.hl7.ack import read_ack  # noqa: E402
+from radflow.domain.hl7.decode import decode  # noqa: E402
+from radflow.domain.hl7.mapping import map_message  # noqa: E402
+from radflow.domain.hl7.parse import parse_message  # noqa: E402
+from radflow.domain.order import OrderPolicy, StartOrder  # noqa: E402
 from radflow.devstack import DevServer, free_port  # noqa: E402
-from radflow.mllp_client import MllpClient  # noqa: E402
-from radflow.ordering import order_search_attributes  # noqa: E402
+from radflow.infra.mllp_client import MllpClient  # noqa: E402
+from radflow.service.ordering import order_search_attributes  # noqa: E402
 
 
 def orm(i: int, run: str) -> bytes:
@@ -98,7 +98,7 @@ CODEC_KEYS, HMAC_KEY = "codec-keys", "search-hmac.key"
 
 
 def _child_settings(address: str, task_queue: str, data_dir: str, codec: str = ""):
-    from radflow.settings import Settings
+    from radflow.infra.settings import Settings
 
     keys = {"codec_keys_file": Path(data_dir) / CODEC_KEYS, "search_hmac_key_file": Path(data_dir) / HMAC_KEY} if codec else {}
     return Settings(_env_file=None, temporal_address=address, task_queue=task_queue, data_dir=Path(data_dir),
@@ -106,7 +106,7 @@ def _child_settings(address: str, task_queue: str, data_dir: str, codec: str = "
 
 
 async def _role_worker(address: str, task_queue: str, data_dir: str, codec: str = "") -> None:
-    from radflow.temporal import connect
+    from radflow.service.temporal import connect
     from radflow.worker import build_worker
 
     settings = _child_settings(address, task_queue, data_dir, codec)
@@ -119,10 +119,10 @@ async def _role_worker(address: str, task_queue: str, data_dir: str, codec: str 
 
 
 async def _role_gateway(address: str, task_queue: str, data_dir: str, port: int, codec: str = "") -> None:
-    from gateways.hl7_gateway import Hl7Gateway
-    from radflow.ordering import OrderService
-    from radflow.temporal import connect
-    from radflow.wiring import mrn_hasher
+    from radflow.gateways.hl7_gateway import Hl7Gateway
+    from radflow.service.ordering import OrderService
+    from radflow.service.temporal import connect
+    from radflow.service.wiring import mrn_hasher
 
     settings = _child_settings(address, task_queue, data_dir, codec)
     client = await connect(settings)
@@ -223,8 +223,8 @@ async def main(args: argparse.Namespace) -> int:
         procs.append(_spawn(["--role", "worker", server.address, task_queue, str(tmp)], tmp / "worker.log"))
         procs.append(_spawn(["--role", "gateway", server.address, task_queue, str(tmp), str(gw_port)], tmp / "gateway.log"))
         if args.codec:
-            from radflow.codec import ensure_keys_file
-            from radflow.patient_search import ensure_hmac_key_file
+            from radflow.service.codec import ensure_keys_file
+            from radflow.service.patient_search import ensure_hmac_key_file
 
             ensure_keys_file(tmp / CODEC_KEYS)
             ensure_hmac_key_file(tmp / HMAC_KEY)

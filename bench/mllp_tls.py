@@ -24,10 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gateways.mllp import serve_mllp  # noqa: E402
-from radflow.mllp_client import MllpClient  # noqa: E402
-from radflow.settings import Settings  # noqa: E402
-from radflow.tls import make_client_context, server_context  # noqa: E402
+from radflow.gateways.mllp import serve_mllp  # noqa: E402
+from radflow.infra.mllp_client import MllpClient  # noqa: E402
+from radflow.infra.settings import Settings  # noqa: E402
+from radflow.infra.tls import make_client_context, server_context  # noqa: E402
 from tests.tls_certs import make_pki  # noqa: E402
 
 ACK = b"MSH|^~\\&|RADFLOW|RAD|CPOE|HOSP|20300101||ACK|1|P|2.4\rMSA|AA|1\r"

@@ -35,16 +35,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid  # noqa: E402
 
-from domain.definitions import OrderStatus  # noqa: E402
-from domain.dicom.matching import compile_query  # noqa: E402
-from domain.dicom.mwl import entry_from_state  # noqa: E402
-from domain.order import OrderData, OrderState, Patient, PersonName, Procedure, Schedule, Visit  # noqa: E402
-from gateways.dicom.read_models import describe  # noqa: E402
-from gateways.dicom.server import DicomGateway  # noqa: E402
+from radflow.domain.definitions import OrderStatus  # noqa: E402
+from radflow.domain.dicom.matching import compile_query  # noqa: E402
+from radflow.domain.dicom.mwl import entry_from_state  # noqa: E402
+from radflow.domain.order import OrderData, OrderState, Patient, PersonName, Procedure, Schedule, Visit  # noqa: E402
+from radflow.gateways.dicom.read_models import describe  # noqa: E402
+from radflow.gateways.dicom.server import DicomGateway  # noqa: E402
 from radflow.devstack import free_port  # noqa: E402
-from radflow.ordering import OrderService  # noqa: E402
-from radflow.read_model_db import close_all  # noqa: E402
-from radflow.settings import Settings  # noqa: E402
+from radflow.service.ordering import OrderService  # noqa: E402
+from radflow.infra.read_model_db import close_all  # noqa: E402
+from radflow.infra.settings import Settings  # noqa: E402
 from tests.pg_cluster import pg_cluster  # noqa: E402
 
 FINDSCU = "/usr/bin/findscu"

@@ -25,9 +25,9 @@ from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult  # noqa: E402
 from prometheus_client import REGISTRY, generate_latest  # noqa: E402
 
-from domain.hl7.decode import decode, split_batch  # noqa: E402
-from domain.hl7.parse import parse_message  # noqa: E402
-from radflow import metrics  # noqa: E402
+from radflow.domain.hl7.decode import decode, split_batch  # noqa: E402
+from radflow.domain.hl7.parse import parse_message  # noqa: E402
+from radflow.infra import metrics  # noqa: E402
 
 ORM = "\r".join([
     "MSH|^~\\&|CPOE|GENHOSP|RADFLOW|RAD|20300301090000||ORM^O01|CTRL1|P|2.3",

@@ -34,13 +34,13 @@ from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 
-from domain.definitions import EventSource, OrderStatus, ReportStatus, order_workflow_id  # noqa: E402
-from domain.hl7.ack import AckCode, AckHeader, build_ack  # noqa: E402
-from domain.order import EventKind, OrderEvent, Report, StudyInfo  # noqa: E402
-from gateways.mllp import serve_mllp  # noqa: E402
+from radflow.domain.definitions import EventSource, OrderStatus, ReportStatus, order_workflow_id  # noqa: E402
+from radflow.domain.hl7.ack import AckCode, AckHeader, build_ack  # noqa: E402
+from radflow.domain.order import EventKind, OrderEvent, Report, StudyInfo  # noqa: E402
+from radflow.gateways.mllp import serve_mllp  # noqa: E402
 from radflow.devstack import DevServer, free_port  # noqa: E402
-from radflow.settings import Settings  # noqa: E402
-from radflow.wiring import order_service  # noqa: E402
+from radflow.infra.settings import Settings  # noqa: E402
+from radflow.service.wiring import order_service  # noqa: E402
 from radflow.worker import build_worker  # noqa: E402
 from tests.factories import make_order, new_accession  # noqa: E402
 from tests.fhir_server.fixture import FhirTestServer  # noqa: E402

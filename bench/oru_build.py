@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from domain.definitions import OrderStatus, ReportStatus  # noqa: E402
-from domain.hl7.oru import build_oru  # noqa: E402
-from domain.order import OrderState  # noqa: E402
+from radflow.domain.definitions import OrderStatus, ReportStatus  # noqa: E402
+from radflow.domain.hl7.oru import build_oru  # noqa: E402
+from radflow.domain.order import OrderState  # noqa: E402
 from tests.factories import make_order, report  # noqa: E402
 
 

@@ -22,11 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from domain.definitions import OrderStatus, ReportStatus  # noqa: E402
-from domain.hl7.mapping import map_message  # noqa: E402
-from domain.hl7.oru import build_oru  # noqa: E402
-from domain.hl7.parse import parse_message  # noqa: E402
-from domain.order import Attachment, OrderState, Report  # noqa: E402
+from radflow.domain.definitions import OrderStatus, ReportStatus  # noqa: E402
+from radflow.domain.hl7.mapping import map_message  # noqa: E402
+from radflow.domain.hl7.oru import build_oru  # noqa: E402
+from radflow.domain.hl7.parse import parse_message  # noqa: E402
+from radflow.domain.order import Attachment, OrderState, Report  # noqa: E402
 from tests.factories import make_order  # noqa: E402
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)

@@ -8,7 +8,7 @@ different order, refused while the accession belongs to a closed one.
 
 from __future__ import annotations
 
-from domain.order import OrderData, OrderState
+from radflow.domain.order import OrderData, OrderState
 
 
 def is_resend(closed: OrderState, incoming: OrderData, control_id: str = "") -> bool:

@@ -130,7 +130,7 @@ class ErrorType(StrEnum):
 
 
 # Refusals a human reads in the Temporal UI: their failures carry the one-line reason, never a
-# stack trace (radflow.temporal's failure converter drops it).
+# stack trace (radflow.service.temporal's failure converter drops it).
 REFUSAL_ERROR_TYPES = frozenset({ErrorType.OPERATOR_REFUSED, ErrorType.NO_ATTENTION_PENDING,
                                  ErrorType.INVALID_TRANSITION, ErrorType.INVALID_EVENT, ErrorType.ORDER_CLOSED})
 # Refusals of an operator action: their text is the operator's input and lane names, never patient data,
@@ -235,7 +235,7 @@ def index_workflow_id(task_queue: str, bucket: int) -> str:
 # --- end order index ---
 
 
-# --- Unmatched items (workflows/unmatched.py, radflow/unmatched.py) ---
+# --- Unmatched items (workflows/unmatched.py, radflow/service/unmatched.py) ---
 # Unsolicited studies and unscheduled MPPS are kept as one small workflow each until an
 # operator links them to an order; the id makes a second report of the same item a no-op.
 UNMATCHED_WORKFLOW = "UnmatchedItem"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from domain.order import OrderData, Patient, PatientKey, PersonName
+from radflow.domain.order import OrderData, Patient, PatientKey, PersonName
 
 
 @dataclass(frozen=True)

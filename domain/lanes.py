@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from domain import definitions as d
-from domain.definitions import OrderStatus
-from domain.order import LaneState, OrderPolicy, OrderState
-from domain.studies import received_instances
-from domain.transitions import ready_for_acquisition
+from radflow.domain import definitions as d
+from radflow.domain.definitions import OrderStatus
+from radflow.domain.order import LaneState, OrderPolicy, OrderState
+from radflow.domain.studies import received_instances
+from radflow.domain.transitions import ready_for_acquisition
 
 S = OrderStatus
 _ACQUIRED_OR_LATER = {S.ACQUIRED, S.REPORTED, S.DELIVERED, S.COMPLETED}

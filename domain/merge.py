@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
-from domain.order import PersonName, Procedure, Provider
+from radflow.domain.order import PersonName, Procedure, Provider
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from domain.definitions import EventSource, OrderStatus, OverdueFlag, ReportStatus
+from radflow.domain.definitions import EventSource, OrderStatus, OverdueFlag, ReportStatus
 
 
 class PersonName(BaseModel):
@@ -39,7 +39,7 @@ class Patient(BaseModel):
     birth_date: str = ""  # YYYYMMDD as sent (HL7 DTM truncated to the date)
     sex: str = ""  # HL7 table 0001 / DICOM: M, F, O, U
     # Keyed hash of the MRN for the PatientID search attribute, set by OrderService when a
-    # search HMAC key is configured ("" = the MRN itself is the attribute; radflow/patient_search.py).
+    # search HMAC key is configured ("" = the MRN itself is the attribute; radflow/service/patient_search.py).
     mrn_token: str = ""
 
 
@@ -99,7 +99,7 @@ class OrderData(BaseModel):
 class Attachment(BaseModel):
     """A document embedded in a report version (OBX ED), by reference only.
 
-    The bytes live in the attachment store (radflow/attachments.py), addressed by
+    The bytes live in the attachment store (radflow/infra/attachments.py), addressed by
     SHA-256, so workflow history carries ~150 bytes per document, never the PDF. An RP
     row pointing at an external document has a `url` and no bytes (sha256 "").
     """

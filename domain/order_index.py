@@ -16,7 +16,7 @@ import hashlib
 
 from pydantic import BaseModel, Field
 
-from domain import definitions as d
+from radflow.domain import definitions as d
 
 MAX_KEY_CHARS = 512  # keys come from HL7/FHIR fields; longer ones are refused by the index
 

@@ -9,7 +9,7 @@ the images are quarantined as an unmatched study for an operator to resolve.
 
 from __future__ import annotations
 
-from domain.order import OrderState, StudyInfo
+from radflow.domain.order import OrderState, StudyInfo
 
 
 def known_study(state: OrderState, uid: str) -> bool:

@@ -9,7 +9,7 @@ nothing changed for data reasons: an empty report, a mismatching study, a resend
 `tests/domain/test_transition_table.py` runs every combination through `apply_event` and
 checks it agrees with this table, and docs/transitions.md is generated from it:
 
-    python -m domain.transition_table --write
+    python -m radflow.domain.transition_table --write
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from domain.definitions import OrderStatus
-from domain.order import EventKind
+from radflow.domain.definitions import OrderStatus
+from radflow.domain.order import EventKind
 
 S = OrderStatus
 E = EventKind
@@ -95,7 +95,7 @@ def rule_for(kind: EventKind, status: OrderStatus) -> Rule | None:
 
 def markdown() -> str:
     lines = ["# Order transitions", "",
-             "Generated from `domain/transition_table.py` (`python -m domain.transition_table --write`);",
+             "Generated from `domain/transition_table.py` (`python -m radflow.domain.transition_table --write`);",
              "`domain/transitions.py` takes every refused / no change / noted cell from it before a handler",
              "runs (ORC-5 status changes excepted: their target decides), and",
              "`tests/domain/test_transition_table.py` checks every cell through `apply_event`.",

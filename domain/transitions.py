@@ -13,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from domain.definitions import OrderStatus, ReportStatus
-from domain.merge import merge_partial, sub_paths
-from domain.order import EventKind, OrderEvent, OrderState, Patient, PatientKey, Report
-from domain.studies import merge_study, study_mismatch
-from domain.transition_table import rule_for
+from radflow.domain.definitions import OrderStatus, ReportStatus
+from radflow.domain.merge import merge_partial, sub_paths
+from radflow.domain.order import EventKind, OrderEvent, OrderState, Patient, PatientKey, Report
+from radflow.domain.studies import merge_study, study_mismatch
+from radflow.domain.transition_table import rule_for
 
 S = OrderStatus
 

@@ -13,8 +13,8 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from domain import definitions as d
-from domain.order import OperatorAction, OrderData, OrderState
+from radflow.domain import definitions as d
+from radflow.domain.order import OperatorAction, OrderData, OrderState
 
 SEP = " · "
 

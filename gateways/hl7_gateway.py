@@ -22,22 +22,22 @@ from datetime import UTC, datetime
 
 from opentelemetry import trace
 
-from domain.definitions import EventSource
-from domain.hl7.ack import AckCode, AckHeader, build_ack, build_batch
-from domain.hl7.decode import Decoded, EncodingChars, decode, split_batch
-from domain.hl7.grammar import load_tables
-from domain.hl7.limits import Hl7Limits
-from domain.hl7.mapping import CommandKind, Hl7Command, MappingConfig, map_message
-from domain.hl7.parse import ErrorCode, Hl7Error, ParsedMessage, clip, parse_message
-from domain.hl7.validate import validate_commands
-from domain.order import EventKind, OrderState
-from domain.transitions import apply_event
-from gateways.mllp import MllpLimits, serve_mllp
-from radflow import metrics
-from radflow.tls import server_context
-from radflow.attachments import AttachmentStore, attachment_store
-from radflow.ordering import EventRejected, OrderError, OrderNotFound, OrderService, TemporalUnavailable
-from radflow.settings import Settings
+from radflow.domain.definitions import EventSource
+from radflow.domain.hl7.ack import AckCode, AckHeader, build_ack, build_batch
+from radflow.domain.hl7.decode import Decoded, EncodingChars, decode, split_batch
+from radflow.domain.hl7.grammar import load_tables
+from radflow.domain.hl7.limits import Hl7Limits
+from radflow.domain.hl7.mapping import CommandKind, Hl7Command, MappingConfig, map_message
+from radflow.domain.hl7.parse import ErrorCode, Hl7Error, ParsedMessage, clip, parse_message
+from radflow.domain.hl7.validate import validate_commands
+from radflow.domain.order import EventKind, OrderState
+from radflow.domain.transitions import apply_event
+from radflow.gateways.mllp import MllpLimits, serve_mllp
+from radflow.infra import metrics
+from radflow.infra.tls import server_context
+from radflow.infra.attachments import AttachmentStore, attachment_store
+from radflow.service.ordering import EventRejected, OrderError, OrderNotFound, OrderService, TemporalUnavailable
+from radflow.infra.settings import Settings
 
 log = logging.getLogger("radflow.hl7")
 # Messages this large (a long report, a Base64 document) are parsed in a thread: up to ~0.5 s

@@ -17,10 +17,10 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
-from domain.hl7.ack import AckCode, AckHeader, build_ack
-from domain.hl7.parse import ErrorCode
-from radflow import metrics
-from radflow.tls import peer_subject
+from radflow.domain.hl7.ack import AckCode, AckHeader, build_ack
+from radflow.domain.hl7.parse import ErrorCode
+from radflow.infra import metrics
+from radflow.infra.tls import peer_subject
 
 log = logging.getLogger("radflow.mllp")
 

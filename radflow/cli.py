@@ -9,7 +9,7 @@
   radflow send-hl7 FILE...     send HL7 v2 files over MLLP, print each ACK
   radflow orders ...           list/show/act on orders through the HTTP API
 
-Flags override RADFLOW_* environment variables, which override defaults (radflow.settings).
+Flags override RADFLOW_* environment variables, which override defaults (radflow.infra.settings).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from radflow.settings import Settings
+from radflow.infra.settings import Settings
 
 log = logging.getLogger("radflow.cli")
 
@@ -110,7 +110,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from radflow.components import WorkerComponent
 
-    from radflow.health import PeriodicComponent, refresh_order_gauges
+    from radflow.infra.health import PeriodicComponent, refresh_order_gauges
     from radflow.serve import serve_role
 
     settings = settings_from(args)
@@ -124,8 +124,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         comp = WorkerComponent(client, settings)
         readiness.add(comp.name, comp.ready)
         if "worklist" in settings.sync_consumers:  # the worklist read model the worker writes
-            from gateways.dicom.read_models import worklist_store
-            from radflow.health import store_check
+            from radflow.gateways.dicom.read_models import worklist_store
+            from radflow.infra.health import store_check
 
             readiness.add("worklist store", store_check(lambda: worklist_store(settings), "worklist store"))
         gauges = PeriodicComponent("order-gauges", lambda: refresh_order_gauges(client, settings.metrics_refresh_s))
@@ -147,7 +147,7 @@ def cmd_mllp(args: argparse.Namespace) -> int:
 def _serve_gateway(settings: Settings, role: str, title: str, component: Callable[[Any], Any]) -> int:
     """Run one gateway component against Temporal until SIGINT/SIGTERM (health endpoint first)."""
     from radflow.serve import serve_role
-    from radflow.wiring import order_service
+    from radflow.service.wiring import order_service
 
     _setup_logging(settings)
     # The role names its listener's TLS settings; the DICOM gateway also runs the archive C-STORE client.
@@ -165,9 +165,9 @@ def _serve_gateway(settings: Settings, role: str, title: str, component: Callabl
 
 
 def cmd_api(args: argparse.Namespace) -> int:
-    from api.app import create_app
+    from radflow.api.app import create_app
     from radflow.components import ApiComponent
-    from radflow.tls import server_context
+    from radflow.infra.tls import server_context
 
     settings = settings_from(args)
     host = args.host or settings.api_host
@@ -181,8 +181,8 @@ def cmd_api(args: argparse.Namespace) -> int:
     async def run() -> int:
         from radflow.runner import banner_text, run_components
 
-        from radflow.health import PeriodicComponent, drain_periodically
-        from radflow.telemetry import configure_tracing
+        from radflow.infra.health import PeriodicComponent, drain_periodically
+        from radflow.infra.telemetry import configure_tracing
 
         configure_tracing(settings, settings.otel_service_name or "radflow-api")
         # The app connects in its lifespan and keeps retrying, answering 503 meanwhile.
@@ -195,7 +195,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 def tls_refusal(settings: Settings, *sides: str) -> str:
     """Why the TLS settings of these listeners / clients cannot work ("" = they can, or they are plain TCP)."""
-    from radflow.tls import LISTENERS, TlsConfigError, client_context, server_context
+    from radflow.infra.tls import LISTENERS, TlsConfigError, client_context, server_context
 
     try:
         for side in sides:
@@ -207,7 +207,7 @@ def tls_refusal(settings: Settings, *sides: str) -> str:
 
 def api_auth_refusal(settings: Settings, loopback_may_run_open: bool = False, host: str = "") -> str:
     """Why the API must not start with these settings ("" = it may). Never quotes a secret."""
-    from api.auth import AuthConfigError, Authenticator
+    from radflow.api.auth import AuthConfigError, Authenticator
 
     try:
         auth = Authenticator(settings)
@@ -232,7 +232,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def cmd_dicom(args: argparse.Namespace) -> int:
-    from gateways.dicom.component import DicomComponent
+    from radflow.gateways.dicom.component import DicomComponent
 
     settings = settings_from(args)
     updates = {k: v for k, v in (("dicom_host", args.host), ("dicom_port", args.port), ("dicom_ae_title", args.ae_title)) if v}
@@ -242,9 +242,9 @@ def cmd_dicom(args: argparse.Namespace) -> int:
 
 
 def cmd_worklist_rebuild(args: argparse.Namespace) -> int:
-    from activities.worklist_sync import WorklistSync, rebuild_worklist
-    from gateways.dicom.read_models import describe
-    from radflow.wiring import order_service
+    from radflow.activities.worklist_sync import WorklistSync, rebuild_worklist
+    from radflow.gateways.dicom.read_models import describe
+    from radflow.service.wiring import order_service
 
     settings = settings_from(args)
     _setup_logging(settings)
@@ -267,7 +267,7 @@ def cmd_worklist_rebuild(args: argparse.Namespace) -> int:
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
-    from radflow.temporal import ensure_search_attributes
+    from radflow.service.temporal import ensure_search_attributes
 
     settings = settings_from(args)
     _setup_logging(settings)
@@ -284,7 +284,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 
 async def _connect_or_none(settings: Settings):  # noqa: ANN202 - temporalio Client
-    from radflow.temporal import connect
+    from radflow.service.temporal import connect
 
     try:
         return await connect(settings)
@@ -300,7 +300,7 @@ def _run_forever(coro) -> int:  # noqa: ANN001
     # Everything a server process creates (read models, spool, attachments, audit log, the dev
     # server's Temporal database) holds PHI: owner-only unless the operator widens it on purpose.
     os.umask(0o077)
-    from radflow.telemetry import flush_tracing
+    from radflow.infra.telemetry import flush_tracing
 
     try:
         code = asyncio.run(coro)
@@ -312,7 +312,7 @@ def _run_forever(coro) -> int:  # noqa: ANN001
 
 
 def _setup_logging(settings: Settings) -> None:
-    from radflow.logs import setup_logging
+    from radflow.infra.logs import setup_logging
 
     setup_logging(settings.log_level, settings.log_format)
 
@@ -323,7 +323,7 @@ def cmd_send_hl7(args: argparse.Namespace) -> int:
 
     tls = None
     if args.tls or args.tls_ca or args.tls_cert:
-        from radflow.tls import TlsConfigError, make_client_context
+        from radflow.infra.tls import TlsConfigError, make_client_context
 
         password = Settings().tls_key_password.get_secret_value() or None  # RADFLOW_TLS_KEY_PASSWORD, never a flag
         try:
@@ -431,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from radflow.secret_files import KeyFileError
+    from radflow.infra.secret_files import KeyFileError
 
     args = build_parser().parse_args(argv)
     try:

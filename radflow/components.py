@@ -20,8 +20,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from radflow.devstack import DevServer
-from radflow.ordering import OrderService
-from radflow.settings import Settings
+from radflow.gateways.dicom.purge_task import start_purge, stop_purge
+from radflow.service.ordering import OrderService
+from radflow.infra.settings import Settings
 from radflow.worker import build_worker
 
 log = logging.getLogger("radflow.components")
@@ -69,28 +70,6 @@ class TemporalDevComponent:
         return None
 
 
-def start_purge(settings: Settings, *, worker: bool = False, **stores: Any) -> asyncio.Task | None:
-    """The retention purge of the stores this process owns (radflow/retention.py); worker: the
-    worklist rows and report documents; the DICOM gateway passes its MPPS store and spool."""
-    if "worklist" not in settings.sync_consumers:
-        return None  # no closure notes: nothing to purge by
-    from gateways.dicom.read_models import worklist_store
-    from radflow.attachments import attachment_store
-    from radflow.retention import RetentionPurge
-
-    if worker:
-        stores["attachments"] = attachment_store(settings)
-    purge = RetentionPurge.from_settings(settings, stores.pop("worklist", None) or worklist_store(settings), **stores)
-    return asyncio.create_task(purge.run(settings.retention_purge_interval_s), name="retention-purge")
-
-
-async def stop_purge(task: asyncio.Task | None) -> None:
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 class WorkerComponent:
     name = "worker"
 
@@ -119,7 +98,7 @@ class WorkerComponent:
         return [("Worker", f"task queue {self.settings.task_queue}")]
 
     async def ready(self) -> str | None:
-        """None when polling (radflow/health.py readiness), else why not."""
+        """None when polling (radflow/infra/health.py readiness), else why not."""
         if self.task is None:
             return "worker not started"
         return "worker stopped" if self.task.done() else None
@@ -140,7 +119,7 @@ class MllpComponent:
         self.gateway = None
 
     async def start(self) -> None:
-        from gateways.hl7_gateway import Hl7Gateway
+        from radflow.gateways.hl7_gateway import Hl7Gateway
 
         self.gateway = Hl7Gateway(self.service, self.settings)
         # The gateway's listener carries the mllp_* limits from settings.
@@ -159,7 +138,7 @@ class MllpComponent:
             await close()
 
     def endpoints(self) -> list[tuple[str, str]]:
-        from radflow.tls import listener_enabled
+        from radflow.infra.tls import listener_enabled
 
         tls = "  (TLS)" if listener_enabled(self.settings, "mllp") else ""
         return [("HL7 MLLP", f"{self.host}:{self.port}{tls}")]
@@ -188,7 +167,7 @@ class ApiComponent:
         self.host = host
         self.port = port
         self.tls = tls
-        # HTTPS with radflow's own context (radflow/tls.py: TLS 1.2+, optional client certificates).
+        # HTTPS with radflow's own context (radflow/infra/tls.py: TLS 1.2+, optional client certificates).
         factory = (lambda _config, _default: tls) if tls is not None else None
         # proxy_headers off: uvicorn would believe X-Forwarded-For from 127.0.0.1; the API's audit
         # decides whom to believe (RADFLOW_API_TRUSTED_PROXIES, api/audit.py).
@@ -228,7 +207,7 @@ class ApiComponent:
 
 def gateway_components(settings: Settings, service: OrderService, host: str) -> list[Component]:
     """Inbound gateways `radflow dev` runs next to the worker and the API (add new ones here)."""
-    from gateways.dicom.component import DicomComponent
+    from radflow.gateways.dicom.component import DicomComponent
 
     return [MllpComponent(service, settings, host, settings.mllp_port),
             DicomComponent(service, settings, host, settings.dicom_port)]

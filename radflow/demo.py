@@ -19,8 +19,8 @@ from radflow.components import Component
 from radflow.demo_drive import DemoDrive, Destinations
 from radflow.demo_sinks import EhrSink, FhirComponent, OrthancComponent, node_installed, orthanc_installed
 from radflow.dev import run_dev
-from radflow.ordering import OrderService
-from radflow.settings import Settings
+from radflow.service.ordering import OrderService
+from radflow.infra.settings import Settings
 
 DEMO_STABLE_AGE_S = 2.0  # a real modality pauses longer; the demo's 5 images arrive at once
 

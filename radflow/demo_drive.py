@@ -17,15 +17,15 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from domain.definitions import OrderStatus, order_workflow_id
-from domain.order import OrderState
+from radflow.domain.definitions import OrderStatus, order_workflow_id
+from radflow.domain.order import OrderState
 from radflow.demo_messages import DemoOrder, adt_a04, orm_nw, oru
 from radflow.demo_modality import Modality, WorklistItem
 from radflow.demo_sinks import EhrSink, FhirComponent, OrthancComponent
 from radflow.dicom_synth import SyntheticStudy
-from radflow.mllp_client import MllpClient
-from radflow.ordering import OrderService
-from radflow.settings import Settings
+from radflow.infra.mllp_client import MllpClient
+from radflow.service.ordering import OrderService
+from radflow.infra.settings import Settings
 
 STEPS = 9
 

@@ -1,7 +1,7 @@
 """The HL7 v2 messages `radflow demo` sends for its one order (a made-up patient, no real data).
 
 v2.4 ORM^O01 with the accession in OBR-18, the station AE title in OBR-21, the modality in
-OBR-24 and the start in OBR-27.4 (radflow's default field conventions, radflow.settings);
+OBR-24 and the start in OBR-27.4 (radflow's default field conventions, radflow.infra.settings);
 ORU^R01 with the result status in OBR-25 and the report text in OBX-5.
 """
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import hl7
 import httpx
 
-from domain.hl7.ack import AckCode, AckHeader, build_ack
-from gateways.mllp import serve_mllp
+from radflow.domain.hl7.ack import AckCode, AckHeader, build_ack
+from radflow.gateways.mllp import serve_mllp
 from radflow.devstack import free_port
 from radflow.fhir_server import FhirServer
 

@@ -12,19 +12,19 @@ import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from api.app import create_app
-from radflow.codec import ensure_keys_file
+from radflow.api.app import create_app
+from radflow.service.codec import ensure_keys_file
 from radflow.components import ApiComponent, Component, TemporalDevComponent, WorkerComponent, gateway_components
 from radflow.devstack import DevServer
-from radflow.health import PeriodicComponent, Readiness, drain_periodically, refresh_order_gauges
-from radflow.ordering import OrderService
-from radflow.patient_search import ensure_hmac_key_file
+from radflow.infra.health import PeriodicComponent, Readiness, drain_periodically, refresh_order_gauges
+from radflow.service.ordering import OrderService
+from radflow.service.patient_search import ensure_hmac_key_file
 from radflow.runner import banner_text, run_components
-from radflow.settings import Settings
-from radflow.telemetry import configure_tracing
-from radflow.temporal import connect, ensure_search_attributes
-from radflow.tls import server_context
-from radflow.wiring import order_service
+from radflow.infra.settings import Settings
+from radflow.infra.telemetry import configure_tracing
+from radflow.service.temporal import connect, ensure_search_attributes
+from radflow.infra.tls import server_context
+from radflow.service.wiring import order_service
 
 DB_FILE = "temporal.db"
 LOG_FILE = "temporal.log"
@@ -92,7 +92,7 @@ def encryption_notice(settings: Settings) -> str:
 
 def auth_notice(settings: Settings) -> str:
     """Say so when the API is open (allowed on loopback only; the CLI refuses it elsewhere)."""
-    from api.auth import Authenticator
+    from radflow.api.auth import Authenticator
 
     auth = Authenticator(settings)
     if auth.enforcing:

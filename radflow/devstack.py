@@ -17,7 +17,7 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 from temporalio.service import RetryConfig, RPCError
 
-from radflow.temporal import dev_server_search_attribute_args
+from radflow.service.temporal import dev_server_search_attribute_args
 
 
 def find_binary(name: str) -> str:

@@ -69,7 +69,7 @@ def parse_ack(raw: bytes) -> Ack:
 async def send_files(files: list[Path], host: str, port: int, timeout_s: float = 10.0, raw: bool = False,
                      tls: ssl.SSLContext | None = None) -> int:
     """0 when every message got AA; 1 when any got something else; 2 when sending failed."""
-    from radflow.mllp_client import MllpClient, MllpError
+    from radflow.infra.mllp_client import MllpClient, MllpError
 
     batches: list[tuple[Path, list[bytes]]] = []
     for path in files:

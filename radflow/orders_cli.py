@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from radflow.bulk_cli import UsageError, add_filter_flags, render as render_bulk, run_bulk, uses_filter
-from radflow.settings import Settings
+from radflow.infra.settings import Settings
 
 
 def add_orders_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:

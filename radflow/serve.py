@@ -14,10 +14,10 @@ from collections.abc import Callable, Sequence
 from temporalio.client import Client
 
 from radflow.components import Component
-from radflow.health import Readiness, health_component, temporal_check
+from radflow.infra.health import Readiness, health_component, temporal_check
 from radflow.runner import banner_text, run_components
-from radflow.settings import Settings
-from radflow.telemetry import configure_tracing
+from radflow.infra.settings import Settings
+from radflow.infra.telemetry import configure_tracing
 
 log = logging.getLogger("radflow.serve")
 
@@ -28,7 +28,7 @@ Build = Callable[[Client, Readiness], Sequence[Component]]
 
 
 async def connect_until_up(settings: Settings) -> Client:
-    from radflow.temporal import connect
+    from radflow.service.temporal import connect
 
     while True:
         try:

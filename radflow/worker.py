@@ -8,15 +8,15 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.registry import build_activities
-from radflow.activity_metrics import ActivityMetricsInterceptor
-from radflow.event_tracing import EventTraceInterceptor
-from radflow.settings import Settings
-from workflows.allocator import AccessionAllocatorWorkflow
-from workflows.order import ImagingOrderWorkflow
-from workflows.order_index import OrderIndexWorkflow
-from workflows.order_v1 import ImagingOrderWorkflowV1
-from workflows.unmatched import UnmatchedItemWorkflow
+from radflow.activities.registry import build_activities
+from radflow.infra.activity_metrics import ActivityMetricsInterceptor
+from radflow.service.event_tracing import EventTraceInterceptor
+from radflow.infra.settings import Settings
+from radflow.workflows.allocator import AccessionAllocatorWorkflow
+from radflow.workflows.order import ImagingOrderWorkflow
+from radflow.workflows.order_index import OrderIndexWorkflow
+from radflow.workflows.order_v1 import ImagingOrderWorkflowV1
+from radflow.workflows.unmatched import UnmatchedItemWorkflow
 
 # v1 stays registered for orders started before v2 (docs/workflow.md "Upgrades").
 WORKFLOWS = [ImagingOrderWorkflow, ImagingOrderWorkflowV1, AccessionAllocatorWorkflow, UnmatchedItemWorkflow,
@@ -35,6 +35,6 @@ def build_worker(
         task_queue=task_queue or settings.task_queue,
         workflows=WORKFLOWS,
         activities=list(activities) if activities is not None else build_activities(settings),
-        # Tracing comes with the client (radflow/temporal.py), which puts it first; these come after it.
+        # Tracing comes with the client (radflow/service/temporal.py), which puts it first; these come after it.
         interceptors=[ActivityMetricsInterceptor(), EventTraceInterceptor()],
     )

@@ -12,8 +12,8 @@ import pytest
 from temporalio.client import Client
 
 from radflow.devstack import DevServer, free_port
-from radflow.temporal import DATA_CONVERTER
-from radflow.logs import KeyValueFormatter
+from radflow.service.temporal import DATA_CONVERTER
+from radflow.infra.logs import KeyValueFormatter
 
 # Loggers whose every call the suite exercises at DEBUG: a record is only built (and an
 # `extra=` key colliding with a LogRecord attribute only raises) when its level is enabled.
@@ -104,7 +104,7 @@ def pg() -> Iterator[object]:
 @pytest.fixture
 def pg_url(pg) -> Iterator[str]:
     """A fresh database of the session cluster (its process-wide pool is closed afterwards)."""
-    from radflow.read_model_db import close_pool
+    from radflow.infra.read_model_db import close_pool
 
     url = pg.create_database()
     yield url

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from domain.definitions import EventSource, ReportStatus
-from domain.order import (
+from radflow.domain.definitions import EventSource, ReportStatus
+from radflow.domain.order import (
     EventKind,
     OrderData,
     OrderEvent,

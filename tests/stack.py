@@ -12,12 +12,12 @@ from typing import Any
 
 from temporalio.client import Client
 
-from api.app import create_app
+from radflow.api.app import create_app
 from radflow.components import ApiComponent, MllpComponent, WorkerComponent
 from radflow.devstack import free_port
-from radflow.ordering import OrderService
-from radflow.settings import Settings
-from radflow.wiring import order_service
+from radflow.service.ordering import OrderService
+from radflow.infra.settings import Settings
+from radflow.service.wiring import order_service
 
 
 def stack_settings(task_queue: str, **overrides: Any) -> Settings:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from gateways.dicom.server import start_dicom_gateway
-from radflow.settings import Settings
-from radflow.temporal import connect
-from radflow.wiring import order_service
+from radflow.gateways.dicom.server import start_dicom_gateway
+from radflow.infra.settings import Settings
+from radflow.service.temporal import connect
+from radflow.service.wiring import order_service
 
 
 async def main() -> None:

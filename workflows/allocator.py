@@ -10,8 +10,8 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from domain import definitions as d
-    from domain.order import AllocateRequest, AllocatorState
+    from radflow.domain import definitions as d
+    from radflow.domain.order import AllocateRequest, AllocatorState
 
 RECENT_KEPT = 20_000  # placer -> accession pairs carried across continue-as-new
 HISTORY_SOFT_LIMIT = 5_000

@@ -22,10 +22,10 @@ from temporalio.common import RawValue, RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from domain import definitions as d
-    from domain.definitions import EventSource, OrderStatus, OverdueFlag, ReportStatus
-    from domain.lanes import Work, acquisition_settled, mark_done, mirror_key, pending_work, report_verdict
-    from domain.order import (
+    from radflow.domain import definitions as d
+    from radflow.domain.definitions import EventSource, OrderStatus, OverdueFlag, ReportStatus
+    from radflow.domain.lanes import Work, acquisition_settled, mark_done, mirror_key, pending_work, report_verdict
+    from radflow.domain.order import (
         Attention,
         EventKind,
         EventResult,
@@ -40,9 +40,9 @@ with workflow.unsafe.imports_passed_through():
         StepResult,
         TimelineEntry,
     )
-    from domain.studies import archive_queue
-    from domain.transitions import apply_event, ready_for_acquisition
-    from domain.ui_metadata import activity_summary, check_operator_action, current_details, parse_operator_action, who
+    from radflow.domain.studies import archive_queue
+    from radflow.domain.transitions import apply_event, ready_for_acquisition
+    from radflow.domain.ui_metadata import activity_summary, check_operator_action, current_details, parse_operator_action, who
 
 S = OrderStatus
 SEEN_IDS_KEPT = 200
@@ -223,7 +223,7 @@ class ImagingOrderWorkflow:
         self._operator_action(raw)
 
     def _operator_action(self, raw: RawValue) -> OperatorAction:
-        """The action, or ApplicationError with the one-line reason (no stack trace: radflow.temporal)."""
+        """The action, or ApplicationError with the one-line reason (no stack trace: radflow.service.temporal)."""
         action, error_type, refusal = self._read_operator_action(raw)
         if action is None or refusal:
             raise ApplicationError(refusal, type=error_type, non_retryable=True)

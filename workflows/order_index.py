@@ -16,8 +16,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from domain import definitions as d
-    from domain.order_index import IndexEntries, IndexLookup, IndexState, PruneRequest, PruneResult, valid_entries
+    from radflow.domain import definitions as d
+    from radflow.domain.order_index import IndexEntries, IndexLookup, IndexState, PruneRequest, PruneResult, valid_entries
 
 @workflow.defn(name=d.ORDER_INDEX_WORKFLOW)
 class OrderIndexWorkflow:

@@ -20,9 +20,9 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from domain import definitions as d
-    from domain.definitions import EventSource, OrderStatus, OverdueFlag, ReportStatus
-    from domain.order import (
+    from radflow.domain import definitions as d
+    from radflow.domain.definitions import EventSource, OrderStatus, OverdueFlag, ReportStatus
+    from radflow.domain.order import (
         Attention,
         EventKind,
         EventResult,
@@ -36,8 +36,8 @@ with workflow.unsafe.imports_passed_through():
         StepResult,
         TimelineEntry,
     )
-    from domain.studies import received_instances
-    from domain.transitions import apply_event, effective_status, ready_for_acquisition, set_status
+    from radflow.domain.studies import received_instances
+    from radflow.domain.transitions import apply_event, effective_status, ready_for_acquisition, set_status
 
 SEEN_IDS_KEPT = 200
 PATCH_LATE_INSTANCES = "archive-late-instances"  # histories before it never re-ran acquisition steps

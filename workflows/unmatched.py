@@ -10,8 +10,8 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from domain import definitions as d
-    from domain.unmatched import ResolveUnmatched, UnmatchedItem, UnmatchedNote, UnmatchedStart
+    from radflow.domain import definitions as d
+    from radflow.domain.unmatched import ResolveUnmatched, UnmatchedItem, UnmatchedNote, UnmatchedStart
 
 # A busy item (an MPPS re-sent for weeks) must not grow its history without bound.
 HISTORY_SOFT_LIMIT = 2_000

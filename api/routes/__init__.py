@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.routes import bulk, codec, exceptions, fhir, health, orders
+from radflow.api.routes import bulk, codec, exceptions, fhir, health, orders
 
 ROUTERS: list[APIRouter] = [health.router, orders.router, bulk.router, fhir.router, exceptions.router, codec.router]

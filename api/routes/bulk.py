@@ -17,14 +17,14 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
-from api import order_actions as actions
-from api.deps import ActorDep, ControlIdDep, ServiceDep, SettingsDep
-from api.responses import TOO_LARGE, UNAVAILABLE
-from api.schemas import BulkItemPublic, BulkRequest, BulkResultPublic
-from radflow.audit_trail import AuditUnavailable
-from radflow.bulk import BulkFilter, bounded, match_orders
-from radflow.order_search import InvalidFilter
-from radflow.ordering import EventRejected, OrderNotFound, OrderService, TemporalUnavailable
+from radflow.api import order_actions as actions
+from radflow.api.deps import ActorDep, ControlIdDep, ServiceDep, SettingsDep
+from radflow.api.responses import TOO_LARGE, UNAVAILABLE
+from radflow.api.schemas import BulkItemPublic, BulkRequest, BulkResultPublic
+from radflow.infra.audit_trail import AuditUnavailable
+from radflow.service.bulk import BulkFilter, bounded, match_orders
+from radflow.service.order_search import InvalidFilter
+from radflow.service.ordering import EventRejected, OrderNotFound, OrderService, TemporalUnavailable
 
 log = logging.getLogger("radflow.api")
 
@@ -62,7 +62,7 @@ async def bulk_action(
     except InvalidFilter as err:
         if err.__cause__ is not None:
             raise  # Temporal's own refusal: the app's handler words it
-        from api.app import invalid
+        from radflow.api.app import invalid
 
         kind = "too_many_orders" if "more than" in str(err) else "invalid_filter"
         return invalid(["body", "filter"], str(err), kind)
@@ -111,7 +111,7 @@ class _Audited:
     change (not written: the order is not touched), the outcome after (besides the request's own lines)."""
 
     def __init__(self, request: Request, action: BulkAction) -> None:
-        from api.guard import PRINCIPAL_KEY
+        from radflow.api.guard import PRINCIPAL_KEY
 
         self.audit = getattr(request.app.state, "api_audit", None)
         self.request, self.action = request, action

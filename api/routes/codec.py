@@ -21,8 +21,8 @@ from pydantic import BaseModel, Field
 from starlette.middleware.cors import CORSMiddleware
 from temporalio.api.common.v1 import Payload
 
-from api.audit import AUDIT_KEY
-from radflow.codec import CodecError, EncryptionCodec
+from radflow.api.audit import AUDIT_KEY
+from radflow.service.codec import CodecError, EncryptionCodec
 
 router = APIRouter(prefix="/codec", tags=["codec"])
 PREFIX = "/codec/"

@@ -16,15 +16,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Query
 from pydantic import BaseModel, Field
 
-from api.deps import ServiceDep, SettingsDep
-from api.responses import NOT_FOUND, REFUSED, TOO_LARGE, UNAVAILABLE
-from api.text_checks import SafeText, safe
-from domain.definitions import EventSource, OrderStatus, UnmatchedKind
-from domain.order import EventKind, OrderEvent, StudyInfo
-from domain.unmatched import UnmatchedItem
-from radflow.ordering import OrderService
-from radflow.settings import Settings
-from radflow.unmatched import UnmatchedConflict, UnmatchedNotFound, get_unmatched, list_unmatched, resolve_unmatched
+from radflow.api.deps import ServiceDep, SettingsDep
+from radflow.api.responses import NOT_FOUND, REFUSED, TOO_LARGE, UNAVAILABLE
+from radflow.api.text_checks import SafeText, safe
+from radflow.domain.definitions import EventSource, OrderStatus, UnmatchedKind
+from radflow.domain.order import EventKind, OrderEvent, StudyInfo
+from radflow.domain.unmatched import UnmatchedItem
+from radflow.service.ordering import OrderService
+from radflow.infra.settings import Settings
+from radflow.service.unmatched import UnmatchedConflict, UnmatchedNotFound, get_unmatched, list_unmatched, resolve_unmatched
 
 log = logging.getLogger("radflow.api")
 
@@ -144,7 +144,7 @@ async def _tell_order(service: OrderService, accession: str, study: StudyInfo) -
 
 def _study_counts(settings: Settings, uid: str, item: UnmatchedItem) -> StudyInfo:
     """The spool's counts when this process sees it (same host as the gateway), else the item's."""
-    from gateways.dicom.spool import Spool, spool_dir
+    from radflow.gateways.dicom.spool import Spool, spool_dir
 
     root: FsPath = spool_dir(settings)
     if (root / "index.sqlite").exists():

@@ -24,11 +24,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
-from api.audit import note_order
-from api.deps import ServiceDep, SettingsDep
-from api.text_checks import SafeText, safe
-from api.fhir_facade import facade_endpoint, facade_resource
-from api.fhir_http import (
+from radflow.api.audit import note_order
+from radflow.api.deps import ServiceDep, SettingsDep
+from radflow.api.text_checks import SafeText, safe
+from radflow.api.fhir_facade import facade_endpoint, facade_resource
+from radflow.api.fhir_http import (
     FHIR_JSON,
     RESOURCE_BODY,
     FhirError,
@@ -39,15 +39,15 @@ from api.fhir_http import (
     json_depth,
     searchset,
 )
-from api.fhir_search import BASED_ON, SERVICE_REQUEST_PARAMS, Searcher, matches_service_request, order_reference, parse_params
-from domain.definitions import EventSource, OrderStatus
-from domain.fhir import FhirInputError, order_from_service_request, placer_key
-from domain.fhir.ids import NotAFhirId, accession_from_id, fhir_id
-from domain.fhir.intake import CANCEL_STATUSES, CREATE_STATUSES
-from domain.order import EventKind, OrderData, OrderEvent, OrderState
-from domain.transitions import effective_status
-from radflow.ordering import EventRejected, OrderNotFound, OrderService, TemporalUnavailable
-from radflow.settings import Settings
+from radflow.api.fhir_search import BASED_ON, SERVICE_REQUEST_PARAMS, Searcher, matches_service_request, order_reference, parse_params
+from radflow.domain.definitions import EventSource, OrderStatus
+from radflow.domain.fhir import FhirInputError, order_from_service_request, placer_key
+from radflow.domain.fhir.ids import NotAFhirId, accession_from_id, fhir_id
+from radflow.domain.fhir.intake import CANCEL_STATUSES, CREATE_STATUSES
+from radflow.domain.order import EventKind, OrderData, OrderEvent, OrderState
+from radflow.domain.transitions import effective_status
+from radflow.service.ordering import EventRejected, OrderNotFound, OrderService, TemporalUnavailable
+from radflow.infra.settings import Settings
 
 log = logging.getLogger("radflow.api.fhir")
 

@@ -7,9 +7,9 @@ from datetime import timedelta
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from api.deps import SettingsDep
-from api.schemas import HealthPublic
-from radflow.health import metrics_response, readyz_response
+from radflow.api.deps import SettingsDep
+from radflow.api.schemas import HealthPublic
+from radflow.infra.health import metrics_response, readyz_response
 
 router = APIRouter(tags=["health"])
 

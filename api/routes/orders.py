@@ -12,12 +12,12 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Path, Query, Request
 from pydantic import BeforeValidator
 
-from api import order_actions as actions
-from api.audit import note_order
-from api.deps import ActorDep, ControlIdDep, OriginDep, ServiceDep, SettingsDep
-from api.responses import NOT_FOUND, REFUSED, TOO_LARGE, UNAVAILABLE
-from api.text_checks import SafeText, safe
-from api.schemas import (
+from radflow.api import order_actions as actions
+from radflow.api.audit import note_order
+from radflow.api.deps import ActorDep, ControlIdDep, OriginDep, ServiceDep, SettingsDep
+from radflow.api.responses import NOT_FOUND, REFUSED, TOO_LARGE, UNAVAILABLE
+from radflow.api.text_checks import SafeText, safe
+from radflow.api.schemas import (
     CancelRequest,
     EventResultPublic,
     OperatorRequest,
@@ -28,9 +28,9 @@ from api.schemas import (
     TimelineEntryPublic,
     TimelinePublic,
 )
-from domain.definitions import EventSource, OrderStatus
-from domain.order import EventKind, OrderEvent, Schedule
-from radflow.order_search import OrderFilter, search_orders
+from radflow.domain.definitions import EventSource, OrderStatus
+from radflow.domain.order import EventKind, OrderEvent, Schedule
+from radflow.service.order_search import OrderFilter, search_orders
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 

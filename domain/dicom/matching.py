@@ -44,7 +44,7 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 
-from domain.dicom.wildcard import Glob
+from radflow.domain.dicom.wildcard import Glob
 
 Item = dict[str, Any]
 Matcher = Callable[[Any], bool]

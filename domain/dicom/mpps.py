@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
 
-from domain.order import SeriesInfo, StudyInfo
+from radflow.domain.order import SeriesInfo, StudyInfo
 
 IN_PROGRESS = "IN PROGRESS"
 COMPLETED = "COMPLETED"

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from domain.definitions import OrderStatus
-from domain.dicom.charset import charset_for
-from domain.dicom.uids import order_study_uid
-from domain.dicom.vr_limits import fit_item
-from domain.order import OrderData, OrderState
-from domain.transitions import effective_status
+from radflow.domain.definitions import OrderStatus
+from radflow.domain.dicom.charset import charset_for
+from radflow.domain.dicom.uids import order_study_uid
+from radflow.domain.dicom.vr_limits import fit_item
+from radflow.domain.order import OrderData, OrderState
+from radflow.domain.transitions import effective_status
 
 Item = dict[str, Any]
 

@@ -5,13 +5,13 @@ Every mapping takes the order state, a `FhirMappingConfig` and optional `refs`
 (by business identifier). Resources come back without `id`.
 """
 
-from domain.fhir.config import DICOM_UID_SYSTEM, FhirMappingConfig
-from domain.fhir.imaging import endpoint, imaging_studies, imaging_study
-from domain.fhir.intake import FhirInputError, order_from_service_request, placer_key
-from domain.fhir.keys import business_identifier, search_token
-from domain.fhir.patient import encounter, patient
-from domain.fhir.report import diagnostic_report
-from domain.fhir.request import service_request, task
+from radflow.domain.fhir.config import DICOM_UID_SYSTEM, FhirMappingConfig
+from radflow.domain.fhir.imaging import endpoint, imaging_studies, imaging_study
+from radflow.domain.fhir.intake import FhirInputError, order_from_service_request, placer_key
+from radflow.domain.fhir.keys import business_identifier, search_token
+from radflow.domain.fhir.patient import encounter, patient
+from radflow.domain.fhir.report import diagnostic_report
+from radflow.domain.fhir.request import service_request, task
 
 __all__ = [
     "DICOM_UID_SYSTEM",

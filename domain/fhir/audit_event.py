@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from domain.fhir.config import FhirMappingConfig
+from radflow.domain.fhir.config import FhirMappingConfig
 
 AUDIT_EVENT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
 RESTFUL_INTERACTION = "http://hl7.org/fhir/restful-interaction"

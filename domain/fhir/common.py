@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from domain.definitions import OrderStatus
-from domain.order import OrderState, PersonName
-from domain.transitions import effective_status
+from radflow.domain.definitions import OrderStatus
+from radflow.domain.order import OrderState, PersonName
+from radflow.domain.transitions import effective_status
 
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"  # identifier types (MR, PLAC, FILL, ACSN, VN)
 V2_0074 = "http://terminology.hl7.org/CodeSystem/v2-0074"  # diagnostic service sections (RAD)

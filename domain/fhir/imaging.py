@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from domain.definitions import OrderStatus
-from domain.fhir.common import (
+from radflow.domain.definitions import OrderStatus
+from radflow.domain.fhir.common import (
     DCM,
     ENDPOINT_CONNECTION_TYPE,
     Refs,
@@ -14,9 +14,9 @@ from domain.fhir.common import (
     prune,
     reference,
 )
-from domain.fhir.config import FhirMappingConfig
-from domain.fhir.keys import accession_key, encounter_key, endpoint_key, patient_key, study_key, study_keys
-from domain.order import OrderState, StudyInfo
+from radflow.domain.fhir.config import FhirMappingConfig
+from radflow.domain.fhir.keys import accession_key, encounter_key, endpoint_key, patient_key, study_key, study_keys
+from radflow.domain.order import OrderState, StudyInfo
 
 S = OrderStatus
 

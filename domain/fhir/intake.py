@@ -16,10 +16,10 @@ from fhir.resources.R4B.practitioner import Practitioner as R4Practitioner
 from fhir.resources.R4B.servicerequest import ServiceRequest as R4ServiceRequest
 from pydantic import ValidationError
 
-from domain.fhir.common import DCM, V2_0203
-from domain.fhir.config import DICOM_UID_SYSTEM, FhirMappingConfig, uid_from_value
-from domain.fhir.patient import GENDER
-from domain.order import OrderData, Patient, PersonName, Procedure, Provider, Schedule, Visit
+from radflow.domain.fhir.common import DCM, V2_0203
+from radflow.domain.fhir.config import DICOM_UID_SYSTEM, FhirMappingConfig, uid_from_value
+from radflow.domain.fhir.patient import GENDER
+from radflow.domain.order import OrderData, Patient, PersonName, Procedure, Provider, Schedule, Visit
 
 CREATE_STATUSES = ("active", "draft")
 CANCEL_STATUSES = ("revoked", "entered-in-error")

@@ -6,9 +6,9 @@ that never changes for the order (accession, MRN, visit number, Study Instance U
 
 from __future__ import annotations
 
-from domain.fhir.common import identifier
-from domain.fhir.config import DICOM_UID_SYSTEM, FhirMappingConfig, study_uid_value
-from domain.order import OrderState
+from radflow.domain.fhir.common import identifier
+from radflow.domain.fhir.config import DICOM_UID_SYSTEM, FhirMappingConfig, study_uid_value
+from radflow.domain.order import OrderState
 
 
 def patient_key(state: OrderState, cfg: FhirMappingConfig) -> dict:

@@ -1,10 +1,10 @@
 """One import point for the state -> resource mappings (split by resource in this package)."""
 
-from domain.fhir.imaging import endpoint, imaging_study
-from domain.fhir.keys import business_identifier, search_token
-from domain.fhir.patient import encounter, patient
-from domain.fhir.report import diagnostic_report
-from domain.fhir.request import service_request, task
+from radflow.domain.fhir.imaging import endpoint, imaging_study
+from radflow.domain.fhir.keys import business_identifier, search_token
+from radflow.domain.fhir.patient import encounter, patient
+from radflow.domain.fhir.report import diagnostic_report
+from radflow.domain.fhir.request import service_request, task
 
 __all__ = [
     "business_identifier",

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from domain.fhir.common import V3_ACT_CODE, V3_NULL_FLAVOR, Refs, fhir_date, human_name, identifier, prune, reference
-from domain.fhir.config import FhirMappingConfig
-from domain.fhir.keys import encounter_key, patient_key
-from domain.order import OrderState, PatientKey
+from radflow.domain.fhir.common import V3_ACT_CODE, V3_NULL_FLAVOR, Refs, fhir_date, human_name, identifier, prune, reference
+from radflow.domain.fhir.config import FhirMappingConfig
+from radflow.domain.fhir.keys import encounter_key, patient_key
+from radflow.domain.order import OrderState, PatientKey
 
 # HL7 table 0001 (PID-8) -> FHIR AdministrativeGender.
 GENDER = {"M": "male", "F": "female", "O": "other", "A": "other", "U": "unknown", "N": "unknown"}

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import base64
 
-from domain.definitions import ReportStatus
-from domain.fhir.common import (
+from radflow.domain.definitions import ReportStatus
+from radflow.domain.fhir.common import (
     LOINC,
     V2_0074,
     Refs,
@@ -21,9 +21,9 @@ from domain.fhir.common import (
     prune,
     reference,
 )
-from domain.fhir.config import FhirMappingConfig
-from domain.fhir.keys import accession_key, encounter_key, patient_key, report_key, study_keys, study_ref_name
-from domain.order import Attachment, OrderState
+from radflow.domain.fhir.config import FhirMappingConfig
+from radflow.domain.fhir.keys import accession_key, encounter_key, patient_key, report_key, study_keys, study_ref_name
+from radflow.domain.order import Attachment, OrderState
 
 REPORT_STATUS = {
     ReportStatus.PRELIMINARY: "preliminary",

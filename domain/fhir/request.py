@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from domain.definitions import OrderStatus, ReportStatus
-from domain.fhir.common import (
+from radflow.domain.definitions import OrderStatus, ReportStatus
+from radflow.domain.fhir.common import (
     DCM,
     SNOMED,
     Refs,
@@ -15,9 +15,9 @@ from domain.fhir.common import (
     prune,
     reference,
 )
-from domain.fhir.config import DICOM_UID_SYSTEM, FhirMappingConfig, study_uid_value
-from domain.fhir.keys import accession_key, encounter_key, patient_key, study_uid, task_key
-from domain.order import OrderState
+from radflow.domain.fhir.config import DICOM_UID_SYSTEM, FhirMappingConfig, study_uid_value
+from radflow.domain.fhir.keys import accession_key, encounter_key, patient_key, study_uid, task_key
+from radflow.domain.order import OrderState
 
 S = OrderStatus
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from domain.hl7.decode import SEGMENT_SEPARATOR, EncodingChars, escape, normalise_segments, unescape
-from domain.hl7.parse import ERROR_TEXT, ErrorCode, version_tuple
+from radflow.domain.hl7.decode import SEGMENT_SEPARATOR, EncodingChars, escape, normalise_segments, unescape
+from radflow.domain.hl7.parse import ERROR_TEXT, ErrorCode, version_tuple
 
 DEFAULT_VERSION = "2.5.1"
 

@@ -15,8 +15,8 @@ from functools import cache
 
 import hl7apy
 
-from domain.hl7.decode import EncodingChars
-from domain.hl7.parse import ErrorCode, Hl7Error
+from radflow.domain.hl7.decode import EncodingChars
+from radflow.domain.hl7.parse import ErrorCode, Hl7Error
 
 # Message type^trigger -> hl7apy structure(s) whose segments the message may carry. ORM
 # and OMI share the order mapping, so either's segments are accepted in both.

@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from domain.hl7.decode import SEGMENT_SEPARATOR, EncodingChars
-from domain.hl7.parse import ErrorCode, Hl7Error
+from radflow.domain.hl7.decode import SEGMENT_SEPARATOR, EncodingChars
+from radflow.domain.hl7.parse import ErrorCode, Hl7Error
 
 _REPORT_FIELD = ("OBX", 5)  # report text and embedded documents: bounded by max_report_chars instead
 
@@ -37,7 +37,7 @@ class Hl7Limits:
 
     @classmethod
     def from_settings(cls, settings: Any) -> Hl7Limits:
-        """Duck-typed on radflow.settings.Settings (domain does not import radflow)."""
+        """Duck-typed on radflow.infra.settings.Settings (domain does not import radflow)."""
         d = cls()
         return cls(**{name: int(getattr(settings, f"hl7_{name}", getattr(d, name))) for name in d.__dataclass_fields__})
 

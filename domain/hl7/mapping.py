@@ -34,11 +34,11 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from domain.definitions import EventSource, ReportStatus
-from domain.hl7.observations import report_content
-from domain.hl7.grammar import check_grammar
-from domain.hl7.parse import NULL, ErrorCode, FieldSpec, Hl7Error, ParsedMessage, Segment, segment_name
-from domain.order import (
+from radflow.domain.definitions import EventSource, ReportStatus
+from radflow.domain.hl7.observations import report_content
+from radflow.domain.hl7.grammar import check_grammar
+from radflow.domain.hl7.parse import NULL, ErrorCode, FieldSpec, Hl7Error, ParsedMessage, Segment, segment_name
+from radflow.domain.order import (
     EventKind,
     OrderData,
     OrderEvent,
@@ -143,7 +143,7 @@ class MappingConfig:
 
     @classmethod
     def from_settings(cls, settings: Any) -> MappingConfig:
-        """Duck-typed on radflow.settings.Settings (domain does not import radflow)."""
+        """Duck-typed on radflow.infra.settings.Settings (domain does not import radflow)."""
         acc = getattr(settings, "hl7_accession_fields", None) or DEFAULT_ACCESSION_FIELDS
         ae = getattr(settings, "hl7_station_ae_fields", None) or DEFAULT_STATION_AE_FIELDS
         return cls(

@@ -19,9 +19,9 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
-from domain.hl7.decode import unescape
-from domain.hl7.parse import ErrorCode, Hl7Error, ParsedMessage, Segment
-from domain.order import Attachment, ImagingReference
+from radflow.domain.hl7.decode import unescape
+from radflow.domain.hl7.parse import ErrorCode, Hl7Error, ParsedMessage, Segment
+from radflow.domain.order import Attachment, ImagingReference
 
 TEXT_VALUE_TYPES = {"TX", "FT", "ST", ""}
 _UID = re.compile(r"[0-2](\.(0|[1-9][0-9]*))+")

@@ -17,11 +17,11 @@ import hashlib
 from collections.abc import Mapping
 from datetime import datetime
 
-from domain.definitions import ReportStatus
-from domain.hl7.ack import hl7_now
-from domain.hl7.decode import SEGMENT_SEPARATOR, EncodingChars, escape
-from domain.hl7.observations import ed_type
-from domain.order import Attachment, OrderState, PersonName
+from radflow.domain.definitions import ReportStatus
+from radflow.domain.hl7.ack import hl7_now
+from radflow.domain.hl7.decode import SEGMENT_SEPARATOR, EncodingChars, escape
+from radflow.domain.hl7.observations import ed_type
+from radflow.domain.order import Attachment, OrderState, PersonName
 
 VERSION = "2.5.1"
 RESULT_STATUS = {ReportStatus.PRELIMINARY: "P", ReportStatus.FINAL: "F", ReportStatus.CORRECTED: "C"}

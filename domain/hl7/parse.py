@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 import hl7
 from hl7.exceptions import ParseException
 
-from domain.hl7.decode import EncodingChars, unescape
+from radflow.domain.hl7.decode import EncodingChars, unescape
 
 if TYPE_CHECKING:
-    from domain.hl7.limits import Hl7Limits
+    from radflow.domain.hl7.limits import Hl7Limits
 
 NULL = '""'
 # Versions radflow accepts: v2.2 up to v2.9 (ORM^O01 from 2.2, OMI^O23 from 2.4/2.5).
@@ -250,7 +250,7 @@ def parse_message(text: str, codec: str = "utf-8", limits: Hl7Limits | None = No
     `limits` (default: Hl7Limits()) are checked first, in one linear pass, so no
     message costs more than its size allows.
     """
-    from domain.hl7.limits import Hl7Limits, check_limits  # limits.py raises our Hl7Error: import here, not at the top
+    from radflow.domain.hl7.limits import Hl7Limits, check_limits  # limits.py raises our Hl7Error: import here, not at the top
 
     if not text.startswith("MSH") or len(text) < 8:
         raise Hl7Error(ErrorCode.SEGMENT_SEQUENCE, "message does not start with an MSH segment", "MSH")
@@ -258,7 +258,7 @@ def parse_message(text: str, codec: str = "utf-8", limits: Hl7Limits | None = No
     if not enc.valid:
         raise Hl7Error(ErrorCode.DATA_TYPE, "invalid encoding characters in MSH-1/MSH-2", "MSH-2")
     check_limits(text, enc, limits or Hl7Limits())
-    from domain.hl7.grammar import repair_segments  # grammar builds on this module
+    from radflow.domain.hl7.grammar import repair_segments  # grammar builds on this module
 
     text, repairs = repair_segments(text, enc)
     try:

@@ -7,10 +7,10 @@ accession may come from another configured field).
 
 from __future__ import annotations
 
-from domain.hl7.limits import Hl7Limits
-from domain.hl7.mapping import CommandKind, Hl7Command
-from domain.hl7.parse import ErrorCode, Hl7Error
-from domain.identifiers import ACCESSION, CONTROL_ID, LONG_ID, TOO_LONG, order_problems, patient_problems, problem
+from radflow.domain.hl7.limits import Hl7Limits
+from radflow.domain.hl7.mapping import CommandKind, Hl7Command
+from radflow.domain.hl7.parse import ErrorCode, Hl7Error
+from radflow.domain.identifiers import ACCESSION, CONTROL_ID, LONG_ID, TOO_LONG, order_problems, patient_problems, problem
 
 _ORDER_FIELDS = {
     "accession": "OBR-18",

@@ -23,12 +23,12 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from domain.definitions import EventSource, UnmatchedKind
-from domain.order import EventKind, OrderEvent, StudyInfo
-from domain.unmatched import UnmatchedItem
-from gateways.dicom.spool import Spool, StudyRecord
-from radflow.ordering import EventRejected, OrderNotFound, OrderService
-from radflow.unmatched import record_unmatched, resolve_unmatched
+from radflow.domain.definitions import EventSource, UnmatchedKind
+from radflow.domain.order import EventKind, OrderEvent, StudyInfo
+from radflow.domain.unmatched import UnmatchedItem
+from radflow.gateways.dicom.spool import Spool, StudyRecord
+from radflow.service.ordering import EventRejected, OrderNotFound, OrderService
+from radflow.service.unmatched import record_unmatched, resolve_unmatched
 
 log = logging.getLogger("radflow.dicom.aggregator")
 

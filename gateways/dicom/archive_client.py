@@ -24,8 +24,8 @@ from pynetdicom import AE, _config
 from pynetdicom.association import Association
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
-from gateways.dicom.spool import SpooledInstance
-from gateways.dicom.tcp import NODELAY_HANDLER
+from radflow.gateways.dicom.spool import SpooledInstance
+from radflow.gateways.dicom.tcp import NODELAY_HANDLER
 
 log = logging.getLogger("radflow.dicom.archive")
 
@@ -49,7 +49,7 @@ class ArchiveClient:
     def __init__(self, host: str, port: int, called_ae: str, calling_ae: str, timeout_s: float = 30.0,
                  tls: ssl.SSLContext | None = None) -> None:
         self.host = host
-        self.tls = tls  # a verifying client context (radflow.tls): the archive's certificate must name `host`
+        self.tls = tls  # a verifying client context (radflow.infra.tls): the archive's certificate must name `host`
         self.port = port
         self.called_ae = called_ae
         self.calling_ae = calling_ae

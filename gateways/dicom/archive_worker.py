@@ -16,9 +16,9 @@ import logging
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.archive import ArchiveActivities
-from radflow.activity_metrics import ActivityMetricsInterceptor
-from radflow.settings import Settings
+from radflow.activities.archive import ArchiveActivities
+from radflow.infra.activity_metrics import ActivityMetricsInterceptor
+from radflow.infra.settings import Settings
 
 log = logging.getLogger("radflow.dicom.archive_worker")
 

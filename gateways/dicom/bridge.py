@@ -12,7 +12,7 @@ import concurrent.futures
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from radflow.ordering import TemporalUnavailable
+from radflow.service.ordering import TemporalUnavailable
 
 T = TypeVar("T")
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-from gateways.dicom.read_models import describe
-from gateways.dicom.server import DicomGateway, start_dicom_gateway
-from radflow.components import start_purge, stop_purge
-from radflow.ordering import OrderService
-from radflow.settings import Settings
-from radflow.tls import listener_enabled
+from radflow.gateways.dicom.read_models import describe
+from radflow.gateways.dicom.server import DicomGateway, start_dicom_gateway
+from radflow.gateways.dicom.purge_task import start_purge, stop_purge
+from radflow.service.ordering import OrderService
+from radflow.infra.settings import Settings
+from radflow.infra.tls import listener_enabled
 
 
 class DicomComponent:
@@ -42,7 +42,7 @@ class DicomComponent:
         return out
 
     async def ready(self) -> str | None:
-        """Listening, and the worklist/MPPS stores answer a read (radflow/health.py readiness)."""
+        """Listening, and the worklist/MPPS stores answer a read (radflow/infra/health.py readiness)."""
         if self.gateway is None or self.gateway.server is None:
             return "DICOM listener not started"
         worker = self.gateway.worker

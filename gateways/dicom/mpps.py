@@ -21,8 +21,8 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom.events import Event
 
-from domain.definitions import ErrorType, EventSource, OrderStatus
-from domain.dicom.mpps import (
+from radflow.domain.definitions import ErrorType, EventSource, OrderStatus
+from radflow.domain.dicom.mpps import (
     COMPLETED,
     DISCONTINUED,
     FINAL_STATUSES,
@@ -33,11 +33,11 @@ from domain.dicom.mpps import (
     validate_create,
     validate_set,
 )
-from domain.order import EventKind, OrderEvent
-from domain.transitions import effective_status
-from gateways.dicom.bridge import LoopBridge
-from gateways.dicom.read_models import MppsReadModel, WorklistReadModel
-from radflow.ordering import EventRejected, OrderError, OrderNotFound, OrderService, TemporalUnavailable
+from radflow.domain.order import EventKind, OrderEvent
+from radflow.domain.transitions import effective_status
+from radflow.gateways.dicom.bridge import LoopBridge
+from radflow.gateways.dicom.read_models import MppsReadModel, WorklistReadModel
+from radflow.service.ordering import EventRejected, OrderError, OrderNotFound, OrderService, TemporalUnavailable
 
 log = logging.getLogger("radflow.dicom.mpps")
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from pydicom.dataset import Dataset
 
-from gateways.dicom.sqlite_file import SqliteFile
+from radflow.gateways.dicom.sqlite_file import SqliteFile
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS mpps (

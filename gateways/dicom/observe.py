@@ -15,7 +15,7 @@ from opentelemetry import trace
 from pynetdicom import evt
 from pynetdicom.events import Event
 
-from radflow import metrics
+from radflow.infra import metrics
 
 tracer = trace.get_tracer("radflow.dicom")
 

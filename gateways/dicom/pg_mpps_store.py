@@ -13,7 +13,7 @@ from collections.abc import Callable
 from psycopg_pool import ConnectionPool
 from pydicom.dataset import Dataset
 
-from gateways.dicom.mpps_store import MppsRecord, _now
+from radflow.gateways.dicom.mpps_store import MppsRecord, _now
 
 _COLUMNS = "uid, status, accessions, calling_ae, attributes, created_at, updated_at"
 

@@ -12,9 +12,9 @@ from collections.abc import Iterable, Iterator
 
 from psycopg_pool import ConnectionPool
 
-from domain.dicom.matching import Query
-from domain.dicom.mwl import Item, WorklistEntry
-from gateways.dicom.worklist_store import (
+from radflow.domain.dicom.matching import Query
+from radflow.domain.dicom.mwl import Item, WorklistEntry
+from radflow.gateways.dicom.worklist_store import (
     _DUE,
     _MARK_PURGED,
     _NOTE_CLOSED,
@@ -83,7 +83,7 @@ class PgWorklistStore:
         with self.pool.connection() as conn:
             return int(conn.execute(sql).fetchone()[0])
 
-    # ------------------------------------------------------------- retention (radflow/retention.py)
+    # ------------------------------------------------------------- retention (radflow/service/retention.py)
     def note_closure(self, accession: str, closed_at: str, attachments: list[str]) -> None:
         import json
 

@@ -13,10 +13,10 @@ from typing import Protocol
 
 from pydicom.dataset import Dataset
 
-from domain.dicom.matching import Query
-from domain.dicom.mwl import Item, WorklistEntry
-from gateways.dicom.mpps_store import MppsRecord
-from radflow.settings import Settings
+from radflow.domain.dicom.matching import Query
+from radflow.domain.dicom.mwl import Item, WorklistEntry
+from radflow.gateways.dicom.mpps_store import MppsRecord
+from radflow.infra.settings import Settings
 
 
 class WorklistReadModel(Protocol):
@@ -40,7 +40,7 @@ class WorklistReadModel(Protocol):
 
     def count(self, visible_only: bool = True) -> int: ...
 
-    # Retention (radflow/retention.py): closure notes written by the worklist sync, and the purge.
+    # Retention (radflow/service/retention.py): closure notes written by the worklist sync, and the purge.
     def note_closure(self, accession: str, closed_at: str, attachments: list[str]) -> None: ...
 
     def due_for_purge(self, closed_before: str, limit: int = 500) -> list[tuple[str, list[str]]]: ...
@@ -64,7 +64,7 @@ class MppsReadModel(Protocol):
     def unmatched(self) -> list[MppsRecord]: ...
 
     def purge_closed(self, closed: Callable[[set[str]], set[str]]) -> int:
-        """Drop the attributes of instances whose orders all passed retention (radflow/retention.py)."""
+        """Drop the attributes of instances whose orders all passed retention (radflow/service/retention.py)."""
         ...
 
 
@@ -77,22 +77,22 @@ def postgres_url(settings: Settings) -> str:
 
 def worklist_store(settings: Settings) -> WorklistReadModel:
     if url := postgres_url(settings):
-        from radflow.read_model_db import pool
-        from gateways.dicom.pg_worklist_store import PgWorklistStore
+        from radflow.infra.read_model_db import pool
+        from radflow.gateways.dicom.pg_worklist_store import PgWorklistStore
 
         return PgWorklistStore(pool(url, max_size=settings.read_model_pool_max))
-    from gateways.dicom.worklist_store import WorklistStore
+    from radflow.gateways.dicom.worklist_store import WorklistStore
 
     return WorklistStore(settings.mwl_db_path())
 
 
 def mpps_store(settings: Settings) -> MppsReadModel:
     if url := postgres_url(settings):
-        from radflow.read_model_db import pool
-        from gateways.dicom.pg_mpps_store import PgMppsStore
+        from radflow.infra.read_model_db import pool
+        from radflow.gateways.dicom.pg_mpps_store import PgMppsStore
 
         return PgMppsStore(pool(url, max_size=settings.read_model_pool_max))
-    from gateways.dicom.mpps_store import MppsStore
+    from radflow.gateways.dicom.mpps_store import MppsStore
 
     return MppsStore(settings.mpps_db_path())
 

@@ -20,19 +20,19 @@ from pynetdicom.presentation import DEFAULT_TRANSFER_SYNTAXES
 from pynetdicom.sop_class import ModalityPerformedProcedureStep, ModalityWorklistInformationFind, Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
-from gateways.dicom.admission import PerAeLimit
-from gateways.dicom.bridge import LoopBridge
-from gateways.dicom.mpps import MppsService
-from gateways.dicom.observe import on_dimse_sent, traced
-from gateways.dicom.tcp import set_nodelay
-from gateways.dicom.tls import DeferredHandshakeContext, TlsHandshake
-from gateways.dicom.worklist import WorklistService
-from gateways.dicom.read_models import MppsReadModel, WorklistReadModel
-from gateways.dicom.read_models import mpps_store as _mpps_store
-from gateways.dicom.read_models import worklist_store as _worklist_store
-from radflow.ordering import OrderService
-from radflow.settings import Settings
-from radflow.tls import server_context
+from radflow.gateways.dicom.admission import PerAeLimit
+from radflow.gateways.dicom.bridge import LoopBridge
+from radflow.gateways.dicom.mpps import MppsService
+from radflow.gateways.dicom.observe import on_dimse_sent, traced
+from radflow.gateways.dicom.tcp import set_nodelay
+from radflow.gateways.dicom.tls import DeferredHandshakeContext, TlsHandshake
+from radflow.gateways.dicom.worklist import WorklistService
+from radflow.gateways.dicom.read_models import MppsReadModel, WorklistReadModel
+from radflow.gateways.dicom.read_models import mpps_store as _mpps_store
+from radflow.gateways.dicom.read_models import worklist_store as _worklist_store
+from radflow.service.ordering import OrderService
+from radflow.infra.settings import Settings
+from radflow.infra.tls import server_context
 
 log = logging.getLogger("radflow.dicom")
 
@@ -84,7 +84,7 @@ class DicomGateway:
         return int(self.server.server_address[1])
 
     def _record_unmatched(self, key: str, details: dict[str, Any]) -> Any:
-        from radflow.unmatched import record_unmatched
+        from radflow.service.unmatched import record_unmatched
 
         return record_unmatched(self.service.client, "mpps", key, details, reason="MPPS matches no order",
                                 task_queue=self.service.task_queue,
@@ -129,7 +129,7 @@ class DicomGateway:
         loop = asyncio.get_running_loop()
         quiet_pynetdicom(self.settings.log_level)
         if self.storage is not None:
-            from gateways.dicom.archive_worker import GatewayWorker
+            from radflow.gateways.dicom.archive_worker import GatewayWorker
 
             await self.storage.start()
             self.worker = GatewayWorker(self.service.client, self.settings)
@@ -158,13 +158,13 @@ class DicomGateway:
 
 
 def storage_available() -> bool:
-    return importlib.util.find_spec("gateways.dicom.storage") is not None
+    return importlib.util.find_spec("radflow.gateways.dicom.storage") is not None
 
 
 async def start_dicom_gateway(settings: Settings, service: OrderService, *, with_storage: bool = True) -> DicomGateway:
     storage = None
     if with_storage and storage_available():
-        from gateways.dicom.storage import StorageService
+        from radflow.gateways.dicom.storage import StorageService
 
         storage = StorageService(settings, service, asyncio.get_running_loop())
     gateway = DicomGateway(settings, service, storage=storage)

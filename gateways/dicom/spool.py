@@ -31,9 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from domain.order import SeriesInfo, StudyInfo
-from radflow.private_files import private_dir, private_file
-from radflow.settings import Settings
+from radflow.domain.order import SeriesInfo, StudyInfo
+from radflow.infra.private_files import private_dir, private_file
+from radflow.infra.settings import Settings
 
 _UID = re.compile(r"^[0-9.]{1,64}$")
 

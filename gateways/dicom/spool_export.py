@@ -1,7 +1,7 @@
 """Copy spooled instances out as ordinary .dcm files, for operators (the spool keeps most
 instances inside its SQLite database, where DICOM tools cannot open them).
 
-    python -m gateways.dicom.spool_export SPOOL_DIR STUDY_UID OUT_DIR [--sop SOP_UID ...]
+    python -m radflow.gateways.dicom.spool_export SPOOL_DIR STUDY_UID OUT_DIR [--sop SOP_UID ...]
 
 Safe while the gateway runs: it only reads (WAL readers do not block the writer).
 """
@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gateways.dicom.spool import Spool, _name
+from radflow.gateways.dicom.spool import Spool, _name
 
 
 def export_study(spool: Spool, study_uid: str, out: Path, sops: set[str] | None = None) -> list[Path]:

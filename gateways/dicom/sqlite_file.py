@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from radflow.private_files import private_file
+from radflow.infra.private_files import private_file
 
 
 class SqliteFile:
@@ -19,7 +19,7 @@ class SqliteFile:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        private_file(self.path)  # names and MRNs: owner-only (radflow/private_files.py)
+        private_file(self.path)  # names and MRNs: owner-only (radflow/infra/private_files.py)
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(self.SCHEMA)

@@ -42,13 +42,13 @@ from pynetdicom import evt
 from pynetdicom.events import Event
 from pynetdicom.presentation import AllStoragePresentationContexts, PresentationContext, build_context
 
-from gateways.dicom.aggregator import StudyAggregator
-from gateways.dicom.dataset_walk import PIXEL_DATA, DatasetError, walk_dataset
-from gateways.dicom.part10 import file_meta
-from gateways.dicom.spool import InstanceHeader, Spool, spool_dir
-from gateways.dicom.read_models import worklist_store
-from radflow.ordering import OrderService
-from radflow.settings import Settings
+from radflow.gateways.dicom.aggregator import StudyAggregator
+from radflow.gateways.dicom.dataset_walk import PIXEL_DATA, DatasetError, walk_dataset
+from radflow.gateways.dicom.part10 import file_meta
+from radflow.gateways.dicom.spool import InstanceHeader, Spool, spool_dir
+from radflow.gateways.dicom.read_models import worklist_store
+from radflow.service.ordering import OrderService
+from radflow.infra.settings import Settings
 
 log = logging.getLogger("radflow.dicom.storage")
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from pynetdicom.events import Event
 
-from radflow.tls import peer_subject
+from radflow.infra.tls import peer_subject
 
 log = logging.getLogger("radflow.dicom")
 

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pydicom.dataset import Dataset
 from pynetdicom.events import Event
 
-from domain.dicom.matching import MalformedQuery, QueryTooComplex, compile_query
-from gateways.dicom.read_models import WorklistReadModel
-from gateways.dicom.worklist_store import QueryBudgetExceeded
+from radflow.domain.dicom.matching import MalformedQuery, QueryTooComplex, compile_query
+from radflow.gateways.dicom.read_models import WorklistReadModel
+from radflow.gateways.dicom.worklist_store import QueryBudgetExceeded
 
 log = logging.getLogger("radflow.dicom.mwl")
 

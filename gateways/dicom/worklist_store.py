@@ -26,9 +26,9 @@ import json
 import time
 from collections.abc import Iterable, Iterator
 
-from domain.dicom.matching import Query
-from domain.dicom.mwl import SPS, Item, WorklistEntry
-from gateways.dicom.sqlite_file import SqliteFile
+from radflow.domain.dicom.matching import Query
+from radflow.domain.dicom.mwl import SPS, Item, WorklistEntry
+from radflow.gateways.dicom.sqlite_file import SqliteFile
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS worklist (
@@ -174,7 +174,7 @@ class WorklistStore(SqliteFile):
             sql = "SELECT COUNT(*) FROM worklist" + (" WHERE sps_status != ''" if visible_only else "")
             return int(db.execute(sql).fetchone()[0])
 
-    # ------------------------------------------------------------- retention (radflow/retention.py)
+    # ------------------------------------------------------------- retention (radflow/service/retention.py)
     def note_closure(self, accession: str, closed_at: str, attachments: list[str]) -> None:
         """The order closed at `closed_at` (its PHI leaves after the retention period); "" = open again."""
         with self._connect() as db:

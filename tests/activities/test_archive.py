@@ -10,12 +10,12 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.archive import ArchiveActivities, count_verdict
-from domain.definitions import ErrorType, OrderStatus
-from domain.order import OrderState, StepRequest, StudyInfo
-from gateways.dicom.spool import InstanceHeader, Spool
+from radflow.activities.archive import ArchiveActivities, count_verdict
+from radflow.domain.definitions import ErrorType, OrderStatus
+from radflow.domain.order import OrderState, StepRequest, StudyInfo
+from radflow.gateways.dicom.spool import InstanceHeader, Spool
 from radflow.devstack import free_port
-from radflow.settings import Settings
+from radflow.infra.settings import Settings
 from tests.dicom_peers import Orthanc, orthanc  # noqa: F401  (module-scoped fixture)
 from tests.dicom_synth import SyntheticStudy
 from tests.factories import make_order

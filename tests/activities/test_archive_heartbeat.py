@@ -16,8 +16,8 @@ from pathlib import Path
 
 from temporalio.testing import ActivityEnvironment
 
-from activities.archive import ArchiveActivities
-from gateways.dicom.archive_client import ForwardReport
+from radflow.activities.archive import ArchiveActivities
+from radflow.gateways.dicom.archive_client import ForwardReport
 from tests.activities.test_archive import request, settings_for, spool_study
 from tests.dicom_synth import SyntheticStudy
 

@@ -8,8 +8,8 @@ import httpx
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.fhir_client import FhirClient, outcome_text
-from domain.definitions import ErrorType
+from radflow.activities.fhir_client import FhirClient, outcome_text
+from radflow.domain.definitions import ErrorType
 from radflow.devstack import free_port
 from tests.fhir_server.fixture import FhirTestServer, fhir_server  # noqa: F401
 

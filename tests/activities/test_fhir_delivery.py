@@ -8,10 +8,10 @@ import httpx
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from activities.fhir_delivery import FhirDelivery
-from domain.definitions import OrderStatus, ReportStatus
-from domain.order import OrderState, PatientKey, Procedure, StepRequest, Visit
-from radflow.settings import Settings
+from radflow.activities.fhir_delivery import FhirDelivery
+from radflow.domain.definitions import OrderStatus, ReportStatus
+from radflow.domain.order import OrderState, PatientKey, Procedure, StepRequest, Visit
+from radflow.infra.settings import Settings
 from tests.factories import make_order, report, stable_study
 from tests.fhir_server.fixture import FhirTestServer, fhir_server  # noqa: F401
 

@@ -13,17 +13,17 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.hl7_delivery import Hl7ReportDelivery
-from domain.definitions import ErrorType, OrderStatus, ReportStatus
-from domain.hl7.ack import AckCode, AckHeader, build_ack
-from domain.hl7.decode import decode
-from domain.hl7.mapping import map_message
-from domain.hl7.parse import ErrorCode, parse_message
-from domain.order import OrderState, StepRequest
-from gateways.hl7_gateway import Hl7Gateway
-from gateways.mllp import serve_mllp
+from radflow.activities.hl7_delivery import Hl7ReportDelivery
+from radflow.domain.definitions import ErrorType, OrderStatus, ReportStatus
+from radflow.domain.hl7.ack import AckCode, AckHeader, build_ack
+from radflow.domain.hl7.decode import decode
+from radflow.domain.hl7.mapping import map_message
+from radflow.domain.hl7.parse import ErrorCode, parse_message
+from radflow.domain.order import OrderState, StepRequest
+from radflow.gateways.hl7_gateway import Hl7Gateway
+from radflow.gateways.mllp import serve_mllp
 from radflow.devstack import free_port
-from radflow.ordering import OrderService
+from radflow.service.ordering import OrderService
 from radflow.worker import build_worker
 from tests.factories import make_order, report
 from tests.gateways.hl7_support import ack_of, fixture, stack_settings

@@ -7,8 +7,8 @@ import threading
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-import activities.hl7_delivery as hl7_delivery
-from domain.definitions import ReportStatus
+import radflow.activities.hl7_delivery as hl7_delivery
+from radflow.domain.definitions import ReportStatus
 from tests.activities.test_hl7_delivery import FakeEhr, _delivery, _request, ehr  # noqa: F401
 
 

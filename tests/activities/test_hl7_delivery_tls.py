@@ -9,11 +9,11 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.hl7_delivery import Hl7ReportDelivery
-from domain.definitions import ErrorType
-from gateways.mllp import serve_mllp
-from radflow.settings import Settings
-from radflow.tls import server_context
+from radflow.activities.hl7_delivery import Hl7ReportDelivery
+from radflow.domain.definitions import ErrorType
+from radflow.gateways.mllp import serve_mllp
+from radflow.infra.settings import Settings
+from radflow.infra.tls import server_context
 from tests.activities.test_hl7_delivery import FakeEhr, _request
 from tests.tls_certs import Pki, make_pki
 

@@ -6,11 +6,11 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
-from activities.order_index import prune_order_index
-from domain.definitions import EventSource
-from domain.order_index import PruneRequest
-from radflow.ordering import OrderService
-from radflow.settings import Settings
+from radflow.activities.order_index import prune_order_index
+from radflow.domain.definitions import EventSource
+from radflow.domain.order_index import PruneRequest
+from radflow.service.ordering import OrderService
+from radflow.infra.settings import Settings
 from radflow.worker import build_worker
 from tests.factories import make_order, new_accession
 

@@ -10,12 +10,12 @@ from types import SimpleNamespace
 import pytest
 from temporalio.client import Client
 
-from activities.worklist_sync import WorklistSync, rebuild_worklist
-from domain.definitions import EventSource, OrderStatus, order_workflow_id
-from domain.order import EventKind, OrderState
-from gateways.dicom.worklist_store import WorklistStore
-from radflow.settings import Settings
-from radflow.wiring import order_service
+from radflow.activities.worklist_sync import WorklistSync, rebuild_worklist
+from radflow.domain.definitions import EventSource, OrderStatus, order_workflow_id
+from radflow.domain.order import EventKind, OrderState
+from radflow.gateways.dicom.worklist_store import WorklistStore
+from radflow.infra.settings import Settings
+from radflow.service.wiring import order_service
 from radflow.worker import build_worker
 from tests.factories import event, make_order
 from tests.gateways.dicom.gateway_stack import dicom_settings

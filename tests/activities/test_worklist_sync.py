@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from activities.worklist_sync import WorklistSync
-from domain.definitions import OrderStatus
-from domain.order import OrderState, StepRequest
-from radflow.settings import Settings
+from radflow.activities.worklist_sync import WorklistSync
+from radflow.domain.definitions import OrderStatus
+from radflow.domain.order import OrderState, StepRequest
+from radflow.infra.settings import Settings
 from tests.factories import make_order
 
 T0 = datetime(2030, 1, 1, 8, tzinfo=UTC)

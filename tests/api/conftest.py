@@ -8,10 +8,10 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from api.app import create_app
-from radflow.ordering import OrderService
-from radflow.settings import Settings
-from radflow.wiring import order_service
+from radflow.api.app import create_app
+from radflow.service.ordering import OrderService
+from radflow.infra.settings import Settings
+from radflow.service.wiring import order_service
 from radflow.worker import build_worker
 from tests.stack import stack_settings
 

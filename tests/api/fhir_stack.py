@@ -19,11 +19,11 @@ import uvicorn
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from api.app import create_app
+from radflow.api.app import create_app
 from radflow.devstack import free_port
-from radflow.ordering import OrderService
-from radflow.settings import Settings
-from radflow.wiring import order_service
+from radflow.service.ordering import OrderService
+from radflow.infra.settings import Settings
+from radflow.service.wiring import order_service
 from radflow.worker import build_worker
 
 IDENT_BASE = "https://rf.test/fhir"

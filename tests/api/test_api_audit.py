@@ -16,14 +16,14 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 
-from api.app import create_app
-from domain.definitions import EventSource, OrderStatus, ReportStatus
-from domain.fhir.config import FhirMappingConfig
-from domain.order import EventKind
+from radflow.api.app import create_app
+from radflow.domain.definitions import EventSource, OrderStatus, ReportStatus
+from radflow.domain.fhir.config import FhirMappingConfig
+from radflow.domain.order import EventKind
 from radflow.components import ApiComponent
 from radflow.devstack import free_port
-from radflow.ordering import OrderService
-from radflow.settings import Settings
+from radflow.service.ordering import OrderService
+from radflow.infra.settings import Settings
 from tests.api.fhir_stack import IDENT_BASE, FhirStack, fhir_stack  # noqa: F401 (fixture)
 from tests.api.test_fhir_api_intake import service_request
 from tests.factories import event, make_order, report

@@ -13,12 +13,12 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from api.app import create_app
-from api.auth import Role
-from api.policy import POLICY, PUBLIC, STATE_CHANGING
-from domain.definitions import EventSource
-from radflow.ordering import OrderService
-from radflow.settings import Settings
+from radflow.api.app import create_app
+from radflow.api.auth import Role
+from radflow.api.policy import POLICY, PUBLIC, STATE_CHANGING
+from radflow.domain.definitions import EventSource
+from radflow.service.ordering import OrderService
+from radflow.infra.settings import Settings
 from tests.factories import make_order
 
 SECRETS = {name: f"{name}-secret-{'x' * 20}" for name in ("reader", "operator", "intake", "admin")}

@@ -12,11 +12,11 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from api.app import create_app
-from domain.definitions import EventSource, ReportStatus
-from domain.order import EventKind, Procedure
-from radflow.ordering import OrderService
-from radflow.settings import Settings
+from radflow.api.app import create_app
+from radflow.domain.definitions import EventSource, ReportStatus
+from radflow.domain.order import EventKind, Procedure
+from radflow.service.ordering import OrderService
+from radflow.infra.settings import Settings
 from tests.factories import event, make_order, report
 from tests.waiting import eventually
 

@@ -11,9 +11,9 @@ import pytest
 from pydantic import SecretStr
 from temporalio.api.common.v1 import Payload
 
-from api.app import create_app
-from radflow.codec import EncryptionCodec, ensure_keys_file, load_keys
-from radflow.settings import Settings
+from radflow.api.app import create_app
+from radflow.service.codec import EncryptionCodec, ensure_keys_file, load_keys
+from radflow.infra.settings import Settings
 
 SECRETS = {name: f"{name}-secret-{'y' * 20}" for name in ("reader", "operator")}
 KEYS = ",".join(f"{name}-client:{name}:{secret}" for name, secret in SECRETS.items())

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from api.app import create_app
-from radflow.ordering import OrderService
-from radflow.settings import Settings
+from radflow.api.app import create_app
+from radflow.service.ordering import OrderService
+from radflow.infra.settings import Settings
 from tests.api.fhir_stack import serve
 
 KEYS = "reader-client:reader:reader-secret-xxxxxxxxxxxxxxxxxxxx"

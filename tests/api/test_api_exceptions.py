@@ -8,10 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from domain.definitions import EventSource, OrderStatus
-from radflow.ordering import OrderService
-from radflow.settings import Settings
-from radflow.unmatched import record_unmatched
+from radflow.domain.definitions import EventSource, OrderStatus
+from radflow.service.ordering import OrderService
+from radflow.infra.settings import Settings
+from radflow.service.unmatched import record_unmatched
 from tests.factories import make_order, new_accession
 from tests.stack import stack_settings
 from tests.waiting import eventually
@@ -75,8 +75,8 @@ async def test_link_study_answers_2xx_once_the_order_has_it(api: httpx.AsyncClie
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     # The order is told first (real worker); closing the item then fails (injected): the
     # answer must not be a 5xx ("nothing applied"), and linking again closes the item.
-    import api.routes.exceptions as routes
-    from radflow.ordering import TemporalUnavailable
+    import radflow.api.routes.exceptions as routes
+    from radflow.service.ordering import TemporalUnavailable
 
     uid = study_uid()
     await record_unmatched(service.client, "study", uid, {"instance_count": 5, "series_count": 1, "modality": "CT"},

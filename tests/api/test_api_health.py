@@ -10,11 +10,11 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RetryConfig
 
-from api.app import create_app
+from radflow.api.app import create_app
 from radflow.components import ApiComponent
 from radflow.devstack import DevServer, free_port
-from radflow.ordering import OrderService
-from radflow.settings import Settings
+from radflow.service.ordering import OrderService
+from radflow.infra.settings import Settings
 from tests.waiting import eventually
 
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from radflow.devstack import DevServer, free_port
-from radflow.tls import make_client_context
+from radflow.infra.tls import make_client_context
 from tests.tls_certs import Pki, make_pki
 
 pytestmark = pytest.mark.integration

@@ -17,8 +17,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from api.app import create_app
-from radflow.settings import Settings
+from radflow.api.app import create_app
+from radflow.infra.settings import Settings
 
 ISSUER = "https://idp.radflow.test/realms/hospital"
 AUDIENCE = "radflow-api"

@@ -16,8 +16,9 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from api.app import create_app
-from radflow.wiring import order_service
+from radflow.domain.definitions import EventSource
+from radflow.api.app import create_app
+from radflow.service.wiring import order_service
 from radflow.worker import build_worker
 from tests.api.fhir_stack import serve, stack_settings
 from tests.factories import make_order
@@ -142,7 +143,7 @@ async def test_list_still_finds_orders_with_ordinary_filters(base_url: str, clie
     # The character check refuses only control/format characters: real values pass.
     settings = stack_settings(task_queue, tmp_path)
     order = make_order(mrn="MRN-ÄÖ'1")
-    await order_service(client, settings).start_order(order, __import__("domain.definitions").definitions.EventSource.API)
+    await order_service(client, settings).start_order(order, EventSource.API)
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
         for _ in range(50):
             rows = (await http.get("/orders", params={"patient": "MRN-ÄÖ'1"})).json()["orders"]

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import httpx
 from temporalio.client import Client
 
-from domain.definitions import EventSource
-from domain.order import EventKind
-from radflow.ordering import OrderService
+from radflow.domain.definitions import EventSource
+from radflow.domain.order import EventKind
+from radflow.service.ordering import OrderService
 from tests.factories import event, make_order
 from tests.waiting import eventually
 

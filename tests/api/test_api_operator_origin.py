@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import httpx
 
-from api.audit import CLIENT_USER_HEADER
-from domain.definitions import EventSource, ReportStatus
-from domain.order import EventKind
-from radflow.ordering import OrderService
+from radflow.api.audit import CLIENT_USER_HEADER
+from radflow.domain.definitions import EventSource, ReportStatus
+from radflow.domain.order import EventKind
+from radflow.service.ordering import OrderService
 from tests.factories import event, make_order, report
 from tests.waiting import eventually
 

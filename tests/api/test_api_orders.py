@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 
-from domain.definitions import EventSource, OrderStatus, ReportStatus
-from domain.order import EventKind
-from radflow.ordering import OrderService
+from radflow.domain.definitions import EventSource, OrderStatus, ReportStatus
+from radflow.domain.order import EventKind
+from radflow.service.ordering import OrderService
 from tests.factories import event, make_order, report
 from tests.waiting import eventually
 

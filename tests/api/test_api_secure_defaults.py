@@ -14,8 +14,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from api.app import create_app
-from radflow.settings import Settings
+from radflow.api.app import create_app
+from radflow.infra.settings import Settings
 
 SECRET = "op-secret-abcdefghijklmnop"
 

@@ -14,8 +14,8 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from fhir.resources.R4B.task import Task
 
-from domain.definitions import EventSource, ReportStatus
-from domain.order import EventKind, PersonName, SeriesInfo, StudyInfo
+from radflow.domain.definitions import EventSource, ReportStatus
+from radflow.domain.order import EventKind, PersonName, SeriesInfo, StudyInfo
 from tests.api.fhir_stack import IDENT_BASE, FhirStack, fhir_stack  # noqa: F401 (fixture)
 from tests.factories import event, make_order, report
 from tests.waiting import eventually

@@ -12,12 +12,12 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from temporalio.client import Client
 
-from api.app import create_app
-from domain import definitions as d
-from gateways.dicom.worklist_store import WorklistStore
+from radflow.api.app import create_app
+from radflow.domain import definitions as d
+from radflow.gateways.dicom.worklist_store import WorklistStore
 from radflow.devstack import DevServer, free_port
-from radflow.logs import KeyValueFormatter
-from radflow.wiring import order_service
+from radflow.infra.logs import KeyValueFormatter
+from radflow.service.wiring import order_service
 from tests.api.fhir_stack import IDENT_BASE, FhirStack, fhir_stack, serve, stack_settings  # noqa: F401 (fixture)
 from tests.waiting import eventually
 

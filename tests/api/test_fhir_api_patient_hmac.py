@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from radflow.patient_search import MrnHasher
+from radflow.service.patient_search import MrnHasher
 from tests.api.fhir_stack import IDENT_BASE, FhirStack, fhir_stack  # noqa: F401 (fixture)
 from tests.api.test_fhir_api_facade import get_bundle, ids, new_order, uid
 from tests.waiting import eventually

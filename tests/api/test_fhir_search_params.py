@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from starlette.requests import Request
 
-from api.fhir_http import FhirError
-from api.fhir_search import Token, order_reference, parse_params, token
+from radflow.api.fhir_http import FhirError
+from radflow.api.fhir_search import Token, order_reference, parse_params, token
 
 
 def request(query: str) -> Request:

@@ -29,9 +29,9 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from pydantic import SecretStr
 from temporalio.client import Client
 
-from api.app import create_app
-from domain.definitions import EventSource
-from radflow.wiring import order_service
+from radflow.api.app import create_app
+from radflow.domain.definitions import EventSource
+from radflow.service.wiring import order_service
 from radflow.worker import build_worker
 from tests.api.fhir_stack import serve, stack_settings
 from tests.factories import make_order

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from radflow.settings import Settings
+from radflow.infra.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S = DEPLOY / "k8s"

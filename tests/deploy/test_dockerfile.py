@@ -25,9 +25,8 @@ def _instructions(name: str) -> list[str]:
 
 def test_copies_exactly_the_packaged_folders():
     copied = {src.split()[0] for src in _instructions("COPY") if not src.startswith("--from")}
-    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
-    packages = {pattern.rstrip("*") for pattern in include}
-    assert copied == packages | {"pyproject.toml"}
+    folders = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"].values())
+    assert copied == folders | {"pyproject.toml"}
     for src in copied:
         assert (ROOT / src).exists(), src
 
@@ -41,7 +40,7 @@ def test_runs_as_an_unprivileged_user_with_a_health_check():
 
 
 def test_ports_exposed_are_radflow_defaults():
-    from radflow.settings import Settings
+    from radflow.infra.settings import Settings
 
     (exposed,) = _instructions("EXPOSE")
     defaults = Settings(_env_file=None)

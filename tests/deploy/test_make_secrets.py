@@ -6,8 +6,8 @@ from __future__ import annotations
 import stat
 import subprocess
 
-from radflow.codec import load_keys
-from radflow.patient_search import load_hmac_key
+from radflow.service.codec import load_keys
+from radflow.service.patient_search import load_hmac_key
 from tests.deploy.manifests import DEPLOY, compose
 
 

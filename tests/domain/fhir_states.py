@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from domain.definitions import OrderStatus, ReportStatus
-from domain.order import (
+from radflow.domain.definitions import OrderStatus, ReportStatus
+from radflow.domain.order import (
     OrderData,
     OrderState,
     Patient,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from domain.hl7.decode import decode, split_batch
-from domain.hl7.mapping import Hl7Command, MappingConfig, map_message
-from domain.hl7.parse import ParsedMessage, parse_message
+from radflow.domain.hl7.decode import decode, split_batch
+from radflow.domain.hl7.mapping import Hl7Command, MappingConfig, map_message
+from radflow.domain.hl7.parse import ParsedMessage, parse_message
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "hl7"
 

@@ -7,8 +7,8 @@ import base64
 import pytest
 from fhir.resources.R4B.auditevent import AuditEvent
 
-from domain.fhir.audit_event import audit_event, outcome_code
-from domain.fhir.config import FhirMappingConfig
+from radflow.domain.fhir.audit_event import audit_event, outcome_code
+from radflow.domain.fhir.config import FhirMappingConfig
 
 BASE = {"id": "a" * 32, "time": "2030-01-01T09:00:00.000+00:00", "who": "ops-jane", "roles": ["operator"], "auth": "api-key",
         "source": "10.1.2.3"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from domain.fhir.ids import FHIR_ID, NotAFhirId, accession_from_id, fhir_id
+from radflow.domain.fhir.ids import FHIR_ID, NotAFhirId, accession_from_id, fhir_id
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import copy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from domain.fhir import FhirInputError, FhirMappingConfig, order_from_service_request
+from radflow.domain.fhir import FhirInputError, FhirMappingConfig, order_from_service_request
 
 CFG = FhirMappingConfig(identifier_base="https://rf.test/fhir")
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"

@@ -9,9 +9,9 @@ from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.endpoint import Endpoint
 from fhir.resources.R4B.imagingstudy import ImagingStudy
 
-from domain.definitions import OrderStatus, ReportStatus
-from domain.fhir import FhirMappingConfig, business_identifier, diagnostic_report, endpoint, imaging_study
-from domain.order import PersonName, SeriesInfo, StudyInfo
+from radflow.domain.definitions import OrderStatus, ReportStatus
+from radflow.domain.fhir import FhirMappingConfig, business_identifier, diagnostic_report, endpoint, imaging_study
+from radflow.domain.order import PersonName, SeriesInfo, StudyInfo
 from tests.domain.fhir_states import minimal_order, non_ascii_order, reported, state, study, v23_order, v24_order, v25_order
 
 CFG = FhirMappingConfig(identifier_base="https://rf.test/fhir", dicomweb_base_url="https://pacs.test/dicom-web")

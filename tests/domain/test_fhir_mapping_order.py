@@ -10,9 +10,9 @@ from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from fhir.resources.R4B.task import Task
 
-from domain.definitions import OrderStatus, ReportStatus
-from domain.fhir import FhirMappingConfig, business_identifier, encounter, patient, service_request, task
-from domain.order import Attention
+from radflow.domain.definitions import OrderStatus, ReportStatus
+from radflow.domain.fhir import FhirMappingConfig, business_identifier, encounter, patient, service_request, task
+from radflow.domain.order import Attention
 from tests.domain.fhir_states import (
     T0,
     minimal_order,

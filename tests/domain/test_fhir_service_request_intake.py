@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from domain.fhir import FhirInputError, FhirMappingConfig, order_from_service_request, patient, placer_key, service_request
+from radflow.domain.fhir import FhirInputError, FhirMappingConfig, order_from_service_request, patient, placer_key, service_request
 from tests.domain.fhir_states import non_ascii_order, state, v23_order, v24_order, v25_order
 
 CFG = FhirMappingConfig(identifier_base="https://rf.test/fhir")

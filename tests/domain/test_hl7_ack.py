@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from domain.hl7.ack import AckCode, AckHeader, build_ack, build_batch, read_ack
-from domain.hl7.decode import EncodingChars
-from domain.hl7.parse import ErrorCode
+from radflow.domain.hl7.ack import AckCode, AckHeader, build_ack, build_batch, read_ack
+from radflow.domain.hl7.decode import EncodingChars
+from radflow.domain.hl7.parse import ErrorCode
 
 NOW = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
 ORM25 = "MSH|^~\\&|CPOE|GENHOSP|RADFLOW|RAD|20240301090000||OMI^O23^OMI_O23|MSG42|P|2.5.1|||AL|NE||UNICODE UTF-8\rPID|1"

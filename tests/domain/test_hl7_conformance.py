@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from domain.hl7.conformance import DOC, MARK, MESSAGE_ROWS, Row, document_with, render
-from domain.hl7.mapping import ADT_EVENTS, MERGE_EVENT, ORDER_CONTROL_EVENTS, REPORT_STATUS, CommandKind, map_message
-from domain.hl7.parse import parse_message
+from radflow.domain.hl7.conformance import DOC, MARK, MESSAGE_ROWS, Row, document_with, render
+from radflow.domain.hl7.mapping import ADT_EVENTS, MERGE_EVENT, ORDER_CONTROL_EVENTS, REPORT_STATUS, CommandKind, map_message
+from radflow.domain.hl7.parse import parse_message
 from tests.domain.hl7_fixtures import message, seg
 
 
 def test_document_is_the_rendered_tables() -> None:
     text = DOC.read_text(encoding="utf-8")
     assert MARK in text
-    assert text == document_with(render(), text), "run: python -m domain.hl7.conformance --write"
+    assert text == document_with(render(), text), "run: python -m radflow.domain.hl7.conformance --write"
 
 
 def test_every_handled_event_control_and_status_has_exactly_one_row() -> None:

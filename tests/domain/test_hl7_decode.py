@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from domain.hl7.decode import (
+from radflow.domain.hl7.decode import (
     EncodingChars,
     decode,
     dicom_charset,

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from domain.definitions import OrderStatus
-from domain.hl7.ack import AckCode, AckHeader, build_ack
-from domain.hl7.decode import decode, split_batch
-from domain.hl7.mapping import CommandKind, Hl7Command, map_message
-from domain.hl7.parse import ErrorCode, Hl7Error, ParsedMessage, parse_message
-from domain.order import OrderState
-from domain.transitions import apply_event
+from radflow.domain.definitions import OrderStatus
+from radflow.domain.hl7.ack import AckCode, AckHeader, build_ack
+from radflow.domain.hl7.decode import decode, split_batch
+from radflow.domain.hl7.mapping import CommandKind, Hl7Command, map_message
+from radflow.domain.hl7.parse import ErrorCode, Hl7Error, ParsedMessage, parse_message
+from radflow.domain.order import OrderState
+from radflow.domain.transitions import apply_event
 from tests.domain.hl7_fixtures import commands
 
 FEEDS = Path(__file__).resolve().parent.parent / "data" / "hl7" / "feeds"

@@ -9,15 +9,15 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.definitions import OrderStatus, ReportStatus
-from domain.hl7.ack import AckCode, AckHeader, build_ack, read_ack
-from domain.hl7.decode import EncodingChars, decode, escape, split_batch, unescape
-from domain.hl7.limits import Hl7Limits
-from domain.hl7.mapping import CommandKind, map_message
-from domain.hl7.oru import build_oru
-from domain.hl7.parse import ErrorCode, Hl7Error, parse_message
-from domain.hl7.validate import validate_commands
-from domain.order import OrderState, PersonName
+from radflow.domain.definitions import OrderStatus, ReportStatus
+from radflow.domain.hl7.ack import AckCode, AckHeader, build_ack, read_ack
+from radflow.domain.hl7.decode import EncodingChars, decode, escape, split_batch, unescape
+from radflow.domain.hl7.limits import Hl7Limits
+from radflow.domain.hl7.mapping import CommandKind, map_message
+from radflow.domain.hl7.oru import build_oru
+from radflow.domain.hl7.parse import ErrorCode, Hl7Error, parse_message
+from radflow.domain.hl7.validate import validate_commands
+from radflow.domain.order import OrderState, PersonName
 from tests.factories import make_order, report
 from tests.hl7_fuzz_support import FUZZ, hl7_input
 

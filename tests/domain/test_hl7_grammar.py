@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from domain.hl7.grammar import allowed_segments, known_segments
-from domain.hl7.mapping import CommandKind, map_message
-from domain.hl7.parse import ErrorCode, Hl7Error, parse_message
+from radflow.domain.hl7.grammar import allowed_segments, known_segments
+from radflow.domain.hl7.mapping import CommandKind, map_message
+from radflow.domain.hl7.parse import ErrorCode, Hl7Error, parse_message
 from tests.domain.hl7_fixtures import message, seg
 
 ORU = "MSH|^~\\&|DICT|GENHOSP|RADFLOW|RAD|20240305170000||ORU^R01|G1|P|2.3"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from domain.hl7.ack import AckCode, AckHeader, build_ack
-from domain.hl7.decode import decode, unescape
-from domain.hl7.limits import Hl7Limits
-from domain.hl7.parse import ErrorCode, Hl7Error, parse_message, version_tuple
+from radflow.domain.hl7.ack import AckCode, AckHeader, build_ack
+from radflow.domain.hl7.decode import decode, unescape
+from radflow.domain.hl7.limits import Hl7Limits
+from radflow.domain.hl7.parse import ErrorCode, Hl7Error, parse_message, version_tuple
 from tests.domain.hl7_fixtures import message
 
 MSH = "MSH|^~\\&|CPOE|GENHOSP|RADFLOW|RAD|20240301090000||ORU^R01|C1|P|2.5"
@@ -95,6 +95,6 @@ def test_ack_for_a_header_with_letter_delimiters_uses_the_standard_ones() -> Non
     # Found by the fuzz tests: "MSHMSH|..." made "M" the field separator of our AR.
     text = "MSHMSH|^~\\&|HIS|H|RADFLOW|R|2024||ADT^A04|C1|P|2.3\rPID|1||M1"
     assert _refused(text).location == "MSH-2"
-    from domain.hl7.ack import read_ack
+    from radflow.domain.hl7.ack import read_ack
     ack = read_ack(build_ack(AckHeader.from_text(text), AckCode.AR, "invalid encoding characters"))
     assert ack is not None and ack.code == "AR"

@@ -7,10 +7,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from domain.definitions import EventSource, ReportStatus
-from domain.hl7.mapping import CommandKind, MappingConfig, map_message, parse_hl7_datetime
-from domain.hl7.parse import ErrorCode, FieldSpec, parse_message
-from domain.order import EventKind, PersonName
+from radflow.domain.definitions import EventSource, ReportStatus
+from radflow.domain.hl7.mapping import CommandKind, MappingConfig, map_message, parse_hl7_datetime
+from radflow.domain.hl7.parse import ErrorCode, FieldSpec, parse_message
+from radflow.domain.order import EventKind, PersonName
 from tests.domain.hl7_fixtures import commands, message, seg
 
 MSH23 = "MSH|^~\\&|CPOE|GENHOSP|RADFLOW|RAD|20240301090000||{type}|C9|P|2.3"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from domain.hl7.parse import parse_message
+from radflow.domain.hl7.parse import parse_message
 
 BASE = "MSH|^~\\&|{app}|GENHOSP|RADFLOW|RAD|{sent}||ADT^A08|C1|P|2.4\rPID|1||M1^^^H^MR||{name}"
 

@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from domain.definitions import OrderStatus
-from domain.fhir.config import FhirMappingConfig
-from domain.fhir.patient import patient as fhir_patient
-from domain.hl7.mapping import CommandKind, map_message
-from domain.hl7.parse import parse_message
-from domain.order import OrderData, OrderState, PersonName
-from domain.transitions import apply_event
+from radflow.domain.definitions import OrderStatus
+from radflow.domain.fhir.config import FhirMappingConfig
+from radflow.domain.fhir.patient import patient as fhir_patient
+from radflow.domain.hl7.mapping import CommandKind, map_message
+from radflow.domain.hl7.parse import parse_message
+from radflow.domain.order import OrderData, OrderState, PersonName
+from radflow.domain.transitions import apply_event
 from tests.domain.hl7_fixtures import commands, message
 
 NOW = datetime(2030, 1, 1, 10, tzinfo=UTC)
@@ -188,8 +188,8 @@ def test_every_order_field_has_its_null_sources() -> None:
     """A field added to the order model must say where HL7 sends it, or why it has no null semantics."""
     from pydantic import BaseModel
 
-    from domain.hl7.mapping import ORDER_SOURCES
-    from domain.merge import UNITS
+    from radflow.domain.hl7.mapping import ORDER_SOURCES
+    from radflow.domain.merge import UNITS
 
     def paths(model: type[BaseModel], prefix: str = "") -> set[str]:
         out: set[str] = set()
@@ -202,7 +202,7 @@ def test_every_order_field_has_its_null_sources() -> None:
         return out
 
     # Keys never change on an update; the issuer and charset keep the stored value when empty, and "" has no meaning there.
-    # patient.mrn_token is no HL7 field: OrderService derives it from patient.mrn (radflow/patient_search.py).
+    # patient.mrn_token is no HL7 field: OrderService derives it from patient.mrn (radflow/service/patient_search.py).
     not_nullable = {"accession", "placer_number", "placer_system", "patient.mrn", "patient.issuer", "character_set",
                     "patient.mrn_token"}
     assert paths(OrderData) - not_nullable == set(ORDER_SOURCES)

@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from domain.definitions import OrderStatus, ReportStatus
-from domain.hl7.mapping import map_message
-from domain.hl7.oru import build_oru, oru_control_id
-from domain.hl7.parse import parse_message
-from domain.order import OrderState, PersonName, Visit
+from radflow.domain.definitions import OrderStatus, ReportStatus
+from radflow.domain.hl7.mapping import map_message
+from radflow.domain.hl7.oru import build_oru, oru_control_id
+from radflow.domain.hl7.parse import parse_message
+from radflow.domain.order import OrderState, PersonName, Visit
 from tests.factories import make_order, report
 
 NOW = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from domain.hl7.parse import ErrorCode, FieldSpec, Hl7Error, parse_message, version_tuple
+from radflow.domain.hl7.parse import ErrorCode, FieldSpec, Hl7Error, parse_message, version_tuple
 from tests.domain.hl7_fixtures import message, parsed
 
 MSH = "MSH|^~\\&|CPOE|GENHOSP|RADFLOW|RAD|20240301090000||ORM^O01^ORM_O01|C123|P|2.4"

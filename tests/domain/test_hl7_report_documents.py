@@ -6,9 +6,9 @@ import base64
 import hashlib
 from pathlib import Path
 
-from domain.definitions import ReportStatus
-from domain.hl7.mapping import CommandKind
-from domain.order import ImagingReference
+from radflow.domain.definitions import ReportStatus
+from radflow.domain.hl7.mapping import CommandKind
+from radflow.domain.order import ImagingReference
 from tests.domain.hl7_fixtures import commands
 
 REPORTS = Path(__file__).resolve().parent.parent / "data" / "reports"
@@ -54,8 +54,8 @@ def test_only_uid_rows_leave_a_report_without_content() -> None:
 
 
 def _oru(*obx: str):
-    from domain.hl7.mapping import map_message
-    from domain.hl7.parse import parse_message
+    from radflow.domain.hl7.mapping import map_message
+    from radflow.domain.hl7.parse import parse_message
 
     text = "\r".join([
         "MSH|^~\\&|D|H|RADFLOW|RAD|20240305170000||ORU^R01|C1|P|2.5.1",

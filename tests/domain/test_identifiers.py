@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from domain.identifiers import ACCESSION, LONG_ID, UID, control_character, order_problems, problem
-from domain.order import OrderData, Patient, PersonName, Schedule
+from radflow.domain.identifiers import ACCESSION, LONG_ID, UID, control_character, order_problems, problem
+from radflow.domain.order import OrderData, Patient, PersonName, Schedule
 
 
 @pytest.mark.parametrize("ch", ["\x00", "\x1b", "\x7f", "\x85", "\u202e"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from domain.order_index import IndexState, by_bucket, index_bucket, patient_index_key, placer_index_key
+from radflow.domain.order_index import IndexState, by_bucket, index_bucket, patient_index_key, placer_index_key
 
 
 def test_bucket_is_stable_and_spread() -> None:

@@ -6,13 +6,13 @@ import base64
 import hashlib
 from pathlib import Path
 
-from domain.definitions import ReportStatus
-from domain.fhir.report import diagnostic_report
-from domain.hl7.mapping import map_message
-from domain.hl7.oru import build_oru
-from domain.hl7.parse import parse_message
-from domain.order import Attachment, ImagingReference
-from domain.fhir.config import FhirMappingConfig
+from radflow.domain.definitions import ReportStatus
+from radflow.domain.fhir.report import diagnostic_report
+from radflow.domain.hl7.mapping import map_message
+from radflow.domain.hl7.oru import build_oru
+from radflow.domain.hl7.parse import parse_message
+from radflow.domain.order import Attachment, ImagingReference
+from radflow.domain.fhir.config import FhirMappingConfig
 from tests.domain.fhir_states import reported, v24_order
 
 PDF = (Path(__file__).resolve().parent.parent / "data" / "reports" / "report.pdf").read_bytes()

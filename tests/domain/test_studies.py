@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from domain.definitions import OrderStatus as S
-from domain.order import EventKind as K
-from domain.order import OrderState, PatientKey, SeriesInfo, StudyInfo
-from domain.studies import archive_queue, received_instances, same_patient
-from domain.transitions import apply_event, ready_for_acquisition
+from radflow.domain.definitions import OrderStatus as S
+from radflow.domain.order import EventKind as K
+from radflow.domain.order import OrderState, PatientKey, SeriesInfo, StudyInfo
+from radflow.domain.studies import archive_queue, received_instances, same_patient
+from radflow.domain.transitions import apply_event, ready_for_acquisition
 from tests.factories import event, make_order
 
 NOW = datetime(2030, 1, 1, 10, tzinfo=UTC)

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from domain.definitions import EventSource, OrderStatus, ReportStatus
-from domain.order import EventKind, OrderEvent, OrderState, Patient, PatientKey
-from domain.transition_table import DOC, NOTE, REFUSE, STATUSES, TABLE, Rule, markdown
-from domain.transitions import apply_event
+from radflow.domain.definitions import EventSource, OrderStatus, ReportStatus
+from radflow.domain.order import EventKind, OrderEvent, OrderState, Patient, PatientKey
+from radflow.domain.transition_table import DOC, NOTE, REFUSE, STATUSES, TABLE, Rule, markdown
+from radflow.domain.transitions import apply_event
 from tests.factories import make_order, report, stable_study
 
 T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
@@ -82,7 +82,7 @@ def test_every_status_behaves_as_the_table_says(kind: EventKind) -> None:
 
 
 def test_docs_table_is_generated_from_the_table() -> None:
-    assert DOC.read_text() == markdown(), "run: python -m domain.transition_table --write"
+    assert DOC.read_text() == markdown(), "run: python -m radflow.domain.transition_table --write"
 
 
 def test_apply_event_follows_the_table_not_a_copy_of_it(monkeypatch: pytest.MonkeyPatch) -> None:

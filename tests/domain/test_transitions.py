@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from domain.definitions import OrderStatus as S
-from domain.definitions import ReportStatus as R
-from domain.order import EventKind as K
-from domain.order import OrderState, PatientKey, StudyInfo
-from domain.transitions import apply_event, ready_for_acquisition
+from radflow.domain.definitions import OrderStatus as S
+from radflow.domain.definitions import ReportStatus as R
+from radflow.domain.order import EventKind as K
+from radflow.domain.order import OrderState, PatientKey, StudyInfo
+from radflow.domain.transitions import apply_event, ready_for_acquisition
 from tests.factories import event, make_order, report, stable_study
 
 NOW = datetime(2030, 1, 1, 10, tzinfo=UTC)

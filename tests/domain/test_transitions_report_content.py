@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from domain.definitions import OrderStatus as S
-from domain.definitions import ReportStatus as R
-from domain.order import Attachment, ImagingReference, OrderState, Report
-from domain.order import EventKind as K
-from domain.transitions import apply_event
+from radflow.domain.definitions import OrderStatus as S
+from radflow.domain.definitions import ReportStatus as R
+from radflow.domain.order import Attachment, ImagingReference, OrderState, Report
+from radflow.domain.order import EventKind as K
+from radflow.domain.transitions import apply_event
 from tests.factories import event, make_order
 
 NOW = datetime(2030, 1, 1, 10, tzinfo=UTC)

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from domain import definitions as d
-from domain.definitions import OrderStatus
-from domain.order import Attention, LaneState, OperatorAction, OrderState
-from domain.ui_metadata import (
+from radflow.domain import definitions as d
+from radflow.domain.definitions import OrderStatus
+from radflow.domain.order import Attention, LaneState, OperatorAction, OrderState
+from radflow.domain.ui_metadata import (
     check_operator_action,
     current_details,
     parse_operator_action,

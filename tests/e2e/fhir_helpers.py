@@ -12,11 +12,11 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client
 
-from gateways.hl7_gateway import Hl7Gateway
+from radflow.gateways.hl7_gateway import Hl7Gateway
 from radflow.devstack import free_port
-from radflow.ordering import OrderService
-from radflow.settings import Settings
-from radflow.wiring import order_service
+from radflow.service.ordering import OrderService
+from radflow.infra.settings import Settings
+from radflow.service.wiring import order_service
 from radflow.worker import build_worker
 from tests.fhir_server.fixture import FhirTestServer
 

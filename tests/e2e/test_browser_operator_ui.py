@@ -14,7 +14,7 @@ import uuid
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from radflow.mllp_client import send_messages
+from radflow.infra.mllp_client import send_messages
 from tests.e2e.browser import DevStack, local_only, screenshot
 from tests.radflow.hl7_messages import adt_a04, orm_nw
 

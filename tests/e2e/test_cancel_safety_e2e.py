@@ -18,7 +18,7 @@ import pytest
 from pydicom.uid import generate_uid
 from temporalio.client import Client
 
-from domain.definitions import OrderStatus
+from radflow.domain.definitions import OrderStatus
 from radflow.devstack import free_port
 from tests.gateways.dicom.dcmtk import findscu, require_dcmtk
 from tests.gateways.dicom.gateway_stack import DicomStack, dicom_settings, dicom_stack, orm

@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 import pytest
 from temporalio.client import Client
 
-from domain.definitions import EventSource, OrderStatus
-from domain.order import EventKind, OrderEvent, SeriesInfo, StudyInfo
-from radflow.ordering import OrderService
-from radflow.settings import Settings
+from radflow.domain.definitions import EventSource, OrderStatus
+from radflow.domain.order import EventKind, OrderEvent, SeriesInfo, StudyInfo
+from radflow.service.ordering import OrderService
+from radflow.infra.settings import Settings
 from tests.e2e.fhir_helpers import (
     FhirReader,
     Hl7Order,

@@ -17,13 +17,13 @@ import pytest
 import uvicorn
 from temporalio.client import Client
 
-from api.app import create_app
-from domain.definitions import EventSource, OrderStatus, ReportStatus
-from domain.order import EventKind, OrderEvent, Report, StudyInfo
+from radflow.api.app import create_app
+from radflow.domain.definitions import EventSource, OrderStatus, ReportStatus
+from radflow.domain.order import EventKind, OrderEvent, Report, StudyInfo
 from radflow.devstack import free_port
-from radflow.ordering import OrderService
-from radflow.settings import Settings
-from radflow.wiring import order_service
+from radflow.service.ordering import OrderService
+from radflow.infra.settings import Settings
+from radflow.service.wiring import order_service
 from radflow.worker import build_worker
 from tests.e2e.fhir_helpers import FhirReader, Hl7Order, e2e_settings
 from tests.factories import make_order

@@ -17,17 +17,17 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from domain.definitions import EventSource, OrderStatus
-from domain.hl7.ack import AckCode, AckHeader, build_ack
-from domain.hl7.decode import escape
-from domain.hl7.mapping import map_message
-from domain.hl7.parse import parse_message
-from domain.order import EventKind, OrderEvent, SeriesInfo, StudyInfo
-from gateways.hl7_gateway import Hl7Gateway
-from gateways.mllp import serve_mllp
+from radflow.domain.definitions import EventSource, OrderStatus
+from radflow.domain.hl7.ack import AckCode, AckHeader, build_ack
+from radflow.domain.hl7.decode import escape
+from radflow.domain.hl7.mapping import map_message
+from radflow.domain.hl7.parse import parse_message
+from radflow.domain.order import EventKind, OrderEvent, SeriesInfo, StudyInfo
+from radflow.gateways.hl7_gateway import Hl7Gateway
+from radflow.gateways.mllp import serve_mllp
 from radflow.devstack import free_port
-from radflow.ordering import OrderService
-from radflow.settings import Settings
+from radflow.service.ordering import OrderService
+from radflow.infra.settings import Settings
 from tests.e2e.fhir_helpers import (
     FhirReader,
     Hl7Order,

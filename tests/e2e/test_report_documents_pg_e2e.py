@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from domain.definitions import OrderStatus
-from domain.hl7.mapping import map_message
-from domain.hl7.parse import parse_message
-from gateways.hl7_gateway import Hl7Gateway
+from radflow.domain.definitions import OrderStatus
+from radflow.domain.hl7.mapping import map_message
+from radflow.domain.hl7.parse import parse_message
+from radflow.gateways.hl7_gateway import Hl7Gateway
 from radflow.devstack import free_port
-from radflow.wiring import order_service
+from radflow.service.wiring import order_service
 from radflow.worker import build_worker
 from tests.e2e.fhir_helpers import Hl7Order, ack_code, send_mllp
 from tests.e2e.test_report_documents_e2e import PDF, STUDY_ROW, EhrSink, ehr, oru  # noqa: F401  (fixture)

@@ -9,11 +9,11 @@ import uuid
 import pytest
 from temporalio.client import Client
 
-from domain.hl7.ack import AckCode, AckHeader, build_ack
-from gateways.mllp import serve_mllp
-from radflow.mllp_client import send_messages
-from radflow.settings import Settings
-from radflow.tls import make_client_context, server_context
+from radflow.domain.hl7.ack import AckCode, AckHeader, build_ack
+from radflow.gateways.mllp import serve_mllp
+from radflow.infra.mllp_client import send_messages
+from radflow.infra.settings import Settings
+from radflow.infra.tls import make_client_context, server_context
 from tests.radflow.hl7_messages import orm_nw, oru
 from tests.stack import running_stack, stack_settings
 from tests.tls_certs import Pki, make_pki

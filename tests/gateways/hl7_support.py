@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from domain.definitions import OrderStatus
-from domain.hl7.ack import AckReceived, read_ack
-from domain.order import OrderState
-from gateways.hl7_gateway import Hl7Gateway
-from radflow.mllp_client import send_messages
-from radflow.ordering import OrderService
-from radflow.settings import Settings
+from radflow.domain.definitions import OrderStatus
+from radflow.domain.hl7.ack import AckReceived, read_ack
+from radflow.domain.order import OrderState
+from radflow.gateways.hl7_gateway import Hl7Gateway
+from radflow.infra.mllp_client import send_messages
+from radflow.service.ordering import OrderService
+from radflow.infra.settings import Settings
 from radflow.worker import build_worker
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "hl7"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-import gateways.hl7_gateway as hl7_gateway
-from domain.hl7.ack import AckCode, read_ack
-from gateways.mllp import fallback_ack
-from domain.hl7.parse import ErrorCode
-from radflow.ordering import TemporalUnavailable
+import radflow.gateways.hl7_gateway as hl7_gateway
+from radflow.domain.hl7.ack import AckCode, read_ack
+from radflow.gateways.mllp import fallback_ack
+from radflow.domain.hl7.parse import ErrorCode
+from radflow.service.ordering import TemporalUnavailable
 from tests.gateways.test_hl7_gateway_unit import MSH, FakeService, _ack, _gateway
 
 NW = [MSH.format(type="ORM^O01", ctl="N1"), "PID|1||M1^^^H^MR||Doe^Jo", "ORC|NW|P1^CPOE",

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from domain import definitions as d
-from domain.definitions import OrderStatus
-from domain.order import OrderState
+from radflow.domain import definitions as d
+from radflow.domain.definitions import OrderStatus
+from radflow.domain.order import OrderState
 from tests.gateways.hl7_support import Hl7Stack, open_hl7_stack
 
 pytestmark = pytest.mark.integration

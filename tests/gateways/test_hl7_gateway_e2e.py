@@ -9,13 +9,13 @@ import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from api.app import create_app
-from domain.definitions import OrderStatus, ReportStatus
-from domain.order import PersonName
-from gateways.hl7_gateway import Hl7Gateway
+from radflow.api.app import create_app
+from radflow.domain.definitions import OrderStatus, ReportStatus
+from radflow.domain.order import PersonName
+from radflow.gateways.hl7_gateway import Hl7Gateway
 from radflow.devstack import DevServer, free_port
-from radflow.mllp_client import send_messages
-from radflow.ordering import OrderService
+from radflow.infra.mllp_client import send_messages
+from radflow.service.ordering import OrderService
 from tests.gateways.hl7_support import Hl7Stack, ack_of, hl7_stack, stack_settings  # noqa: F401
 
 pytestmark = pytest.mark.integration

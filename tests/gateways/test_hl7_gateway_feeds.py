@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from domain.order import PersonName
+from radflow.domain.order import PersonName
 from tests.gateways.dicom.dcmtk import findscu, require_dcmtk
 from tests.gateways.dicom.gateway_stack import dicom_settings, dicom_stack, orm
 from tests.gateways.hl7_support import Hl7Stack, hl7_stack  # noqa: F401

@@ -13,14 +13,14 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.definitions import OrderStatus
-from domain.hl7.ack import AckHeader, read_ack
-from domain.hl7.decode import decode, split_batch
-from domain.order import EventResult, OrderData, OrderEvent
-from gateways.hl7_gateway import Hl7Gateway
-from gateways.mllp import FrameReader, frame
-from radflow.ordering import OrderNotFound, StartResult
-from radflow.settings import Settings
+from radflow.domain.definitions import OrderStatus
+from radflow.domain.hl7.ack import AckHeader, read_ack
+from radflow.domain.hl7.decode import decode, split_batch
+from radflow.domain.order import EventResult, OrderData, OrderEvent
+from radflow.gateways.hl7_gateway import Hl7Gateway
+from radflow.gateways.mllp import FrameReader, frame
+from radflow.service.ordering import OrderNotFound, StartResult
+from radflow.infra.settings import Settings
 from tests.hl7_fuzz_support import FUZZ, hl7_input
 
 

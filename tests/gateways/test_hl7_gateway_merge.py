@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from domain.definitions import OrderStatus
+from radflow.domain.definitions import OrderStatus
 from tests.gateways.hl7_support import Hl7Stack, hl7_stack  # noqa: F401
 
 pytestmark = pytest.mark.integration

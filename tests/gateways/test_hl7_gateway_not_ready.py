@@ -18,12 +18,12 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
-from domain import definitions as d
-from domain.hl7.ack import read_ack
-from gateways.hl7_gateway import Hl7Gateway
-from radflow.ordering import OrderService
-from radflow.settings import Settings
-from workflows.order_index import OrderIndexWorkflow
+from radflow.domain import definitions as d
+from radflow.domain.hl7.ack import read_ack
+from radflow.gateways.hl7_gateway import Hl7Gateway
+from radflow.service.ordering import OrderService
+from radflow.infra.settings import Settings
+from radflow.workflows.order_index import OrderIndexWorkflow
 
 pytestmark = pytest.mark.integration
 MSH = "MSH|^~\\&|{app}|GENHOSP|RADFLOW|RAD|20240301||{type}|{ctl}|P|2.3"

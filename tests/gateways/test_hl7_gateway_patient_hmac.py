@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from radflow.order_search import OrderFilter, search_orders
-from radflow.patient_search import MrnHasher
+from radflow.service.order_search import OrderFilter, search_orders
+from radflow.service.patient_search import MrnHasher
 from tests.gateways.hl7_support import Hl7Stack, hl7_stack  # noqa: F401
 from tests.gateways.test_hl7_gateway_merge import _a40, _nw
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from domain.definitions import OrderStatus
-from domain.hl7.ack import read_ack
-from domain.order import OrderState
-from radflow.ordering import OrderNotFound, TemporalUnavailable
+from radflow.domain.definitions import OrderStatus
+from radflow.domain.hl7.ack import read_ack
+from radflow.domain.order import OrderState
+from radflow.service.ordering import OrderNotFound, TemporalUnavailable
 from tests.factories import make_order
 from tests.gateways.test_hl7_gateway_unit import FakeService, _gateway
 

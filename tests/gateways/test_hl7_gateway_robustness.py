@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from gateways.mllp import frame
+from radflow.gateways.mllp import frame
 from tests.gateways.hl7_support import Hl7Stack, ack_of, hl7_stack  # noqa: F401
 
 pytestmark = pytest.mark.integration

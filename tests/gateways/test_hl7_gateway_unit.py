@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from domain.definitions import OrderStatus
-from domain.hl7.ack import read_ack
-from domain.order import EventResult, OrderData, OrderEvent
-from gateways.hl7_gateway import Hl7Gateway
-from radflow.ordering import EventRejected, OrderNotFound, StartResult, TemporalUnavailable
-from radflow.settings import Settings
+from radflow.domain.definitions import OrderStatus
+from radflow.domain.hl7.ack import read_ack
+from radflow.domain.order import EventResult, OrderData, OrderEvent
+from radflow.gateways.hl7_gateway import Hl7Gateway
+from radflow.service.ordering import EventRejected, OrderNotFound, StartResult, TemporalUnavailable
+from radflow.infra.settings import Settings
 
 MSH = "MSH|^~\\&|CPOE|GENHOSP|RADFLOW|RAD|20240301||{type}|{ctl}|P|2.3"
 

@@ -11,8 +11,8 @@ from typing import Callable
 import pytest
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain.definitions import order_workflow_id
-from gateways.mllp import frame
+from radflow.domain.definitions import order_workflow_id
+from radflow.gateways.mllp import frame
 from tests.gateways.hl7_support import Hl7Stack, ack_of, hl7_stack  # noqa: F401
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""MLLP framing over real loopback TCP (gateways/mllp.py, radflow/mllp_client.py)."""
+"""MLLP framing over real loopback TCP (gateways/mllp.py, radflow/infra/mllp_client.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateways.mllp import FrameReader, frame, serve_mllp
-from radflow.mllp_client import MllpClient, MllpError, send_messages
+from radflow.gateways.mllp import FrameReader, frame, serve_mllp
+from radflow.infra.mllp_client import MllpClient, MllpError, send_messages
 
 MSG = b"MSH|^~\\&|A|B|C|D|2024||ADT^A08|CTRL1|P|2.5\rPID|1||M1"
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from domain.hl7.ack import AckCode, AckHeader, build_ack, read_ack
-from gateways.mllp import FrameReader, MllpLimits, frame, serve_mllp
+from radflow.domain.hl7.ack import AckCode, AckHeader, build_ack, read_ack
+from radflow.gateways.mllp import FrameReader, MllpLimits, frame, serve_mllp
 from radflow.devstack import DevServer, free_port
 
 MSG = b"MSH|^~\\&|CPOE|H|RADFLOW|R|20240301||ADT^A08|{id}|P|2.5\rPID|1||M1"

@@ -7,8 +7,8 @@ import asyncio
 
 from prometheus_client import REGISTRY
 
-from domain.hl7.ack import AckCode, AckHeader, build_ack
-from gateways.mllp import MllpLimits, frame, serve_mllp
+from radflow.domain.hl7.ack import AckCode, AckHeader, build_ack
+from radflow.gateways.mllp import MllpLimits, frame, serve_mllp
 
 MSG = b"MSH|^~\\&|CPOE|H|RADFLOW|R|20240301||ADT^A08|1|P|2.5\rPID|1||M1"
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from domain.definitions import OrderStatus
-from gateways.mllp import MllpLimits, frame, serve_mllp
-from radflow.mllp_client import MllpClient, MllpError
-from radflow.settings import Settings
-from radflow.tls import make_client_context, server_context
+from radflow.domain.definitions import OrderStatus
+from radflow.gateways.mllp import MllpLimits, frame, serve_mllp
+from radflow.infra.mllp_client import MllpClient, MllpError
+from radflow.infra.settings import Settings
+from radflow.infra.tls import make_client_context, server_context
 from tests.gateways.hl7_support import Hl7Stack, ack_of, open_hl7_stack
 from tests.tls_certs import Pki, make_pki
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from radflow.attachments import AttachmentMissing, FileAttachmentStore, PgAttachmentStore, attachment_store
-from radflow.settings import Settings
+from radflow.infra.attachments import AttachmentMissing, FileAttachmentStore, PgAttachmentStore, attachment_store
+from radflow.infra.settings import Settings
 
 PDF = b"%PDF-1.4 synthetic report\n" + bytes(range(256)) * 40
 

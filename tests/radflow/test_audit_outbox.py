@@ -7,9 +7,9 @@ from pathlib import Path
 
 import httpx
 
-from domain.fhir.config import FhirMappingConfig
-from radflow.audit_outbox import AuditOutbox
-from radflow.audit_trail import AuditTrail
+from radflow.domain.fhir.config import FhirMappingConfig
+from radflow.infra.audit_outbox import AuditOutbox
+from radflow.infra.audit_trail import AuditTrail
 from tests.fhir_server.fixture import FhirTestServer, fhir_server  # noqa: F401
 
 

@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from domain.definitions import OrderStatus
-from domain.order import Attention, LaneState, OrderState
-from radflow.bulk import BulkFilter, waiting_lanes
-from radflow.order_search import InvalidFilter
+from radflow.domain.definitions import OrderStatus
+from radflow.domain.order import Attention, LaneState, OrderState
+from radflow.service.bulk import BulkFilter, waiting_lanes
+from radflow.service.order_search import InvalidFilter
 from tests.factories import make_order
 
 T0 = datetime(2030, 3, 5, 9, 0, tzinfo=UTC)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from api.app import create_app
-from radflow.settings import Settings
+from radflow.api.app import create_app
+from radflow.infra.settings import Settings
 from tests.api.fhir_stack import serve
 from tests.radflow.test_cli_auth import TOKEN, clean_env, run
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from api.app import create_app
-from radflow.settings import Settings
+from radflow.api.app import create_app
+from radflow.infra.settings import Settings
 from tests.api.fhir_stack import serve
 
 ROOT = Path(__file__).resolve().parents[2]

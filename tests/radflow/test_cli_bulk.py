@@ -12,8 +12,8 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from domain.definitions import EventSource, ReportStatus
-from domain.order import EventKind
+from radflow.domain.definitions import EventSource, ReportStatus
+from radflow.domain.order import EventKind
 from tests.cli_terminal import BAR, radflow, run_in_pty, run_piped
 from tests.factories import event, make_order, report
 from tests.stack import Stack, running_stack, stack_settings

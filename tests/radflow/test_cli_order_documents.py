@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from api.schemas import OrderPublic
-from domain.definitions import OrderStatus, ReportStatus
-from domain.order import Attachment, OrderState, Report, StudyInfo
+from radflow.api.schemas import OrderPublic
+from radflow.domain.definitions import OrderStatus, ReportStatus
+from radflow.domain.order import Attachment, OrderState, Report, StudyInfo
 from radflow.orders_cli import _render_order
 from tests.factories import make_order
 

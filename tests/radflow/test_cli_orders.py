@@ -11,8 +11,8 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from domain.definitions import EventSource, ReportStatus
-from domain.order import EventKind
+from radflow.domain.definitions import EventSource, ReportStatus
+from radflow.domain.order import EventKind
 from radflow.cli import main
 from radflow.devstack import free_port
 from tests.factories import event, make_order, report

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from domain.definitions import EventSource
-from gateways.dicom.worklist_store import WorklistStore
+from radflow.domain.definitions import EventSource
+from radflow.gateways.dicom.worklist_store import WorklistStore
 from radflow.devstack import DevServer
 from tests.cli_terminal import BAR, radflow, run_in_pty, run_piped
 from tests.factories import make_order

@@ -9,7 +9,7 @@ import stat
 import pytest
 from temporalio.api.common.v1 import Payload
 
-from radflow.codec import (
+from radflow.service.codec import (
     CodecKey,
     EncryptionCodec,
     PayloadTampered,
@@ -19,8 +19,8 @@ from radflow.codec import (
     load_keys,
     parse_keys,
 )
-from radflow.secret_files import KeyFileError
-from domain.order import Patient, PersonName
+from radflow.infra.secret_files import KeyFileError
+from radflow.domain.order import Patient, PersonName
 
 
 def key(key_id: str) -> CodecKey:
@@ -131,8 +131,8 @@ async def test_radflow_converter_with_keys_encrypts_failures_and_keeps_refusals_
     from temporalio.api.failure.v1 import Failure
     from temporalio.exceptions import ApplicationError
 
-    from radflow.settings import Settings
-    from radflow.temporal import data_converter
+    from radflow.infra.settings import Settings
+    from radflow.service.temporal import data_converter
 
     ensure_keys_file(tmp_path / "keys")
     converter = data_converter(Settings(_env_file=None, codec_keys_file=tmp_path / "keys"))

@@ -7,7 +7,7 @@ from pathlib import Path
 from radflow.demo import demo_settings, missing_notice
 from radflow.demo_drive import Destinations
 from radflow.demo_sinks import EhrSink, FhirComponent, OrthancComponent
-from radflow.settings import Settings
+from radflow.infra.settings import Settings
 
 
 def test_every_destination_present(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from radflow.devstack import free_port
-from radflow.mllp_client import send_messages
+from radflow.infra.mllp_client import send_messages
 from tests.radflow.hl7_messages import orm_nw
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,9 +22,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from domain.definitions import order_workflow_id
+from radflow.domain.definitions import order_workflow_id
 from radflow.devstack import find_binary, free_port
-from radflow.mllp_client import send_messages
+from radflow.infra.mllp_client import send_messages
 from tests.radflow.hl7_messages import orm_nw, oru
 from tests.radflow.test_dev_command import _wait_healthy
 

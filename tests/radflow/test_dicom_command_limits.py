@@ -16,10 +16,10 @@ import pytest
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
-from domain.definitions import OrderStatus
-from domain.dicom.mwl import entry_from_state
-from domain.order import OrderState, PersonName
-from gateways.dicom.worklist_store import WorklistStore
+from radflow.domain.definitions import OrderStatus
+from radflow.domain.dicom.mwl import entry_from_state
+from radflow.domain.order import OrderState, PersonName
+from radflow.gateways.dicom.worklist_store import WorklistStore
 from radflow.devstack import DevServer, free_port
 from tests.dicom_peers import closed_by_peer
 from tests.factories import make_order

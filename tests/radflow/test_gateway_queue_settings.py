@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from radflow.settings import Settings
+from radflow.infra.settings import Settings
 
 
 def test_explicit_id_names_the_queue() -> None:

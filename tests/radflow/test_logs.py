@@ -6,7 +6,7 @@ import io
 import json
 import logging
 
-from radflow.logs import setup_logging, order_fields
+from radflow.infra.logs import setup_logging, order_fields
 
 
 def _emit(fmt: str, level: str, record_level: int, **extra: object) -> str:

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, generate_latest
 from temporalio.runtime import BUFFERED_METRIC_KIND_COUNTER, BUFFERED_METRIC_KIND_GAUGE, BUFFERED_METRIC_KIND_HISTOGRAM
 
-from radflow.metrics import dicom_status_class, hl7_type_of
-from radflow.telemetry import TemporalMetricsCollector
+from radflow.infra.metrics import dicom_status_class, hl7_type_of
+from radflow.infra.telemetry import TemporalMetricsCollector
 from tests.radflow import procs
 
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from radflow.devstack import DevServer, free_port
-from radflow.mllp_client import send_messages
+from radflow.infra.mllp_client import send_messages
 from tests.gateways.dicom.mpps_scu import MppsScu, in_progress
 from tests.radflow import procs
 from tests.radflow.hl7_messages import adt_a04, orm_nw, oru

@@ -14,7 +14,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from radflow.devstack import DevServer, free_port
-from radflow.mllp_client import send_messages
+from radflow.infra.mllp_client import send_messages
 from tests.radflow import procs
 from tests.radflow.hl7_messages import orm_nw
 from tests.waiting import eventually

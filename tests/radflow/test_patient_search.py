@@ -7,13 +7,13 @@ import os
 
 import pytest
 
-from domain.definitions import OrderStatus
-from domain.order import OrderData, Patient
-from radflow.order_search import OrderFilter
-from radflow.ordering import order_search_attributes
-from domain import definitions as d
-from radflow.patient_search import MrnHasher, ensure_hmac_key_file, is_token, load_hmac_key
-from radflow.secret_files import KeyFileError
+from radflow.domain.definitions import OrderStatus
+from radflow.domain.order import OrderData, Patient
+from radflow.service.order_search import OrderFilter
+from radflow.service.ordering import order_search_attributes
+from radflow.domain import definitions as d
+from radflow.service.patient_search import MrnHasher, ensure_hmac_key_file, is_token, load_hmac_key
+from radflow.infra.secret_files import KeyFileError
 
 
 def test_token_is_keyed_stable_and_hides_the_mrn() -> None:

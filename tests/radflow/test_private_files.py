@@ -7,11 +7,11 @@ import sqlite3
 import stat
 from pathlib import Path
 
-from gateways.dicom.mpps_store import MppsStore
-from gateways.dicom.spool import Spool
-from gateways.dicom.worklist_store import WorklistStore
-from radflow.attachments import FileAttachmentStore
-from radflow.audit_trail import AuditTrail
+from radflow.gateways.dicom.mpps_store import MppsStore
+from radflow.gateways.dicom.spool import Spool
+from radflow.gateways.dicom.worklist_store import WorklistStore
+from radflow.infra.attachments import FileAttachmentStore
+from radflow.infra.audit_trail import AuditTrail
 
 
 def mode(path: Path) -> int:

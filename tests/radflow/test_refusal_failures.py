@@ -7,8 +7,8 @@ from temporalio.api.failure.v1 import Failure
 from temporalio.converter import default
 from temporalio.exceptions import ApplicationError
 
-from domain import definitions as d
-from radflow.temporal import EncodedRefusalFailureConverter, RefusalFailureConverter
+from radflow.domain import definitions as d
+from radflow.service.temporal import EncodedRefusalFailureConverter, RefusalFailureConverter
 
 
 def _failure(converter: RefusalFailureConverter, message: str, error_type: str) -> Failure:

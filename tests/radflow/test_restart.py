@@ -10,12 +10,12 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from domain.hl7.ack import AckCode, AckHeader, build_ack
-from domain.order import OrderState
-from gateways.mllp import serve_mllp
+from radflow.domain.hl7.ack import AckCode, AckHeader, build_ack
+from radflow.domain.order import OrderState
+from radflow.gateways.mllp import serve_mllp
 from radflow.devstack import DevServer, free_port
-from radflow.mllp_client import send_messages
-from radflow.ordering import OrderService, TemporalUnavailable
+from radflow.infra.mllp_client import send_messages
+from radflow.service.ordering import OrderService, TemporalUnavailable
 from tests.radflow.hl7_messages import orm_nw, oru
 from tests.stack import running_stack, stack_settings
 from tests.waiting import eventually

@@ -15,18 +15,18 @@ import pytest
 from pydicom.dataset import Dataset
 from temporalio.client import Client
 
-from activities.worklist_sync import WorklistSync
-from domain.definitions import EventSource, OrderStatus, ReportStatus
-from domain.order import Attachment, EventKind, OrderState
-from gateways.dicom.read_models import mpps_store as mpps_store_for
-from gateways.dicom.read_models import worklist_store
-from gateways.dicom.spool import InstanceHeader, Spool
-from gateways.dicom.worklist_store import WorklistStore
+from radflow.activities.worklist_sync import WorklistSync
+from radflow.domain.definitions import EventSource, OrderStatus, ReportStatus
+from radflow.domain.order import Attachment, EventKind, OrderState
+from radflow.gateways.dicom.read_models import mpps_store as mpps_store_for
+from radflow.gateways.dicom.read_models import worklist_store
+from radflow.gateways.dicom.spool import InstanceHeader, Spool
+from radflow.gateways.dicom.worklist_store import WorklistStore
 from radflow.components import WorkerComponent
-from radflow.attachments import AttachmentMissing, attachment_store
-from radflow.settings import Settings
-from radflow.retention import RetentionPurge
-from radflow.wiring import order_service
+from radflow.infra.attachments import AttachmentMissing, attachment_store
+from radflow.infra.settings import Settings
+from radflow.service.retention import RetentionPurge
+from radflow.service.wiring import order_service
 from radflow.worker import build_worker
 from tests.factories import event, make_order, report
 from tests.stack import stack_settings

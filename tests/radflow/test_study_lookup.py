@@ -10,8 +10,8 @@ import uuid
 import pytest
 from temporalio.client import Client
 
-from domain.definitions import EventSource
-from radflow.ordering import OrderService
+from radflow.domain.definitions import EventSource
+from radflow.service.ordering import OrderService
 from radflow.worker import build_worker
 from tests.factories import make_order, new_accession
 from tests.gateways.hl7_support import stack_settings

@@ -1,4 +1,4 @@
-"""radflow/tls.py: contexts from settings, refusals of settings that cannot work, Temporal's TLSConfig."""
+"""radflow/infra/tls.py: contexts from settings, refusals of settings that cannot work, Temporal's TLSConfig."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from pydantic import SecretStr
 from temporalio.service import TLSConfig
 
-from radflow.settings import Settings
-from radflow.tls import TlsConfigError, client_context, server_context, temporal_tls
+from radflow.infra.settings import Settings
+from radflow.infra.tls import TlsConfigError, client_context, server_context, temporal_tls
 from tests.tls_certs import Pki, make_pki
 
 

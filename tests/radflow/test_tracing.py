@@ -1,6 +1,6 @@
 """One inbound message = one trace: from the MLLP receipt of an ORU, through the order workflow, to the
 span of the activity that delivers the report (real dev server, real worker, a real MLLP EHR sink);
-the clients and the worker are built the production way (radflow.temporal.connect, build_worker)."""
+the clients and the worker are built the production way (radflow.service.temporal.connect, build_worker)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from domain.hl7.ack import AckCode, AckHeader, build_ack
-from gateways.mllp import serve_mllp
-from gateways.dicom.component import DicomComponent
+from radflow.domain.hl7.ack import AckCode, AckHeader, build_ack
+from radflow.gateways.mllp import serve_mllp
+from radflow.gateways.dicom.component import DicomComponent
 from radflow.devstack import DevServer, free_port
-from radflow.mllp_client import send_messages
-from radflow.temporal import connect
+from radflow.infra.mllp_client import send_messages
+from radflow.service.temporal import connect
 from tests.gateways.dicom.mpps_scu import MppsScu, in_progress
 from tests.radflow.hl7_messages import orm_nw, oru
 from tests.stack import running_stack, stack_settings

@@ -7,7 +7,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from radflow.devstack import find_binary
-from radflow.temporal import ensure_search_attributes
+from radflow.service.temporal import ensure_search_attributes
 
 
 @pytest.fixture

@@ -15,12 +15,12 @@ import uuid
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from domain import definitions as d
-from domain.definitions import EventSource, ReportStatus
-from domain.order import EventKind, OrderPolicy
+from radflow.domain import definitions as d
+from radflow.domain.definitions import EventSource, ReportStatus
+from radflow.domain.order import EventKind, OrderPolicy
 from radflow.devstack import DevServer, free_port
-from radflow.ordering import OrderService
-from radflow.temporal import DATA_CONVERTER
+from radflow.service.ordering import OrderService
+from radflow.service.temporal import DATA_CONVERTER
 from tests.factories import event, make_order, report, stable_study
 from tests.workflows.history_scenarios import (
     HISTORIES,
@@ -32,9 +32,9 @@ from tests.workflows.history_scenarios import (
     _wait,
     _worklist,
 )
-from workflows.allocator import AccessionAllocatorWorkflow
-from workflows.order import ImagingOrderWorkflow
-from workflows.order_index import OrderIndexWorkflow
+from radflow.workflows.allocator import AccessionAllocatorWorkflow
+from radflow.workflows.order import ImagingOrderWorkflow
+from radflow.workflows.order_index import OrderIndexWorkflow
 
 NAME = "gwq_order_gateway_archive"
 

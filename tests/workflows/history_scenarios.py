@@ -28,19 +28,19 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
-from domain import definitions as d
-from domain.definitions import EventSource, ReportStatus
-from domain.order import EventKind, OperatorAction, OrderPolicy, OrderState, Patient, PatientKey, StepRequest, StepResult
-from activities.order_index import prune_order_index
+from radflow.domain import definitions as d
+from radflow.domain.definitions import EventSource, ReportStatus
+from radflow.domain.order import EventKind, OperatorAction, OrderPolicy, OrderState, Patient, PatientKey, StepRequest, StepResult
+from radflow.activities.order_index import prune_order_index
 from radflow.devstack import DevServer, free_port
-from radflow.ordering import EventRejected, OrderService
-from radflow.temporal import DATA_CONVERTER
-from radflow.unmatched import record_unmatched, resolve_unmatched
+from radflow.service.ordering import EventRejected, OrderService
+from radflow.service.temporal import DATA_CONVERTER
+from radflow.service.unmatched import record_unmatched, resolve_unmatched
 from tests.factories import event, make_order, report, stable_study
-from workflows.allocator import AccessionAllocatorWorkflow
-from workflows.order import ImagingOrderWorkflow
-from workflows.order_index import OrderIndexWorkflow
-from workflows.unmatched import UnmatchedItemWorkflow
+from radflow.workflows.allocator import AccessionAllocatorWorkflow
+from radflow.workflows.order import ImagingOrderWorkflow
+from radflow.workflows.order_index import OrderIndexWorkflow
+from radflow.workflows.unmatched import UnmatchedItemWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 _failures: dict[str, int] = {}

@@ -17,15 +17,15 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from api.app import create_app
-from domain import definitions as d
-from domain.definitions import EventSource
-from domain.order import EventKind, OrderPolicy, StepRequest, StepResult
-from radflow.ordering import OrderService
-from radflow.settings import Settings
+from radflow.api.app import create_app
+from radflow.domain import definitions as d
+from radflow.domain.definitions import EventSource
+from radflow.domain.order import EventKind, OrderPolicy, StepRequest, StepResult
+from radflow.service.ordering import OrderService
+from radflow.infra.settings import Settings
 from tests.factories import event, make_order
-from workflows.order import ImagingOrderWorkflow
-from workflows.order_index import OrderIndexWorkflow
+from radflow.workflows.order import ImagingOrderWorkflow
+from radflow.workflows.order_index import OrderIndexWorkflow
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 

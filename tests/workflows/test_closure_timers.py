@@ -13,11 +13,11 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from domain import definitions as d
-from domain.definitions import EventSource, OrderStatus, OverdueFlag, ReportStatus
-from domain.order import EventKind, EventResult, OrderPolicy, OrderState, StartOrder, StepRequest, StepResult
+from radflow.domain import definitions as d
+from radflow.domain.definitions import EventSource, OrderStatus, OverdueFlag, ReportStatus
+from radflow.domain.order import EventKind, EventResult, OrderPolicy, OrderState, StartOrder, StepRequest, StepResult
 from tests.factories import event, make_order, report, stable_study
-from workflows.order import ImagingOrderWorkflow
+from radflow.workflows.order import ImagingOrderWorkflow
 
 HOUR = 3600.0
 DAY = 24 * HOUR

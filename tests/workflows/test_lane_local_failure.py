@@ -10,13 +10,13 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from domain import definitions as d
-from domain.definitions import EventSource
-from domain.order import EventKind, EventResult, OperatorAction, OperatorResult, OrderPolicy, OrderState, StartOrder
+from radflow.domain import definitions as d
+from radflow.domain.definitions import EventSource
+from radflow.domain.order import EventKind, EventResult, OperatorAction, OperatorResult, OrderPolicy, OrderState, StartOrder
 from tests.factories import event, make_order
 from tests.waiting import eventually
 from tests.workflows.test_timers import BrokenWorklist, FlakyConsumer
-from workflows.order import ImagingOrderWorkflow
+from radflow.workflows.order import ImagingOrderWorkflow
 
 pytestmark = pytest.mark.integration
 

@@ -21,16 +21,16 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Worker
 
-from activities.worklist_sync import WorklistSync, rebuild_worklist
-from domain import definitions as d
-from domain.definitions import EventSource, OrderStatus
-from domain.order import EventKind, OrderPolicy, OrderState, StepRequest, StepResult
-from gateways.dicom.worklist_store import WorklistStore
+from radflow.activities.worklist_sync import WorklistSync, rebuild_worklist
+from radflow.domain import definitions as d
+from radflow.domain.definitions import EventSource, OrderStatus
+from radflow.domain.order import EventKind, OrderPolicy, OrderState, StepRequest, StepResult
+from radflow.gateways.dicom.worklist_store import WorklistStore
 from radflow.devstack import find_binary
-from radflow.ordering import OrderClosed, OrderService
+from radflow.service.ordering import OrderClosed, OrderService
 from tests.factories import event, make_order
 from tests.waiting import eventually
-from workflows.order import ImagingOrderWorkflow
+from radflow.workflows.order import ImagingOrderWorkflow
 
 pytestmark = pytest.mark.integration
 

@@ -7,11 +7,11 @@ import asyncio
 import pytest
 from temporalio.client import Client
 
-from domain import definitions as d
-from domain.definitions import EventSource
-from domain.order_index import IndexLookup, IndexState, index_bucket, patient_index_key
-from radflow.ordering import OrderService
-from radflow.settings import Settings
+from radflow.domain import definitions as d
+from radflow.domain.definitions import EventSource
+from radflow.domain.order_index import IndexLookup, IndexState, index_bucket, patient_index_key
+from radflow.service.ordering import OrderService
+from radflow.infra.settings import Settings
 from radflow.worker import build_worker
 from tests.factories import make_order, new_accession
 

@@ -6,13 +6,13 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from domain.definitions import EventSource, OrderStatus
-from domain.order import EventKind, OrderPolicy, StepRequest, StepResult
-from radflow.ordering import OrderService
+from radflow.domain.definitions import EventSource, OrderStatus
+from radflow.domain.order import EventKind, OrderPolicy, StepRequest, StepResult
+from radflow.service.ordering import OrderService
 from tests.factories import event, make_order, stable_study
 from tests.waiting import eventually
-from workflows.order import ImagingOrderWorkflow
-from workflows.order_index import OrderIndexWorkflow
+from radflow.workflows.order import ImagingOrderWorkflow
+from radflow.workflows.order_index import OrderIndexWorkflow
 
 archived: list[tuple[str, int]] = []
 

@@ -17,15 +17,15 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
-from domain import definitions as d
-from domain.definitions import EventSource, ReportStatus
-from domain.order import EventKind, OperatorAction, OperatorResult, OrderPolicy, OrderState
-from radflow.ordering import OrderService
+from radflow.domain import definitions as d
+from radflow.domain.definitions import EventSource, ReportStatus
+from radflow.domain.order import EventKind, OperatorAction, OperatorResult, OrderPolicy, OrderState
+from radflow.service.ordering import OrderService
 from tests.factories import event, make_order, report
 from tests.waiting import eventually
 from tests.workflows.test_timers import FlakyConsumer
-from workflows.order import ImagingOrderWorkflow
-from workflows.order_index import OrderIndexWorkflow
+from radflow.workflows.order import ImagingOrderWorkflow
+from radflow.workflows.order_index import OrderIndexWorkflow
 
 pytestmark = pytest.mark.integration
 API = "http://radflow.example:8000"

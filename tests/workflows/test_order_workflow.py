@@ -9,13 +9,13 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from domain.definitions import EventSource, OrderStatus, ReportStatus
-from domain.order import EventKind, OrderPolicy, Schedule, StepRequest, StepResult
-from radflow.ordering import EventRejected, OrderNotFound, OrderService
+from radflow.domain.definitions import EventSource, OrderStatus, ReportStatus
+from radflow.domain.order import EventKind, OrderPolicy, Schedule, StepRequest, StepResult
+from radflow.service.ordering import EventRejected, OrderNotFound, OrderService
 from tests.factories import event, make_order, report, stable_study
-from workflows.allocator import AccessionAllocatorWorkflow
-from workflows.order import ImagingOrderWorkflow
-from workflows.order_index import OrderIndexWorkflow
+from radflow.workflows.allocator import AccessionAllocatorWorkflow
+from radflow.workflows.order import ImagingOrderWorkflow
+from radflow.workflows.order_index import OrderIndexWorkflow
 
 delivered: list[StepRequest] = []
 

@@ -15,11 +15,11 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from workflows.allocator import AccessionAllocatorWorkflow
-from workflows.order import ImagingOrderWorkflow
-from workflows.order_index import OrderIndexWorkflow
-from workflows.order_v1 import ImagingOrderWorkflowV1
-from workflows.unmatched import UnmatchedItemWorkflow
+from radflow.workflows.allocator import AccessionAllocatorWorkflow
+from radflow.workflows.order import ImagingOrderWorkflow
+from radflow.workflows.order_index import OrderIndexWorkflow
+from radflow.workflows.order_v1 import ImagingOrderWorkflowV1
+from radflow.workflows.unmatched import UnmatchedItemWorkflow
 
 # v2: before the "lanes-fewer-activities" patch; v2p1: with it; v2p2: with "ui-search-attributes"
 # (AttentionLane/ProcedureCode upserts), timer summaries and a refused operator-signal.

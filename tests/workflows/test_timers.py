@@ -10,9 +10,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from domain import definitions as d
-from domain.definitions import EventSource, OrderStatus, OverdueFlag, ReportStatus
-from domain.order import (
+from radflow.domain import definitions as d
+from radflow.domain.definitions import EventSource, OrderStatus, OverdueFlag, ReportStatus
+from radflow.domain.order import (
     EventKind,
     EventResult,
     OperatorAction,
@@ -25,8 +25,8 @@ from domain.order import (
 )
 from tests.factories import event, make_order, report, stable_study
 from tests.waiting import eventually
-from workflows.allocator import AccessionAllocatorWorkflow
-from workflows.order import ImagingOrderWorkflow
+from radflow.workflows.allocator import AccessionAllocatorWorkflow
+from radflow.workflows.order import ImagingOrderWorkflow
 
 HOUR = 3600.0
 

@@ -8,8 +8,8 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from domain import definitions as d
-from radflow.unmatched import (
+from radflow.domain import definitions as d
+from radflow.service.unmatched import (
     UnmatchedConflict,
     UnmatchedNotFound,
     get_unmatched,
@@ -18,7 +18,7 @@ from radflow.unmatched import (
     resolve_unmatched,
 )
 from tests.waiting import eventually
-from workflows.unmatched import UnmatchedItemWorkflow
+from radflow.workflows.unmatched import UnmatchedItemWorkflow
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ HERE = Path(__file__).resolve().parent
 HL7 = HERE.parent / "hl7"
 sys.path.insert(0, str(HERE.parents[2]))
 
-from domain.hl7.decode import escape  # noqa: E402
+from radflow.domain.hl7.decode import escape  # noqa: E402
 
 STUDY_UID = "1.2.826.0.1.3680043.2.1125.1001"
 SERIES_UID = "1.2.826.0.1.3680043.2.1125.1001.1"

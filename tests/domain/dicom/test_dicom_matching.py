@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydicom.dataset import Dataset
 
-from domain.dicom.matching import MalformedQuery, compile_query
+from radflow.domain.dicom.matching import MalformedQuery, compile_query
 
 ITEM = {
     "PatientName": "Müller^Hans^^",

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 
-from domain.dicom.matching import MalformedQuery, compile_query
-from domain.dicom.wildcard import Glob
+from radflow.domain.dicom.matching import MalformedQuery, compile_query
+from radflow.domain.dicom.wildcard import Glob
 from tests.domain.dicom.test_dicom_matching import ITEM
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns on over-long values we send on purpose

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydicom.dataset import Dataset
 
-from domain.dicom.mpps import InvalidMpps, merge, parse_step, validate_create, validate_set
+from radflow.domain.dicom.mpps import InvalidMpps, merge, parse_step, validate_create, validate_set
 
 
 def code(value: str, meaning: str) -> Dataset:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from domain.definitions import OrderStatus
-from domain.dicom.charset import LATIN1, UTF8, charset_for
-from domain.dicom.mwl import entry_from_state, version_of, worklist_item
-from domain.dicom.uids import order_study_uid, study_uid_for_accession
-from domain.order import OrderState, PersonName, Provider, Visit
+from radflow.domain.definitions import OrderStatus
+from radflow.domain.dicom.charset import LATIN1, UTF8, charset_for
+from radflow.domain.dicom.mwl import entry_from_state, version_of, worklist_item
+from radflow.domain.dicom.uids import order_study_uid, study_uid_for_accession
+from radflow.domain.order import OrderState, PersonName, Provider, Visit
 from tests.factories import make_order
 
 

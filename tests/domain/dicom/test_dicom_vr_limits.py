@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from domain.definitions import OrderStatus
-from domain.dicom.charset import UTF8
-from domain.dicom.mwl import entry_from_state, worklist_item
-from domain.dicom.vr_limits import cut, fit_value
-from domain.hl7.mapping import map_message
-from domain.hl7.parse import parse_message
-from domain.order import OrderState, PersonName, Procedure
+from radflow.domain.definitions import OrderStatus
+from radflow.domain.dicom.charset import UTF8
+from radflow.domain.dicom.mwl import entry_from_state, worklist_item
+from radflow.domain.dicom.vr_limits import cut, fit_value
+from radflow.domain.hl7.mapping import map_message
+from radflow.domain.hl7.parse import parse_message
+from radflow.domain.order import OrderState, PersonName, Procedure
 from tests.domain.hl7_fixtures import message
 from tests.factories import make_order
 

@@ -13,9 +13,9 @@ from typing import Any
 
 from temporalio.client import Client
 
-from gateways.dicom.server import DicomGateway, start_dicom_gateway
-from radflow.mllp_client import MllpClient
-from radflow.settings import Settings
+from radflow.gateways.dicom.server import DicomGateway, start_dicom_gateway
+from radflow.infra.mllp_client import MllpClient
+from radflow.infra.settings import Settings
 from tests.stack import Stack, running_stack, stack_settings
 
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from domain.definitions import OrderStatus
-from domain.order import EventKind, EventResult, OrderEvent
-from domain.unmatched import UnmatchedItem
-from gateways.dicom.aggregator import StudyAggregator
-from gateways.dicom.spool import InstanceHeader, Spool
-from radflow.ordering import EventRejected, OrderNotFound, TemporalUnavailable
+from radflow.domain.definitions import OrderStatus
+from radflow.domain.order import EventKind, EventResult, OrderEvent
+from radflow.domain.unmatched import UnmatchedItem
+from radflow.gateways.dicom.aggregator import StudyAggregator
+from radflow.gateways.dicom.spool import InstanceHeader, Spool
+from radflow.service.ordering import EventRejected, OrderNotFound, TemporalUnavailable
 
 STABLE = 10.0
 

@@ -10,10 +10,10 @@ import pydicom
 import pytest
 from pynetdicom import AE, evt
 
-from gateways.dicom.archive_client import ArchiveClient
-from gateways.dicom.spool import InstanceHeader, Spool
-from gateways.dicom.storage import storage_contexts
-from gateways.dicom.tcp import NODELAY_HANDLER
+from radflow.gateways.dicom.archive_client import ArchiveClient
+from radflow.gateways.dicom.spool import InstanceHeader, Spool
+from radflow.gateways.dicom.storage import storage_contexts
+from radflow.gateways.dicom.tcp import NODELAY_HANDLER
 from radflow.devstack import free_port
 from tests.dicom_synth import SyntheticStudy
 

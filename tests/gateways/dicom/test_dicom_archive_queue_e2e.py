@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from domain.definitions import EventSource, OrderStatus, order_workflow_id
-from gateways.dicom.server import start_dicom_gateway
+from radflow.domain.definitions import EventSource, OrderStatus, order_workflow_id
+from radflow.gateways.dicom.server import start_dicom_gateway
 from radflow.devstack import free_port
-from radflow.wiring import order_service
+from radflow.service.wiring import order_service
 from radflow.worker import build_worker
 from tests.dicom_peers import Orthanc, orthanc, storescu  # noqa: F401  (module-scoped fixture)
 from tests.dicom_synth import SyntheticStudy

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from pynetdicom import AE, evt
 
-from activities.archive import ArchiveActivities
-from gateways.dicom.archive_client import ArchiveUnreachable
-from gateways.dicom.spool import Spool
-from gateways.dicom.storage import storage_contexts
+from radflow.activities.archive import ArchiveActivities
+from radflow.gateways.dicom.archive_client import ArchiveUnreachable
+from radflow.gateways.dicom.spool import Spool
+from radflow.gateways.dicom.storage import storage_contexts
 from radflow.devstack import free_port
-from radflow.settings import Settings
-from radflow.tls import server_context
+from radflow.infra.settings import Settings
+from radflow.infra.tls import server_context
 from tests.dicom_synth import SyntheticStudy
 from tests.gateways.dicom.test_dicom_archive_client import spool_files
 from tests.tls_certs import Pki, make_pki

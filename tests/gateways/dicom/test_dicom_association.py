@@ -14,9 +14,9 @@ from pynetdicom import AE
 from pynetdicom.sop_class import ModalityWorklistInformationFind, Verification
 from temporalio.client import Client
 
-from gateways.dicom.server import DicomGateway
-from radflow.ordering import OrderService
-from radflow.settings import Settings
+from radflow.gateways.dicom.server import DicomGateway
+from radflow.service.ordering import OrderService
+from radflow.infra.settings import Settings
 from tests.gateways.dicom.dcmtk import echoscu, require_dcmtk
 
 pytestmark = pytest.mark.integration
@@ -102,9 +102,9 @@ async def test_malformed_identifier_gets_failure_status_not_a_crash(gateway: Dic
 async def test_unsupported_keys_answer_pending_with_warning(gateway: DicomGateway) -> None:
     from datetime import UTC, datetime
 
-    from domain.definitions import OrderStatus
-    from domain.dicom.mwl import entry_from_state
-    from domain.order import OrderState
+    from radflow.domain.definitions import OrderStatus
+    from radflow.domain.dicom.mwl import entry_from_state
+    from radflow.domain.order import OrderState
     from tests.factories import make_order
 
     t0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -121,9 +121,9 @@ async def test_unsupported_keys_answer_pending_with_warning(gateway: DicomGatewa
 async def test_no_patient_data_in_info_logs(gateway: DicomGateway, caplog: pytest.LogCaptureFixture) -> None:
     from datetime import UTC, datetime
 
-    from domain.definitions import OrderStatus
-    from domain.dicom.mwl import entry_from_state
-    from domain.order import OrderState, PersonName
+    from radflow.domain.definitions import OrderStatus
+    from radflow.domain.dicom.mwl import entry_from_state
+    from radflow.domain.order import OrderState, PersonName
     from tests.factories import make_order
 
     order = make_order("PHI1", mrn="MRN-SECRET-7")

@@ -15,9 +15,9 @@ from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification
 from temporalio.client import Client
 
-from gateways.dicom.server import DicomGateway
-from radflow.ordering import OrderService
-from radflow.settings import Settings
+from radflow.gateways.dicom.server import DicomGateway
+from radflow.service.ordering import OrderService
+from radflow.infra.settings import Settings
 from tests.dicom_peers import closed_by_peer
 from tests.gateways.dicom.dcmtk import echoscu, require_dcmtk
 

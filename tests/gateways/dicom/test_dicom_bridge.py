@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from gateways.dicom.bridge import LoopBridge
-from radflow.ordering import TemporalUnavailable
+from radflow.gateways.dicom.bridge import LoopBridge
+from radflow.service.ordering import TemporalUnavailable
 
 
 async def test_result_and_timeout_from_a_thread() -> None:

@@ -12,7 +12,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import CTImageStorage
 from pynetdicom.dsutils import encode
 
-from gateways.dicom.dataset_walk import PIXEL_DATA, DatasetError, walk_dataset
+from radflow.gateways.dicom.dataset_walk import PIXEL_DATA, DatasetError, walk_dataset
 
 WANT = frozenset({0x00080018, 0x0020000D})
 SYNTAXES = [(True, True), (False, True), (False, False)]  # (implicit, little endian)

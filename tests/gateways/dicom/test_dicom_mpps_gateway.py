@@ -17,13 +17,13 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from temporalio.client import Client
 
-from api.app import create_app
-from domain.definitions import EventSource, OrderStatus
-from domain.dicom.matching import compile_query
-from domain.dicom.uids import study_uid_for_accession
-from gateways.dicom.server import DicomGateway
-from radflow.ordering import OrderService
-from radflow.unmatched import get_unmatched
+from radflow.api.app import create_app
+from radflow.domain.definitions import EventSource, OrderStatus
+from radflow.domain.dicom.matching import compile_query
+from radflow.domain.dicom.uids import study_uid_for_accession
+from radflow.gateways.dicom.server import DicomGateway
+from radflow.service.ordering import OrderService
+from radflow.service.unmatched import get_unmatched
 from tests.factories import make_order
 from tests.gateways.dicom.gateway_stack import DicomStack, dicom_settings, dicom_stack
 from tests.gateways.dicom.mpps_scu import MppsScu, completed, discontinued, in_progress
@@ -152,7 +152,7 @@ async def test_protocol_errors(mpps: DicomStack) -> None:
 
 async def test_refused_transition_is_a_failure_status(mpps: DicomStack) -> None:
     acc = await new_order(mpps)
-    from domain.order import EventKind
+    from radflow.domain.order import EventKind
     from tests.factories import event
 
     await mpps.service.send_event(acc, event(EventKind.CANCEL, reason="test"))
@@ -198,7 +198,7 @@ async def test_n_set_after_gateway_restart_still_validates(mpps: DicomStack) -> 
 
 
 async def test_mpps_after_the_images_made_the_order_acquired_is_accepted(mpps: DicomStack) -> None:
-    from domain.order import EventKind
+    from radflow.domain.order import EventKind
     from tests.factories import event, stable_study
 
     acc = await new_order(mpps)

@@ -19,10 +19,10 @@ from pydicom import dcmread
 from pydicom.uid import generate_uid
 from temporalio.client import Client
 
-from api.app import create_app
-from domain.definitions import EventSource, OrderStatus
-from domain.dicom.uids import study_uid_for_accession
-from gateways.dicom.server import start_dicom_gateway
+from radflow.api.app import create_app
+from radflow.domain.definitions import EventSource, OrderStatus
+from radflow.domain.dicom.uids import study_uid_for_accession
+from radflow.gateways.dicom.server import start_dicom_gateway
 from tests.dicom_synth import SyntheticStudy
 from tests.factories import make_order
 from tests.gateways.dicom.dcmtk import require_dcmtk, run

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydicom.dataset import Dataset
 
-from gateways.dicom.read_models import MppsReadModel, mpps_store
-from radflow.settings import Settings
+from radflow.gateways.dicom.read_models import MppsReadModel, mpps_store
+from radflow.infra.settings import Settings
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from domain.dicom.uids import study_uid_for_accession
-from domain.order import EventKind
+from radflow.domain.dicom.uids import study_uid_for_accession
+from radflow.domain.order import EventKind
 from tests.factories import event
 from tests.gateways.dicom.dcmtk import dump2dcm, findscu, require_dcmtk
 from tests.gateways.dicom.gateway_stack import DicomStack, dicom_settings, dicom_stack, orm
@@ -169,9 +169,9 @@ BULK = 2000
 async def test_cancel_stops_a_long_answer(mwl: DicomStack) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from domain.definitions import OrderStatus
-    from domain.dicom.mwl import entry_from_state
-    from domain.order import OrderState
+    from radflow.domain.definitions import OrderStatus
+    from radflow.domain.dicom.mwl import entry_from_state
+    from radflow.domain.order import OrderState
     from tests.factories import make_order
 
     station = uniq("BULK")[:16]

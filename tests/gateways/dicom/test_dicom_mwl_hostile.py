@@ -18,13 +18,13 @@ from pynetdicom import AE
 from pynetdicom.sop_class import ModalityWorklistInformationFind
 from temporalio.client import Client
 
-from domain.definitions import OrderStatus
-from domain.dicom.matching import MAX_PATTERN_CHARS, MAX_WILDCARDS
-from domain.dicom.mwl import entry_from_state
-from domain.order import OrderState, PersonName
-from gateways.dicom.server import DicomGateway
-from radflow.ordering import OrderService
-from radflow.settings import Settings
+from radflow.domain.definitions import OrderStatus
+from radflow.domain.dicom.matching import MAX_PATTERN_CHARS, MAX_WILDCARDS
+from radflow.domain.dicom.mwl import entry_from_state
+from radflow.domain.order import OrderState, PersonName
+from radflow.gateways.dicom.server import DicomGateway
+from radflow.service.ordering import OrderService
+from radflow.infra.settings import Settings
 from tests.factories import make_order
 from tests.gateways.dicom.dcmtk import echoscu, findscu, require_dcmtk
 

@@ -10,7 +10,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import CTImageStorage
 
-from gateways.dicom.part10 import file_meta, scan_header
+from radflow.gateways.dicom.part10 import file_meta, scan_header
 from pynetdicom.dsutils import encode
 
 WANT = frozenset({0x00080050, 0x00080060, 0x0020000D, 0x0020000E, 0x00100020})

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gateways.dicom.spool import InstanceHeader, Spool
+from radflow.gateways.dicom.spool import InstanceHeader, Spool
 
 
 def header(sop: str, study: str = "1.2.3", series: str = "1.2.3.1", accession: str = "ACC1", modality: str = "CT") -> InstanceHeader:
@@ -92,7 +92,7 @@ def test_full_database_stores_nothing_and_raises(tmp_path: Path) -> None:
 
 _WRITER = """
 import sys
-from gateways.dicom.spool import InstanceHeader, Spool
+from radflow.gateways.dicom.spool import InstanceHeader, Spool
 spool = Spool(sys.argv[1])
 for i in range(10_000):
     sop = f"1.2.3.9.{i}"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pydicom
 
-from gateways.dicom.spool import InstanceHeader, Spool
+from radflow.gateways.dicom.spool import InstanceHeader, Spool
 from tests.dicom_synth import SyntheticStudy
 
 
@@ -25,7 +25,7 @@ def test_exports_a_study_as_readable_files(tmp_path: Path) -> None:
     spool.close()
 
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-m", "gateways.dicom.spool_export", str(tmp_path / "spool"),
+    done = subprocess.run([sys.executable, "-m", "radflow.gateways.dicom.spool_export", str(tmp_path / "spool"),
                            small.study_uid, str(out)], capture_output=True, text=True, check=False,
                           cwd=Path(__file__).resolve().parents[3])
     assert done.returncode == 0, done.stderr
@@ -34,7 +34,7 @@ def test_exports_a_study_as_readable_files(tmp_path: Path) -> None:
         ds = pydicom.dcmread(out / f"{sop}.dcm")
         assert ds.SOPInstanceUID == sop and len(ds.PixelData) in (32 * 32 * 2, 128 * 128 * 2)
 
-    one = subprocess.run([sys.executable, "-m", "gateways.dicom.spool_export", str(tmp_path / "spool"),
+    one = subprocess.run([sys.executable, "-m", "radflow.gateways.dicom.spool_export", str(tmp_path / "spool"),
                           small.study_uid, str(tmp_path / "one"), "--sop", sops[0]], capture_output=True, text=True, check=False,
                          cwd=Path(__file__).resolve().parents[3])
     assert one.returncode == 0 and [p.stem for p in (tmp_path / "one").glob("*.dcm")] == [sops[0]]

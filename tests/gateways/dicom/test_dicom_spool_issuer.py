@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from gateways.dicom import spool as spool_module
-from gateways.dicom.spool import InstanceHeader, Spool
+from radflow.gateways.dicom import spool as spool_module
+from radflow.gateways.dicom.spool import InstanceHeader, Spool
 
 
 def header(sop: str, issuer: str = "") -> InstanceHeader:

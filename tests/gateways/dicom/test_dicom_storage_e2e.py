@@ -24,16 +24,16 @@ import pytest
 from pynetdicom import AE
 from temporalio.client import Client
 
-from api.app import create_app
-from domain.definitions import EventSource, OrderStatus
-from domain.order import OperatorAction, OrderState
-from gateways.dicom.server import DicomGateway, start_dicom_gateway
-from gateways.dicom.spool import Spool, spool_dir
-from gateways.dicom.tcp import NODELAY_HANDLER
+from radflow.api.app import create_app
+from radflow.domain.definitions import EventSource, OrderStatus
+from radflow.domain.order import OperatorAction, OrderState
+from radflow.gateways.dicom.server import DicomGateway, start_dicom_gateway
+from radflow.gateways.dicom.spool import Spool, spool_dir
+from radflow.gateways.dicom.tcp import NODELAY_HANDLER
 from radflow.devstack import DevServer, free_port
-from radflow.ordering import OrderService
-from radflow.settings import Settings
-from radflow.wiring import order_service
+from radflow.service.ordering import OrderService
+from radflow.infra.settings import Settings
+from radflow.service.wiring import order_service
 from radflow.worker import build_worker
 from tests.dicom_peers import Orthanc, orthanc, storescu  # noqa: F401  (module-scoped fixture)
 from tests.dicom_synth import SyntheticStudy

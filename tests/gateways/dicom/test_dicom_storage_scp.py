@@ -13,11 +13,11 @@ from pydicom.uid import generate_uid, CTImageStorage, DeflatedExplicitVRLittleEn
 from pynetdicom import AE
 from pynetdicom.dsutils import encode
 
-from gateways.dicom.part10 import file_meta
-from gateways.dicom.storage import CANNOT_UNDERSTAND, DATASET_MISMATCH, OUT_OF_RESOURCES, SUCCESS, StorageService
-from gateways.dicom.tcp import NODELAY_HANDLER
+from radflow.gateways.dicom.part10 import file_meta
+from radflow.gateways.dicom.storage import CANNOT_UNDERSTAND, DATASET_MISMATCH, OUT_OF_RESOURCES, SUCCESS, StorageService
+from radflow.gateways.dicom.tcp import NODELAY_HANDLER
 from radflow.devstack import free_port
-from radflow.settings import Settings
+from radflow.infra.settings import Settings
 from tests.dicom_synth import SyntheticStudy
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from domain.definitions import EventSource, OrderStatus
-from domain.dicom.uids import study_uid_for_accession
-from gateways.dicom.worklist_store import WorklistStore
+from radflow.domain.definitions import EventSource, OrderStatus
+from radflow.domain.dicom.uids import study_uid_for_accession
+from radflow.gateways.dicom.worklist_store import WorklistStore
 from tests.dicom_peers import Orthanc, orthanc, storescu  # noqa: F401  (module-scoped fixture)
 from tests.dicom_synth import SyntheticStudy
 from tests.factories import make_order, new_accession

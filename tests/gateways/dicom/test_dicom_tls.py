@@ -21,7 +21,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from radflow.devstack import DevServer, free_port
-from radflow.tls import make_client_context
+from radflow.infra.tls import make_client_context
 from tests.dicom_peers import closed_by_peer
 from tests.dicom_synth import SyntheticStudy
 from tests.gateways.dicom.dcmtk import ECHOSCU, findscu, require_dcmtk, run

@@ -20,9 +20,9 @@ import pytest
 from pydicom.uid import generate_uid
 from temporalio.client import Client
 
-from domain.definitions import EventSource, OrderStatus
+from radflow.domain.definitions import EventSource, OrderStatus
 from radflow.devstack import DevServer, free_port
-from radflow.wiring import order_service
+from radflow.service.wiring import order_service
 from radflow.worker import build_worker
 from tests.factories import make_order, new_accession
 from tests.gateways.dicom.dcmtk import findscu, require_dcmtk

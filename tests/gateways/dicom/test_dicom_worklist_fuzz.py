@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 from pynetdicom.dsutils import decode, encode
 
-from domain.definitions import OrderStatus
-from domain.dicom.mwl import entry_from_state
-from domain.order import OrderState
-from gateways.dicom.worklist import WorklistService
-from gateways.dicom.worklist_store import WorklistStore
+from radflow.domain.definitions import OrderStatus
+from radflow.domain.dicom.mwl import entry_from_state
+from radflow.domain.order import OrderState
+from radflow.gateways.dicom.worklist import WorklistService
+from radflow.gateways.dicom.worklist_store import WorklistStore
 from tests.factories import make_order
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about the odd values on purpose

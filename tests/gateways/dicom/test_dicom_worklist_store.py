@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from pydicom.dataset import Dataset
 
-from domain.definitions import OrderStatus
-from domain.dicom.matching import compile_query
-from domain.dicom.mwl import entry_from_state
-from domain.order import OrderState
-from gateways.dicom.read_models import WorklistReadModel, worklist_store
-from radflow.settings import Settings
+from radflow.domain.definitions import OrderStatus
+from radflow.domain.dicom.matching import compile_query
+from radflow.domain.dicom.mwl import entry_from_state
+from radflow.domain.order import OrderState
+from radflow.gateways.dicom.read_models import WorklistReadModel, worklist_store
+from radflow.infra.settings import Settings
 from tests.factories import make_order
 
 T0 = datetime(2030, 1, 1, 8, tzinfo=UTC)

@@ -8,9 +8,9 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
-from radflow.read_model_db import MIGRATIONS, migrate
-from gateways.dicom.read_models import postgres_url, worklist_store
-from radflow.settings import Settings
+from radflow.infra.read_model_db import MIGRATIONS, migrate
+from radflow.gateways.dicom.read_models import postgres_url, worklist_store
+from radflow.infra.settings import Settings
 
 
 def fresh_pool(url: str) -> ConnectionPool:

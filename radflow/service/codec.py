@@ -35,7 +35,7 @@ from temporalio.converter import (
     PayloadCodec,
 )
 
-from radflow.secret_files import KeyFileError, create_private, read_private
+from radflow.infra.secret_files import KeyFileError, create_private, read_private
 
 ENCODING = b"binary/encrypted"
 KEY_ID_META = "encryption-key-id"

@@ -11,7 +11,7 @@ import os
 import stat
 from pathlib import Path
 
-from radflow.private_files import FILE_MODE, private_dir
+from radflow.infra.private_files import FILE_MODE, private_dir
 
 
 class KeyFileError(ValueError):

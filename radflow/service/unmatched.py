@@ -26,10 +26,10 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain import definitions as d
-from domain.ui_metadata import unmatched_summary
-from domain.unmatched import ResolveUnmatched, UnmatchedItem, UnmatchedNote, UnmatchedStart
-from radflow.ordering import EventRejected, OrderNotFound, TemporalUnavailable
+from radflow.domain import definitions as d
+from radflow.domain.ui_metadata import unmatched_summary
+from radflow.domain.unmatched import ResolveUnmatched, UnmatchedItem, UnmatchedNote, UnmatchedStart
+from radflow.service.ordering import EventRejected, OrderNotFound, TemporalUnavailable
 
 _LIST_CONCURRENCY = 16
 

@@ -13,7 +13,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
-from radflow import metrics
+from radflow.infra import metrics
 
 
 class ActivityMetricsInterceptor(Interceptor):

@@ -3,8 +3,8 @@
   GET /livez    200 while the process's event loop answers (restart it when this fails)
   GET /readyz   200 when every readiness check passes (connected to Temporal, stores open,
                 listener up); else 503 with one line per failing check: take it out of service
-  GET /metrics  Prometheus text: radflow's metrics (radflow/metrics.py), the Temporal SDK's
-                (radflow/telemetry.py) and the process/Python defaults
+  GET /metrics  Prometheus text: radflow's metrics (radflow/infra/metrics.py), the Temporal SDK's
+                (radflow/infra/telemetry.py) and the process/Python defaults
 
 `radflow worker|mllp|dicom|dev` serve them on `health_host:health_port` (HealthComponent);
 `radflow api` serves them on its own app (api/routes/health.py).
@@ -25,8 +25,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from radflow import metrics
-from radflow.telemetry import drain_temporal_metrics
+from radflow.infra import metrics
+from radflow.infra.telemetry import drain_temporal_metrics
 
 log = logging.getLogger("radflow.health")
 
@@ -238,7 +238,7 @@ async def drain_periodically(every_s: float = 5.0) -> None:
 async def refresh_order_gauges(client: object, every_s: float) -> None:
     """Orders open / needing attention, from Temporal visibility (eventually consistent, hence a gauge
     refreshed now and then, not an exact count)."""
-    from domain.definitions import ORDER_WORKFLOW_TYPES, SA_NEEDS_ATTENTION
+    from radflow.domain.definitions import ORDER_WORKFLOW_TYPES, SA_NEEDS_ATTENTION
 
     types = " OR ".join(f"WorkflowType = '{t}'" for t in ORDER_WORKFLOW_TYPES)
     open_query = f"ExecutionStatus = 'Running' AND ({types})"

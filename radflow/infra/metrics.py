@@ -1,8 +1,8 @@
 """radflow's own Prometheus metrics (what the gateways, the API and the worker count).
 
 All live in prometheus_client's default registry, next to the process/Python collectors and the
-Temporal SDK's runtime metrics (radflow/telemetry.py); every process serves them on /metrics
-(radflow/health.py). Labels carry only bounded, PHI-free values: message types and ACK codes,
+Temporal SDK's runtime metrics (radflow/infra/telemetry.py); every process serves them on /metrics
+(radflow/infra/health.py). Labels carry only bounded, PHI-free values: message types and ACK codes,
 DICOM operation names and status classes, event kinds and order statuses; never an accession,
 an MRN, a control id or an AE title a peer chose.
 """
@@ -156,63 +156,3 @@ def observe_dimse_response(command_field: int, status: int) -> None:
     if outcome == "pending":
         return
     DICOM_OPERATIONS.labels(_DIMSE_OPERATIONS.get(command_field, "other"), outcome).inc()
-
-
-def _failure_outcome(err: BaseException) -> str:
-    from radflow.ordering import EventRejected, OrderNotFound, TemporalUnavailable
-
-    if isinstance(err, OrderNotFound):
-        return "not_found"
-    if isinstance(err, EventRejected):
-        return "rejected"
-    if isinstance(err, TemporalUnavailable):
-        return "unavailable"
-    return "failed"
-
-
-@contextmanager
-def counting_start(source: str) -> Iterator[list[str]]:
-    """Count one order start: the body appends "created"/"existing"; an exception counts as its kind."""
-    outcome: list[str] = []
-    try:
-        yield outcome
-    except Exception as err:
-        ORDERS_STARTED.labels(source, "refused" if _failure_outcome(err) == "rejected" else _failure_outcome(err)).inc()
-        raise
-    ORDERS_STARTED.labels(source, outcome[0] if outcome else "unknown").inc()
-
-
-@contextmanager
-def counting_event(source: str, kind: str) -> Iterator[list]:
-    """Count one event sent to an order; the body appends the EventResult. An applied event that
-    changed the order is a transition (counted by the order's resulting status)."""
-    results: list = []
-    try:
-        yield results
-    except Exception as err:
-        ORDER_EVENTS.labels(source, kind, _failure_outcome(err)).inc()
-        raise
-    if not results:
-        return
-    result = results[0]
-    if result.duplicate:
-        ORDER_EVENTS.labels(source, kind, "duplicate").inc()
-    elif not result.changed:
-        ORDER_EVENTS.labels(source, kind, "unchanged").inc()
-    else:
-        ORDER_EVENTS.labels(source, kind, "applied").inc()
-        ORDER_TRANSITIONS.labels(kind, str(result.status.value)).inc()
-
-
-_OPERATOR_ACTIONS = frozenset({"retry", "skip", "cancel"})
-
-
-@contextmanager
-def counting_operator_action(action: str) -> Iterator[None]:
-    label = action if action in _OPERATOR_ACTIONS else "other"  # a typo must not mint a series
-    try:
-        yield
-    except Exception as err:
-        OPERATOR_ACTIONS.labels(label, _failure_outcome(err)).inc()
-        raise
-    OPERATOR_ACTIONS.labels(label, "applied").inc()

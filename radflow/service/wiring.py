@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from temporalio.client import Client
 
-from radflow.ordering import OrderService
-from radflow.patient_search import MrnHasher, load_hmac_key
-from radflow.settings import Settings
+from radflow.service.ordering import OrderService
+from radflow.service.patient_search import MrnHasher, load_hmac_key
+from radflow.infra.settings import Settings
 
 
 def mrn_hasher(settings: Settings) -> MrnHasher | None:

@@ -7,7 +7,7 @@ prometheus_client's registry at every scrape (and every few seconds in between, 
 never fills): one endpoint per process carries both radflow's metrics and the SDK's
 (`temporal_request_total`, `temporal_workflow_task_schedule_to_start_latency_seconds`, ...).
 
-Traces: `temporalio.contrib.opentelemetry.TracingInterceptor` on every client (radflow/temporal.py)
+Traces: `temporalio.contrib.opentelemetry.TracingInterceptor` on every client (radflow/service/temporal.py)
 and so on every worker built from it; the spans go to OpenTelemetry's global tracer provider,
 which `configure_tracing` sets up from settings (OTLP over HTTP when `otel_exporter_otlp_endpoint`
 is set; off by default).

@@ -18,7 +18,7 @@ import hmac
 import os
 from pathlib import Path
 
-from radflow.secret_files import KeyFileError, create_private, read_private
+from radflow.infra.secret_files import KeyFileError, create_private, read_private
 
 TOKEN_PREFIX = "p1:"  # versioned: a new scheme gets a new prefix
 

@@ -3,7 +3,7 @@
 One line per audited act (a PHI read, a change, a refusal, a payload decoded for the Temporal
 UI). `append()` returns only after the line is written with a single write(2) on an O_APPEND
 descriptor (concurrent writers, even in other processes, do not interleave) and fdatasync'd:
-the line is the record, and the FHIR AuditEvent outbox (radflow/audit_outbox.py) delivers
+the line is the record, and the FHIR AuditEvent outbox (radflow/infra/audit_outbox.py) delivers
 from it. A failed write raises `AuditUnavailable`; the caller decides what that costs
 (the API refuses the request: docs/security.md "Audit").
 
@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from radflow.private_files import private_dir
+from radflow.infra.private_files import private_dir
 
 # What an act did, as a FHIR restful interaction (BALP maps it to AuditEvent.subtype/action).
 READ, SEARCH, CREATE, UPDATE, OPERATION = "read", "search-type", "create", "update", "operation"

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from domain import definitions as d
-from domain.definitions import OrderStatus
-from domain.order import OrderState
-from radflow.order_search import InvalidFilter
-from radflow.ordering import OrderError, OrderNotFound, OrderService
+from radflow.domain import definitions as d
+from radflow.domain.definitions import OrderStatus
+from radflow.domain.order import OrderState
+from radflow.service.order_search import InvalidFilter
+from radflow.service.ordering import OrderError, OrderNotFound, OrderService
 
 ACTIONS = ("retry", "skip", "cancel")
 EMPTY_ANSWER_RECHECK_S = 0.5
@@ -142,7 +142,7 @@ async def match_orders(service: OrderService, flt: BulkFilter, *, limit: int, co
 async def _candidates(service: OrderService, query: str, limit: int) -> list[str]:
     from temporalio.service import RPCError, RPCStatusCode
 
-    from radflow.ordering import TemporalUnavailable
+    from radflow.service.ordering import TemporalUnavailable
 
     out: list[str] = []
     try:

@@ -23,7 +23,7 @@ class MllpClient:
         self.host = host
         self.port = port
         self.timeout_s = timeout_s
-        self.tls = tls  # a verifying client context (radflow.tls): the server must name `host`
+        self.tls = tls  # a verifying client context (radflow.infra.tls): the server must name `host`
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 

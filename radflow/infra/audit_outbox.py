@@ -1,6 +1,6 @@
 """Delivers the audit trail to a FHIR server as AuditEvents: the JSON-lines file is the outbox.
 
-The trail's lines are durable before the act they record goes ahead (radflow/audit_trail.py),
+The trail's lines are durable before the act they record goes ahead (radflow/infra/audit_trail.py),
 so nothing here can lose a record: a cursor file (`<trail>.cursor`, the byte offset of the
 next line to deliver) advances only after the server stored the event. Each event is a
 `PUT AuditEvent/<line id>`, so a delivery retried after a lost answer stores it once.
@@ -27,10 +27,10 @@ import os
 from pathlib import Path
 import httpx
 
-from domain.fhir.audit_event import audit_event
-from domain.fhir.config import FhirMappingConfig
-from radflow.audit_trail import ATTEMPT
-from radflow.private_files import private_file
+from radflow.domain.fhir.audit_event import audit_event
+from radflow.domain.fhir.config import FhirMappingConfig
+from radflow.infra.audit_trail import ATTEMPT
+from radflow.infra.private_files import private_file
 
 log = logging.getLogger("radflow.audit.outbox")
 

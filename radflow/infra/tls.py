@@ -14,7 +14,7 @@ from pathlib import Path
 
 from temporalio.service import TLSConfig
 
-from radflow.settings import Settings
+from radflow.infra.settings import Settings
 
 LISTENERS = ("mllp", "dicom", "api")
 CLIENTS = ("ehr_mllp", "dicom_archive")

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
-from radflow.private_files import private_dir
+from radflow.infra.private_files import private_dir
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -87,7 +87,7 @@ class FileAttachmentStore:
         return data
 
     def delete(self, sha256: str) -> bool:
-        """Remove a document (retention, radflow/retention.py); False when it was not there."""
+        """Remove a document (retention, radflow/service/retention.py); False when it was not there."""
         try:
             self._path(sha256).unlink()
         except FileNotFoundError:
@@ -96,7 +96,7 @@ class FileAttachmentStore:
 
 
 class PgAttachmentStore:
-    """Report documents in the shared PostgreSQL database (table `attachments`, radflow/read_model_db.py)."""
+    """Report documents in the shared PostgreSQL database (table `attachments`, radflow/infra/read_model_db.py)."""
 
     def __init__(self, pool) -> None:
         self.pool = pool
@@ -122,7 +122,7 @@ class PgAttachmentStore:
         return data
 
     def delete(self, sha256: str) -> bool:
-        """Remove a document (retention, radflow/retention.py); False when it was not there."""
+        """Remove a document (retention, radflow/service/retention.py); False when it was not there."""
         with self.pool.connection() as conn:
             return conn.execute("DELETE FROM attachments WHERE sha256 = %s", (sha256,)).rowcount > 0
 
@@ -137,7 +137,7 @@ def attachment_store(settings) -> AttachmentStore:
     settings.attachments_path() (default <data dir>/attachments)."""
     url = settings.read_model_url.get_secret_value()
     if url:
-        from radflow.read_model_db import pool
+        from radflow.infra.read_model_db import pool
 
         return PgAttachmentStore(pool(url, max_size=settings.read_model_pool_max))
     return FileAttachmentStore(settings.attachments_path())

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from domain.dicom.mwl import version_of
-from radflow.attachments import delete_attachment
+from radflow.domain.dicom.mwl import version_of
+from radflow.infra.attachments import delete_attachment
 
 log = logging.getLogger("radflow.retention")
 

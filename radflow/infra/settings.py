@@ -9,9 +9,9 @@ from pathlib import Path
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from domain.definitions import TASK_QUEUE, gateway_task_queue
-from domain.fhir.config import FhirMappingConfig
-from domain.order import OrderPolicy
+from radflow.domain.definitions import TASK_QUEUE, gateway_task_queue
+from radflow.domain.fhir.config import FhirMappingConfig
+from radflow.domain.order import OrderPolicy
 
 
 class Settings(BaseSettings):
@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     hl7_default_timezone: str = "UTC"  # HL7 times without an offset are local to the site
     accession_prefix: str = "RF"
 
-    # Report documents (OBX ED: PDF, CDA) outside workflow history, by SHA-256 (radflow/attachments.py).
+    # Report documents (OBX ED: PDF, CDA) outside workflow history, by SHA-256 (radflow/infra/attachments.py).
     # Written by the MLLP gateway, read by the worker's delivery activities: one directory both see.
     attachments_dir: Path | None = None  # default data_dir/attachments
 
@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     audit_fhir_base_url: str = ""  # AuditEvents (IHE BALP) go here; "" = fhir_base_url; "none" = JSON lines only
     audit_fhir_poll_s: float = 5.0  # the outbox also looks for lines other processes appended this often
     audit_fhir_backoff_max_s: float = 60.0  # retries of an undelivered AuditEvent back off up to this
-    retention_purge_interval_s: float = 3600.0  # how often worker and DICOM gateway purge closed orders' PHI (radflow/retention.py)
+    retention_purge_interval_s: float = 3600.0  # how often worker and DICOM gateway purge closed orders' PHI (radflow/service/retention.py)
     # --- end API security ---
 
     # Order policy (deadlines and retries), fixed per order at its start
@@ -95,7 +95,7 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
-    # --- observability (radflow/health.py, radflow/metrics.py, radflow/telemetry.py, docs in deploy/README.md) ---
+    # --- observability (radflow/infra/health.py, radflow/infra/metrics.py, radflow/infra/telemetry.py, docs in deploy/README.md) ---
     # /livez, /readyz, /metrics of `radflow worker|mllp|dicom` (`radflow api` and `radflow dev` serve them on the API).
     health_host: str = "0.0.0.0"
     health_port: int | None = None  # None: the role's default (worker 9461, mllp 9462, dicom 9463); 0 = off
@@ -125,7 +125,7 @@ class Settings(BaseSettings):
     ehr_receiving_facility: str = ""
     # --- end HL7 / MLLP ---
 
-    # --- API client, CLI and dev stack (api/, radflow/cli.py, radflow/logs.py) ---
+    # --- API client, CLI and dev stack (api/, radflow/cli.py, radflow/infra/logs.py) ---
     api_url: str = "http://localhost:8000"  # where `radflow orders ...` finds the API
     api_token: SecretStr = SecretStr("")  # bearer token `radflow orders ...` sends (RADFLOW_API_TOKEN; env only)
     dev_host: str = "127.0.0.1"  # `radflow dev` binds every listener here (not exposed by default)
@@ -223,7 +223,7 @@ class Settings(BaseSettings):
     report_consumers: list[str] = ["hl7", "fhir"]
     # --- end FHIR delivery ---
 
-    # --- TLS (radflow/tls.py, docs/security.md "TLS") ---
+    # --- TLS (radflow/infra/tls.py, docs/security.md "TLS") ---
     # A listener serves TLS 1.2+ when its CERT and KEY (PEM) are set, plain TCP otherwise (the
     # `radflow dev` default). CLIENT_CA: client certificates presented are verified against it;
     # REQUIRE_CLIENT_CERT: no certificate, no connection (mutual TLS, IHE ATNA secure node).
@@ -271,7 +271,7 @@ class Settings(BaseSettings):
             acquisition_consumers=list(self.acquisition_consumers),
         )
 
-    # --- Payload encryption, codec server, PatientID HMAC (radflow/codec.py, radflow/patient_search.py, api/routes/codec.py) ---
+    # --- Payload encryption, codec server, PatientID HMAC (radflow/service/codec.py, radflow/service/patient_search.py, api/routes/codec.py) ---
     codec_keys_file: Path | None = None  # lines key-id:base64(32 bytes), owner-only; first encrypts, all decrypt; unset = payloads in clear
     codec_cors_origins: list[str] = []  # Temporal UI origins allowed to call /codec/* from the browser
     search_hmac_key_file: Path | None = None  # base64 key (32+ bytes), owner-only; PatientID = HMAC of the MRN; unset = MRN in clear

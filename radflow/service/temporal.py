@@ -13,11 +13,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverter, PayloadConverter
 from temporalio.exceptions import ApplicationError
 
-from domain.definitions import OPERATOR_REFUSAL_TYPES, REFUSAL_ERROR_TYPES, SEARCH_ATTRIBUTES
-from radflow.codec import EncryptionCodec, encrypted_converter, load_keys
-from radflow.settings import Settings
-from radflow.telemetry import client_interceptors, temporal_runtime
-from radflow.tls import temporal_tls
+from radflow.domain.definitions import OPERATOR_REFUSAL_TYPES, REFUSAL_ERROR_TYPES, SEARCH_ATTRIBUTES
+from radflow.service.codec import EncryptionCodec, encrypted_converter, load_keys
+from radflow.infra.settings import Settings
+from radflow.infra.telemetry import client_interceptors, temporal_runtime
+from radflow.infra.tls import temporal_tls
 
 
 class RefusalFailureConverter(DefaultFailureConverter):
@@ -79,7 +79,7 @@ async def connect(settings: Settings) -> Client:
         tls=temporal_tls(settings),
         api_key=settings.temporal_api_key,
         data_converter=data_converter(settings),
-        # SDK metrics into this process's /metrics; tracing spans for clients and their workers (radflow/telemetry.py).
+        # SDK metrics into this process's /metrics; tracing spans for clients and their workers (radflow/infra/telemetry.py).
         runtime=temporal_runtime(),
         interceptors=client_interceptors(),
     )

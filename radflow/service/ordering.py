@@ -32,12 +32,11 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain import definitions as d
-from radflow import metrics
-from domain.closed_orders import is_resend
-from domain.definitions import EventSource, OrderStatus
-from domain.ui_metadata import static_details, static_summary
-from domain.order_index import (
+from radflow.domain import definitions as d
+from radflow.domain.closed_orders import is_resend
+from radflow.domain.definitions import EventSource, OrderStatus
+from radflow.domain.ui_metadata import static_details, static_summary
+from radflow.domain.order_index import (
     IndexEntries,
     IndexLookup,
     IndexState,
@@ -47,7 +46,7 @@ from domain.order_index import (
     placer_index_key,
     study_index_key,
 )
-from domain.order import (
+from radflow.domain.order import (
     AllocateRequest,
     AllocatorState,
     EventResult,
@@ -62,37 +61,12 @@ from domain.order import (
     TimelineEntry,
 )
 
-from radflow.patient_search import MrnHasher
+from radflow.service import order_metrics
+from radflow.service.order_errors import EventRejected, OrderClosed, OrderError, OrderNotFound, TemporalUnavailable
+from radflow.service.patient_search import MrnHasher
 
 log = logging.getLogger("radflow.ordering")
 T = TypeVar("T")
-
-
-class OrderError(Exception):
-    """Base of the typed failures every edge maps."""
-
-
-class OrderNotFound(OrderError):
-    pass
-
-
-class EventRejected(OrderError):
-    """The order exists but refused the event (invalid transition / invalid input)."""
-
-    def __init__(self, message: str, error_type: str = d.ErrorType.INVALID_TRANSITION) -> None:
-        super().__init__(message)
-        self.error_type = error_type
-
-
-class OrderClosed(EventRejected):
-    """The accession belongs to a closed order: events and new orders for it are refused (AE / 409)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, d.ErrorType.ORDER_CLOSED)
-
-
-class TemporalUnavailable(OrderError):
-    """Temporal did not confirm in time: the caller must not acknowledge success."""
 
 
 @dataclass
@@ -167,7 +141,7 @@ class OrderService:
                  mrn_hasher: MrnHasher | None = None) -> None:
         self.client = client
         self.api_url = api_url  # links in the Temporal UI's static details ("" = none)
-        self.mrn_hasher = mrn_hasher  # PatientID = HMAC of the MRN when set (radflow/patient_search.py)
+        self.mrn_hasher = mrn_hasher  # PatientID = HMAC of the MRN when set (radflow/service/patient_search.py)
         self.task_queue = task_queue
         self.policy = policy or OrderPolicy()
         self.rpc_timeout = timedelta(seconds=rpc_timeout_s)
@@ -238,7 +212,7 @@ class OrderService:
         order = order.model_copy(update={"patient": self._tokenised(order.patient)})
         status = OrderStatus.SCHEDULED if order.schedule.is_scheduled() else OrderStatus.ORDERED
         start = StartOrder(order=order, source=source, control_id=control_id, policy=self.policy, repairs=repairs or [])
-        with metrics.counting_start(source.value) as outcome:
+        with order_metrics.counting_start(source.value) as outcome:
             result = await self._start(order, start, status, control_id)
             outcome.append("created" if result.created else "existing")
         return result
@@ -278,7 +252,7 @@ class OrderService:
             event = event.model_copy(update={"patient": self._tokenised(event.patient)})
         key = event.message_key or event.control_id
         update_id = d.event_update_id(event.source.value, key) if key else None
-        with metrics.counting_event(event.source.value, event.kind.value) as results:
+        with order_metrics.counting_event(event.source.value, event.kind.value) as results:
             result = await self._guard(
                 self.handle(accession).execute_update(
                     d.EVENT_UPDATE, event, id=update_id, result_type=EventResult, rpc_timeout=self.rpc_timeout
@@ -290,7 +264,7 @@ class OrderService:
 
     async def operator_action(self, accession: str, action: OperatorAction, update_id: str | None = None) -> OperatorResult:
         # update_id (e.g. the API's Idempotency-Key) makes a retried request apply once.
-        with metrics.counting_operator_action(action.action):
+        with order_metrics.counting_operator_action(action.action):
             return await self._guard(
                 self.handle(accession).execute_update(
                     d.OPERATOR_UPDATE, action, id=update_id, result_type=OperatorResult, rpc_timeout=self.rpc_timeout

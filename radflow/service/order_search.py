@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from temporalio.client import WorkflowExecution, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain import definitions as d
-from domain.definitions import OrderStatus
-from radflow.ordering import OrderService, TemporalUnavailable
-from radflow.patient_search import is_token
+from radflow.domain import definitions as d
+from radflow.domain.definitions import OrderStatus
+from radflow.service.ordering import OrderService, TemporalUnavailable
+from radflow.service.patient_search import is_token
 
 
 class InvalidFilter(ValueError):

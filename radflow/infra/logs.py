@@ -16,7 +16,7 @@ from typing import Any
 import temporalio.activity
 import temporalio.workflow
 
-from domain.definitions import order_workflow_id
+from radflow.domain.definitions import order_workflow_id
 
 # Extra fields that carry PHI; dropped from any record above DEBUG.
 PHI_FIELDS = frozenset({"patient_name", "mrn", "patient_id", "birth_date", "patient"})

@@ -1,6 +1,6 @@
 """Traces follow the inbound message that caused the work, not only the one that started the order.
 
-`temporalio.contrib.opentelemetry.TracingInterceptor` (on every client, radflow/telemetry.py) puts
+`temporalio.contrib.opentelemetry.TracingInterceptor` (on every client, radflow/infra/telemetry.py) puts
 everything a workflow does under the trace of the call that *started* it, and only links later
 updates. An order lives for days: its report delivery would hang under the ORM's trace. This
 worker interceptor remembers the trace context carried by the latest `event` update (an HL7/DICOM/
@@ -30,7 +30,7 @@ from temporalio.worker import (
     WorkflowOutboundInterceptor,
 )
 
-from domain.definitions import EVENT_UPDATE
+from radflow.domain.definitions import EVENT_UPDATE
 
 HEADER = "_tracer-data"  # the contrib interceptor's header key
 
