@@ -80,3 +80,51 @@ def test_secrets_are_referenced_never_defined_and_config_names_real_settings():
         (container,) = doc["spec"]["template"]["spec"]["containers"]
         for env in container.get("env", []):
             assert is_radflow_setting(env["name"]), env["name"]
+
+
+def _container(doc):
+    (container,) = doc["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def _mounted_from(doc, path: str) -> dict:
+    """The pod volume that holds `path` through one of the container's mounts."""
+    container = _container(doc)
+    (mount,) = [m for m in container.get("volumeMounts", []) if path.startswith(m["mountPath"].rstrip("/") + "/")]
+    (volume,) = [v for v in doc["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]]
+    return volume
+
+
+def _role(component: str) -> dict:
+    (doc,) = [d for _, d in workloads()
+              if d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == component]
+    return doc
+
+
+@pytest.mark.parametrize(("component", "prefix", "mutual"),
+                         [("mllp", "MLLP", True), ("dicom", "DICOM", True), ("api", "API", False)])
+def test_every_listener_serves_tls_from_a_referenced_secret(component, prefix, mutual):
+    doc = _role(component)
+    env = {e["name"]: e.get("value") for e in _container(doc).get("env", [])}
+    names = ["CERT", "KEY"] + (["CLIENT_CA"] if mutual else [])
+    for name in names:
+        path = env[f"RADFLOW_{prefix}_TLS_{name}"]
+        volume = _mounted_from(doc, path)
+        assert volume["secret"]["secretName"] == f"radflow-{component}-tls", (component, name)
+    # ATNA secure nodes: HL7 and DICOM peers must present a certificate the hospital CA signed.
+    assert env.get(f"RADFLOW_{prefix}_TLS_REQUIRE_CLIENT_CERT") == ("true" if mutual else None)
+
+
+def test_api_probes_and_scrapes_speak_https():
+    doc = _role("api")
+    container = _container(doc)
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert container[probe]["httpGet"].get("scheme") == "HTTPS", probe
+    assert doc["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scheme"] == "https"
+
+
+def test_worker_delivers_to_the_ehr_over_verified_tls():
+    doc = _role("worker")
+    env = {e["name"]: e.get("value") for e in _container(doc).get("env", [])}
+    assert env["RADFLOW_EHR_MLLP_TLS"] == "true"
+    assert _mounted_from(doc, env["RADFLOW_EHR_MLLP_TLS_CA"])["configMap"]["name"] == "radflow-peer-ca"
