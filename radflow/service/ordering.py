@@ -62,6 +62,7 @@ from radflow.domain.order import (
 )
 
 from radflow.service import order_metrics
+from radflow.service.index_writes import IndexWriter
 from radflow.service.order_errors import EventRejected, OrderClosed, OrderError, OrderNotFound, TemporalUnavailable
 from radflow.service.patient_search import MrnHasher
 
@@ -146,6 +147,7 @@ class OrderService:
         self.policy = policy or OrderPolicy()
         self.rpc_timeout = timedelta(seconds=rpc_timeout_s)
         self.accession_prefix = accession_prefix
+        self.index_writer = IndexWriter(self._index_bucket)
 
     def handle(self, accession: str) -> WorkflowHandle:
         return self.client.get_workflow_handle(d.order_workflow_id(accession))
@@ -193,10 +195,15 @@ class OrderService:
                           repairs: list[str] | None = None, placer_key: str = "") -> StartResult:
         """Create the order's workflow; a resend of the same order changes nothing.
 
-        The order's patient and placer keys go into the order index first, so an order
-        that exists is always found by them (an index entry without its order, left by a
-        start that failed, is skipped by the lookups). `placer_key` is
-        "<placer number>^<placer application>" (default: the order's placer number^system).
+        The order's patient, placer and study keys go into the order index while the
+        workflow starts, and the call returns only when both are durable: an acknowledged
+        order is always found by its keys. Concurrent, not one after the other, so the
+        sender waits for one Temporal round trip instead of two. When one of the two fails
+        the call fails (the sender resends; both are idempotent): an index entry without
+        its order is skipped by the lookups, an order whose index write failed and whose
+        sender never resends is still found through visibility, as orders older than the
+        index are. `placer_key` is "<placer number>^<placer application>" (default: the
+        order's placer number^system).
 
         An accession is used once (REJECT_DUPLICATE): once its order closed, a resend of that
         same order is acknowledged without effect, and a different order reusing the
@@ -208,10 +215,22 @@ class OrderService:
             keys.append(placer_index_key(placer))
         if order.study_instance_uid and not invalid_key(study_index_key(order.study_instance_uid)):
             keys.append(study_index_key(order.study_instance_uid))  # never a reason to refuse the order
-        await self._index(d.INDEX_ADD_SIGNAL, {key: [order.accession] for key in keys})
+        entries = {key: [order.accession] for key in keys}
+        _check_keys(entries)  # a refusal before anything is written
         order = order.model_copy(update={"patient": self._tokenised(order.patient)})
         status = OrderStatus.SCHEDULED if order.schedule.is_scheduled() else OrderStatus.ORDERED
         start = StartOrder(order=order, source=source, control_id=control_id, policy=self.policy, repairs=repairs or [])
+        indexed, started = await asyncio.gather(self._index(d.INDEX_ADD_SIGNAL, entries),
+                                                self._counted_start(order, start, status, control_id, source),
+                                                return_exceptions=True)
+        for outcome in (started, indexed):  # the start's refusal (OrderClosed) says more than an index failure
+            if isinstance(outcome, BaseException):
+                raise outcome
+        assert isinstance(started, StartResult)
+        return started
+
+    async def _counted_start(self, order: OrderData, start: StartOrder, status: OrderStatus, control_id: str,
+                             source: EventSource) -> StartResult:
         with order_metrics.counting_start(source.value) as outcome:
             result = await self._start(order, start, status, control_id)
             outcome.append("created" if result.created else "existing")
@@ -444,14 +463,17 @@ class OrderService:
 
     # ----------------------------------------------------------- order index
     async def _index(self, signal: str, entries: dict[str, list[str]]) -> None:
-        """Write to every bucket these keys live in (signal-with-start: created on first use)."""
-        await asyncio.gather(*(self._index_bucket(signal, bucket, part) for bucket, part in by_bucket(entries).items()))
+        """Write to every bucket these keys live in; concurrent writes to one bucket share a signal."""
+        _check_keys(entries)
+        parts = by_bucket(entries).items()
+        outcomes = await asyncio.gather(*(self.index_writer.write(signal, bucket, part) for bucket, part in parts),
+                                        return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def _index_bucket(self, signal: str, bucket: int, entries: dict[str, list[str]]) -> None:
-        for key in entries:
-            problem = invalid_key(key)
-            if problem:
-                raise EventRejected(problem, d.ErrorType.INVALID_EVENT)
+        """One signal-with-start to a bucket (created on first use)."""
         await self._guard(
             self.client.start_workflow(
                 d.ORDER_INDEX_WORKFLOW,
@@ -486,6 +508,13 @@ class OrderService:
             if acc:
                 out.append(acc)
         return out
+
+
+def _check_keys(entries: dict[str, list[str]]) -> None:
+    for key in entries:
+        problem = invalid_key(key)
+        if problem:
+            raise EventRejected(problem, d.ErrorType.INVALID_EVENT)
 
 
 def _default_placer_key(order: OrderData) -> str:
