@@ -31,8 +31,17 @@ LOG_FILE = "temporal.log"
 
 
 def dev_settings(settings: Settings, server: DevServer) -> Settings:
-    """The same settings, pointed at the embedded server (plain TCP, default namespace)."""
+    """The same settings, pointed at the embedded server (plain TCP, default namespace).
+
+    Without a FHIR server the FHIR sync lane is left out of new orders: every order change
+    would otherwise cost one Temporal activity only to answer "not configured" (a new order:
+    17 history events and 2 workflow tasks instead of 11 and 1). One process
+    has one configuration, so the lane cannot be missing where a FHIR server is set; split
+    deployments choose their consumers with RADFLOW_SYNC_CONSUMERS.
+    """
+    unconfigured = [] if settings.fhir_base_url else ["fhir"]
     return settings.model_copy(update={
+        "sync_consumers": [c for c in settings.sync_consumers if c not in unconfigured],
         "temporal_address": server.address,
         "temporal_namespace": "default",
         "temporal_tls": False,
