@@ -4,6 +4,7 @@ the state can grow or be reshaped between releases, these shapes are the public 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -82,6 +83,20 @@ class LanePublic(BaseModel):
     attention_since: datetime | None = Field(description="since when it waits")
 
 
+class ReadPublic(BaseModel):
+    """How fresh the answer is: what a reader needs to decide whether to ask again, strongly."""
+
+    consistency: Literal["eventual", "strong"] = Field(description=(
+        "`eventual`: from the order's read model, kept current by its workflow and served without waiting for a "
+        "worker; `strong`: the workflow's own state, asked by query (also for orders from before the read model)"))
+    as_of: datetime = Field(description="when the order was in this state (for a strong read: when it was asked)")
+    history_length: int | None = Field(description=(
+        "events of the order's history this state reflects (0 = the state it was started with); null for a strong read"))
+    pending: bool = Field(description=(
+        "the order has events its worker has not processed yet: it may have moved on since as_of "
+        "(read with consistency=strong to wait for them)"))
+
+
 class OrderPublic(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [ORDER_EXAMPLE]})
 
@@ -104,6 +119,7 @@ class OrderPublic(BaseModel):
     created_at: datetime = Field(description="when the order was created")
     updated_at: datetime = Field(description="when the order last changed")
     closed_at: datetime | None = Field(description="when it reached a final status; null while open")
+    read: ReadPublic | None = Field(default=None, description="GET /orders/{accession}: how fresh this answer is")
 
     @classmethod
     def from_state(cls, s: OrderState) -> OrderPublic:

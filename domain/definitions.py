@@ -43,6 +43,8 @@ STATE_QUERY = "state"
 TIMELINE_QUERY = "timeline"
 ALLOCATE_UPDATE = "allocate"
 LOOKUP_QUERY = "lookup"
+# The order's read model (domain/order_view.py): the memo key GET /orders/{accession} reads without a worker.
+MEMO_ORDER_VIEW = "order"
 
 ORDER_ID_PREFIX = "order-"
 

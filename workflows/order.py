@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from radflow.domain import definitions as d
     from radflow.domain.definitions import EventSource, OrderStatus, OverdueFlag, ReportStatus
     from radflow.domain.lanes import Work, acquisition_settled, mark_done, mirror_key, pending_work, report_verdict
+    from radflow.domain.order_view import OrderView, view_state
     from radflow.domain.order import (
         Attention,
         EventKind,
@@ -54,6 +55,9 @@ PATCH_LOCAL_FAILURE = "lane-local-activity-failure"  # a failed local activity p
 # archive_study runs on the task queue of the DICOM gateway whose spool holds the images (issue 12).
 PATCH_ARCHIVE_QUEUE = "archive-on-gateway-queue"
 PATCH_UI_SEARCH_ATTRIBUTES = "ui-search-attributes"  # AttentionLane and ProcedureCode upserted too
+# The memo is the order's read model (domain/order_view.py), kept equal to the state once per
+# workflow task: GET /orders/{accession} reads it without waiting for a worker (issue 12).
+PATCH_READ_MODEL = "read-model-memo"
 # Timer summaries in the Temporal UI, by deadline (domain names in _deadlines()).
 DEADLINE_SUMMARIES = {
     OverdueFlag.NO_IMAGES.value: "no-images deadline",
@@ -73,6 +77,8 @@ class ImagingOrderWorkflow:
         self._lane_names = d.lane_names(self.policy.sync_consumers, self.policy.report_consumers,
                                         self.policy.acquisition_consumers)
         self._busy: dict[str, Work] = {}  # lane -> the work its activity is doing now
+        self._view_dirty = True  # something the read model may show changed since it was last compared
+        self._published: OrderState | None = None  # the state the memo holds (view_state)
         self._decisions: dict[str, OperatorAction] = {}  # lane -> operator decision not yet taken
         self._draining = False  # continue-as-new pending: lanes start no new activity
         self._stopping = False  # the run ends: lanes return once idle
@@ -97,11 +103,15 @@ class ImagingOrderWorkflow:
             self.state.lanes.setdefault(name, LaneState())
         if start.carried is None:
             self._mirror(EventKind.NEW_ORDER.value)
+            # The gateway started the order with this view. Taken here, before any handler runs: an
+            # update delivered with the first task runs before `run` (its change must be published).
+            self._published = view_state(self.state)
 
     # ------------------------------------------------------------------ run
     @workflow.run
     async def run(self, start: StartOrder) -> OrderState:
         self._upsert_search_attributes()
+        publisher = asyncio.create_task(self._publish_views())
         lanes = [asyncio.create_task(self._lane(name)) for name in self._lane_names]
         try:
             await self._main_loop()
@@ -114,6 +124,8 @@ class ImagingOrderWorkflow:
         self._stopping = True
         await asyncio.gather(*lanes)
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await publisher
+        self._publish()
         return self._final_state()
 
     async def _main_loop(self) -> None:
@@ -153,8 +165,10 @@ class ImagingOrderWorkflow:
         self._draining = True
         await workflow.wait_condition(lambda: not self._busy and not self._decisions and workflow.all_handlers_finished())
         carried = self.state.model_copy(update={"previous_run_id": workflow.info().run_id, "runs": self.state.runs + 1})
+        # Without a memo here the next run would start with the memo the order was started with.
+        memo = {d.MEMO_ORDER_VIEW: self._view(view_state(carried))} if workflow.patched(PATCH_READ_MODEL) else None
         workflow.continue_as_new(StartOrder(order=self.state.order, source=EventSource.SYSTEM, policy=self.policy,
-                                            carried=carried))
+                                            carried=carried), memo=memo)
 
     def _continue_as_new_due(self) -> bool:
         info = workflow.info()
@@ -574,8 +588,28 @@ class ImagingOrderWorkflow:
             self._sa_last = wanted
         self._show_details()
 
+    async def _publish_views(self) -> None:
+        """Keep the memo equal to the state, at most once per workflow task: changes made in one
+        task are all applied before this wakes, and an update's answer leaves in the same task as
+        the memo it produced (a caller reads its own write)."""
+        while not self._stopping:
+            await workflow.wait_condition(lambda: self._view_dirty or self._stopping)
+            self._publish()
+
+    def _publish(self) -> None:
+        self._view_dirty = False
+        state = view_state(self.state)
+        if state == self._published or not workflow.patched(PATCH_READ_MODEL):
+            return
+        self._published = state
+        workflow.upsert_memo({d.MEMO_ORDER_VIEW: self._view(state)})
+
+    def _view(self, state: OrderState) -> OrderView:
+        return OrderView(state=state, as_of=workflow.now(), history_length=workflow.info().get_current_history_length())
+
     def _show_details(self) -> None:
         """Current details in the Temporal UI (not part of history: no replay concern)."""
+        self._view_dirty = True  # every change shows here first
         workflow.set_current_details(current_details(self.state, self._lane_summary(), last_operator=self._last_operator,
                                                      last_refusal=self._last_refusal))
 

@@ -1,4 +1,4 @@
-"""/orders: read one order (exact, by workflow query), list orders (visibility), act on one.
+"""/orders: read one order (its read model, or exactly by query), list orders (visibility), act on one.
 
 Every POST becomes one `OrderService` call; the response is sent only after Temporal
 completed it. With an `Idempotency-Key` header a retried POST is applied once.
@@ -24,12 +24,14 @@ from radflow.api.schemas import (
     OperatorResultPublic,
     OrderListPublic,
     OrderPublic,
+    ReadPublic,
     ScheduleRequest,
     TimelineEntryPublic,
     TimelinePublic,
 )
 from radflow.domain.definitions import EventSource, OrderStatus
 from radflow.domain.order import EventKind, OrderEvent, Schedule
+from radflow.service.order_read import Consistency, read_order
 from radflow.service.order_search import OrderFilter, search_orders
 
 router = APIRouter(prefix="/orders", tags=["orders"])
@@ -56,7 +58,7 @@ Accession = Annotated[SafeText, safe(64, "the order's accession number", Path, m
     description=(
         "Built from Temporal visibility (the search attributes every order upserts), so a change "
         "shows up here shortly after it was applied, not necessarily at once. Read one order with "
-        "GET /orders/{accession} for its exact current state. Page with next_page_token."
+        "GET /orders/{accession}?consistency=strong for its exact current state. Page with next_page_token."
     ),
 )
 async def list_orders(
@@ -81,11 +83,30 @@ async def list_orders(
     return OrderListPublic.from_page(page)
 
 
-@router.get("/{accession}", response_model=OrderPublic, responses={**NOT_FOUND, **UNAVAILABLE})
-async def get_order(accession: Accession, service: ServiceDep, settings: SettingsDep, request: Request) -> OrderPublic:
-    state = await service.get_state(accession)
-    note_order(request, state.order, settings.fhir_mapping())
-    return OrderPublic.from_state(state)
+@router.get(
+    "/{accession}",
+    response_model=OrderPublic,
+    responses={**NOT_FOUND, **UNAVAILABLE},
+    summary="Read one order",
+    description=(
+        "By default from the order's read model, which its workflow keeps current with every change: the answer "
+        "comes in milliseconds even while radflow's workers are busy with a burst or down, and `read` says how "
+        "fresh it is (`as_of`; `pending` = events not processed yet, so the order may have moved on). A change "
+        "this API (or a gateway) acknowledged is in the next read. `consistency=strong` asks the order's "
+        "workflow itself: exact, but it waits for a worker (503 when none answers within the timeout)."
+    ),
+)
+async def get_order(
+    accession: Accession, service: ServiceDep, settings: SettingsDep, request: Request,
+    consistency: Annotated[Consistency, Query(description=(
+        "`eventual` (default): the read model, never waits for a worker; `strong`: the workflow's exact state"))]
+    = Consistency.EVENTUAL,
+) -> OrderPublic:
+    read = await read_order(service, accession, consistency)
+    note_order(request, read.state.order, settings.fhir_mapping())
+    fresh = ReadPublic(consistency=read.consistency.value, as_of=read.as_of, history_length=read.history_length,
+                       pending=read.pending)
+    return OrderPublic.from_state(read.state).model_copy(update={"read": fresh})
 
 
 @router.get("/{accession}/timeline", response_model=TimelinePublic, responses={**NOT_FOUND, **UNAVAILABLE})

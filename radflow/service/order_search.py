@@ -2,7 +2,7 @@
 
 Visibility is eventually consistent: a change applied to an order shows up in these
 lists a moment later (milliseconds on the dev server, longer on a loaded cluster). Reads
-of one order (`OrderService.get_state`) are exact; lists are for browsing and
+of one order come from its read model or, on request, exactly (`order_read.py`); lists are for browsing and
 work queues, not for decisions that must see the latest write.
 """
 

@@ -12,7 +12,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from temporalio.client import (
@@ -36,6 +36,7 @@ from radflow.domain import definitions as d
 from radflow.domain.closed_orders import is_resend
 from radflow.domain.definitions import EventSource, OrderStatus
 from radflow.domain.ui_metadata import static_details, static_summary
+from radflow.domain.order_view import OrderView, initial_view
 from radflow.domain.order_index import (
     IndexEntries,
     IndexLookup,
@@ -249,6 +250,7 @@ class OrderService:
                     search_attributes=order_search_attributes(order, status),
                     static_summary=static_summary(order),  # what the Temporal UI lists; no PHI
                     static_details=static_details(order, self.api_url),
+                    memo={d.MEMO_ORDER_VIEW: self._initial_view(order, status)},  # reads until the worker runs
                     rpc_timeout=self.rpc_timeout,
                 ),
                 order.accession,
@@ -260,6 +262,11 @@ class OrderService:
                                   "a new order needs a new accession") from None
             return StartResult(accession=order.accession, created=False, status=closed.status, closed=True)
         return StartResult(accession=order.accession, created=_was_started(handle), status=status)
+
+    def _initial_view(self, order: OrderData, status: OrderStatus) -> OrderView:
+        p = self.policy
+        lanes = d.lane_names(p.sync_consumers, p.report_consumers, p.acquisition_consumers)
+        return initial_view(order, status, datetime.now(UTC), lanes)
 
     async def send_event(self, accession: str, event: OrderEvent) -> EventResult:
         if event.order is not None and event.order.patient.mrn:

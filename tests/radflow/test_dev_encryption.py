@@ -114,6 +114,12 @@ async def test_phi_is_encrypted_in_temporal_and_decoded_for_the_api_and_ui(tmp_p
                                         f"127.0.0.1:{ports['temporal']}", "--workflow-id", order_workflow_id(acc),
                                         "--output", "json"], capture_output=True, text=True, timeout=60, check=True).stdout
             assert "PatientID" in described and mrn not in described
+            # The order's read model (its memo, what GET /orders/{accession} serves) is sealed like the history.
+            memo = json.loads(described)["workflowExecutionInfo"]["memo"]["fields"]["order"]
+            assert base64.b64decode(memo["metadata"]["encoding"]) == b"binary/encrypted"
+            for secret in (name, mrn):
+                assert secret not in described and secret.encode() not in base64.b64decode(memo["data"]), secret
+            assert order["read"]["consistency"] == "eventual"  # the API read above came from that memo
             db = _database_bytes(data)
             assert acc.encode() in db  # the search can see clear strings in this file...
             for secret in (name, mrn, report):
