@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Error as PlaywrightError
 
 from radflow.infra.mllp_client import send_messages
 from tests.e2e.browser import DevStack, local_only, screenshot
@@ -42,7 +43,11 @@ async def _rendered(page: Page, *texts: str, timeout_s: float = 30) -> str:
         shown = ""
         for frame in page.frames:
             if "/render" in frame.url:
-                shown += await frame.locator("body").inner_text() + "\n"
+                try:
+                    shown += await frame.locator("body").inner_text(timeout=5_000) + "\n"
+                except PlaywrightError as err:  # the UI re-rendered it (details refresh): read the new one
+                    if "detached" not in str(err):
+                        raise
         if all(t in shown for t in texts) or time.monotonic() > deadline:
             return shown
         await page.wait_for_timeout(300)
