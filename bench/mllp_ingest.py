@@ -254,7 +254,7 @@ async def main(args: argparse.Namespace) -> int:
                 # Each phase starts on an idle system: the previous phase's workflow tasks must not be
                 # processed (and billed) during this one.
                 await drain([server.process.pid, *(p.pid for p in procs[::2])], args.pause)
-                cpu_before = [cpu_seconds(), *(cpu_seconds(p.pid) for p in procs)]
+                cpu_before = [cpu_seconds(), *(cpu_seconds(p.pid) for p in procs), cpu_seconds(server.process.pid)]
                 if phase == "raw":
                     elapsed, lat = await phase_raw(client, task_queue, msgs, args.concurrency)
                 else:
@@ -262,11 +262,12 @@ async def main(args: argparse.Namespace) -> int:
                     failures += bad
                     not_aa[phase] += bad
                 cpu = [after - before for after, before in
-                       zip([cpu_seconds(), *(cpu_seconds(p.pid) for p in procs)], cpu_before, strict=True)]
+                       zip([cpu_seconds(), *(cpu_seconds(p.pid) for p in procs), cpu_seconds(server.process.pid)],
+                           cpu_before, strict=True)]
                 totals[phase][0] += elapsed
                 totals[phase][1] += len(msgs)
                 totals[phase][2] += lat
-                names = ("bench", "worker", "gateway", "worker-codec", "gateway-codec")[:len(cpu)]
+                names = ("bench", "worker", "gateway", "worker-codec", "gateway-codec")[:len(cpu) - 1] + ("server",)
                 per_msg = " ".join(f"{name} {c / len(msgs) * 1000:.1f}" for name, c in zip(names, cpu, strict=True))
                 print(f"  round {r + 1} {phase:4s}: {len(msgs)} in {elapsed:6.2f} s = {len(msgs) / elapsed:7.1f}/s   "
                       f"p50 {statistics.median(lat) * 1000:6.1f} ms  p99 {pct(lat, 99) * 1000:6.1f} ms   "
