@@ -1,13 +1,16 @@
 """What the read model (the order's memo, domain/order_view.py) costs per order, in history.
 
-    .venv/bin/python bench/read_model_cost.py [--orders 5] [--codec]
+    .venv/bin/python bench/read_model_cost.py [--orders 5] [--codec] [--starts 400]
 
 The full lifecycle of bench/order_lifecycle.py (NW, worklist, MPPS, images, ORU P and F,
 delivery to a real HL7 receiver and the FHIR test server), then, over every run of each
 order: memo writes (WorkflowPropertiesModified events, one Temporal action each) and their
 bytes, against the whole history in the same run (events, actions, bytes), and the size of
 the memo the gateway writes with the start. With --codec the payloads are encrypted
-(AES-GCM, as `radflow dev` runs), which adds a few dozen bytes per payload.
+(AES-GCM, as `radflow dev` runs), which adds a few dozen bytes per payload. With --starts N
+it also times N order starts with the gateway's first view as memo against N without (16
+concurrent starters, on a Temporal SQLite file as `radflow dev` has, alternating over 2 rounds):
+what the read model costs the ingest rate.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ import asyncio
 import statistics
 import sys
 import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -26,12 +32,17 @@ from temporalio.client import Client  # noqa: E402
 
 from bench.order_lifecycle import ACTION_EVENTS, ehr_ack, one_order  # noqa: E402
 from radflow.domain import definitions as d  # noqa: E402
+from radflow.domain.definitions import EventSource, OrderStatus  # noqa: E402
+from radflow.domain.order import OrderPolicy, StartOrder  # noqa: E402
+from radflow.domain.order_view import initial_view  # noqa: E402
+from radflow.service.ordering import order_search_attributes  # noqa: E402
 from radflow.gateways.mllp import serve_mllp  # noqa: E402
 from radflow.devstack import DevServer, free_port  # noqa: E402
 from radflow.infra.settings import Settings  # noqa: E402
 from radflow.service.temporal import connect  # noqa: E402
 from radflow.service.wiring import order_service  # noqa: E402
 from radflow.worker import build_worker  # noqa: E402
+from tests.factories import make_order  # noqa: E402
 from tests.fhir_server.fixture import FhirTestServer  # noqa: E402
 
 MEMO_WRITE = EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED
@@ -60,10 +71,45 @@ async def measure(client: Client, acc: str) -> dict[str, int]:
     return cost
 
 
+async def starts(client: Client, n: int, with_memo: bool, concurrency: int = 16) -> float:
+    """Order starts per second, as OrderService starts them, with or without the first view."""
+    policy = OrderPolicy(sync_consumers=[], report_consumers=[], acquisition_consumers=[])
+    orders = [make_order(f"S{uuid.uuid4().hex[:10].upper()}", mrn=f"SMRN{i}") for i in range(n)]
+
+    async def starter(chunk: list) -> None:
+        for order in chunk:
+            memo = {d.MEMO_ORDER_VIEW: initial_view(order, OrderStatus.SCHEDULED, datetime.now(UTC), [])} if with_memo else None
+            await client.start_workflow(
+                d.ORDER_WORKFLOW, StartOrder(order=order, source=EventSource.HL7, policy=policy),
+                id=d.order_workflow_id(order.accession), task_queue="bench-read-model-starts",  # no worker: starts only
+                search_attributes=order_search_attributes(order, OrderStatus.SCHEDULED), memo=memo)
+
+    t = time.perf_counter()
+    await asyncio.gather(*(starter(orders[i::concurrency]) for i in range(concurrency)))
+    return n / (time.perf_counter() - t)
+
+
+async def start_cost(n: int, codec: dict[str, object], tmp: str) -> None:
+    server = DevServer(db_file=Path(tmp) / "starts.db", port=free_port(), ui_port=None)
+    await server.start()
+    try:
+        client = await connect(Settings(temporal_address=server.address, data_dir=Path(tmp), _env_file=None, **codec))
+        rates: dict[bool, list[float]] = {True: [], False: []}
+        for r in range(2):
+            for with_memo in ((True, False) if r % 2 == 0 else (False, True)):
+                rates[with_memo].append(await starts(client, n, with_memo))
+        memo, bare = statistics.mean(rates[True]), statistics.mean(rates[False])
+        print(f"  starts: {bare:.1f}/s without the memo, {memo:.1f}/s with it (ratio {memo / bare:.2f}; "
+              f"{n} per phase, 2 rounds, SQLite file)")
+    finally:
+        server.stop()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=5)
     parser.add_argument("--codec", action="store_true", help="encrypt payloads (AES-GCM codec), as radflow dev does")
+    parser.add_argument("--starts", type=int, default=0, help="also time this many starts with and without the memo")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-read-model-") as tmp:
         server = DevServer(port=free_port(), ui_port=None)
@@ -99,6 +145,8 @@ async def main() -> None:
             print(f"  share of the history: events {med('memo_writes') / med('events'):.2f}, "
                   f"bytes {(med('memo_bytes') + med('start_memo_bytes')) / med('bytes'):.2f}, "
                   f"actions {med('memo_writes') / med('actions'):.2f}")
+            if args.starts:
+                await start_cost(args.starts, codec, tmp)
         finally:
             ehr.close()
             fhir.close()
