@@ -191,8 +191,8 @@ class Modality(Pair):
         items = []
         try:
             for status, ds in assoc.send_c_find(query, ModalityWorklistInformationFind):
-                if status is None or status.Status not in (0xFF00, 0xFF01, 0x0000):
-                    raise DicomUnanswered(f"C-FIND status {getattr(status, 'Status', None)}")
+                if not status or status.get("Status") not in (0xFF00, 0xFF01, 0x0000):
+                    raise DicomUnanswered(f"C-FIND status {status.get('Status') if status else None}")
                 if ds is not None:
                     items.append(WorklistItem(str(ds.AccessionNumber), str(ds.StudyInstanceUID),
                                               str(ds.ScheduledProcedureStepSequence[0].ScheduledProcedureStepID)))
@@ -230,7 +230,7 @@ class Modality(Pair):
             status, _ = send(assoc)
         finally:
             assoc.release()
-        if status is None or "Status" not in status:
+        if not status or "Status" not in status:
             raise DicomUnanswered("no MPPS answer")
         return int(status.Status), status.get("ErrorID")
 
@@ -242,8 +242,9 @@ class Modality(Pair):
         try:
             for image in images:
                 status = assoc.send_c_store(image)
-                if status is None or status.Status != 0x0000:
-                    raise DicomUnanswered(f"C-STORE status {getattr(status, 'Status', None)}")
+                # An aborted association answers an empty status (no Status element).
+                if not status or status.get("Status") != 0x0000:
+                    raise DicomUnanswered(f"C-STORE status {status.get('Status') if status else None}")
         finally:
             assoc.release()
 
