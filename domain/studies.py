@@ -69,9 +69,26 @@ def _merged(old: StudyInfo, new: StudyInfo, keep_expected: bool = False) -> Stud
     return merged
 
 
+def fuller_copy(state: OrderState, study: StudyInfo) -> StudyInfo | None:
+    """The order's copy of this study when `study` is another gateway's news with fewer of its
+    instances (that gateway holds a partial copy), else None.
+
+    A modality whose association breaks mid-study (its gateway died) resends the study to the
+    other gateway; the first one, back up, still holds the part it got and reports it later.
+    Its smaller count must not replace the whole study's, nor its queue the one the archive
+    runs on: the order keeps the fuller copy.
+    """
+    uid = study.study_instance_uid
+    known = next((s for s in state.studies() if uid and s.study_instance_uid == uid), None)
+    if known is None or not known.archive_queue or not study.archive_queue or known.archive_queue == study.archive_queue:
+        return None
+    return known if study.instance_count < known.instance_count else None
+
+
 def archive_queue(state: OrderState) -> str:
     """The gateway queue holding the order's images ("" = the shared queue).
 
-    One queue per order: the first study that names one. Studies of one order spooled by two
-    different gateways are not supported (docs/deploy: a study goes to one gateway)."""
+    One queue per order: the first study that names one. A study resent whole to a second
+    gateway keeps the fuller copy's queue (`fuller_copy`); a study split so that no gateway
+    holds all of it is not supported (deploy/README.md)."""
     return next((s.archive_queue for s in state.studies() if s.archive_queue), "")

@@ -41,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
         StepResult,
         TimelineEntry,
     )
-    from radflow.domain.studies import archive_queue
+    from radflow.domain.studies import archive_queue, fuller_copy
     from radflow.domain.transitions import apply_event, ready_for_acquisition
     from radflow.domain.ui_metadata import activity_summary, check_operator_action, current_details, parse_operator_action, who
 
@@ -58,6 +58,9 @@ PATCH_UI_SEARCH_ATTRIBUTES = "ui-search-attributes"  # AttentionLane and Procedu
 # The memo is the order's read model (domain/order_view.py), kept equal to the state once per
 # workflow task: GET /orders/{accession} reads it without waiting for a worker (issue 12).
 PATCH_READ_MODEL = "read-model-memo"
+# A gateway's partial copy of a study another gateway holds whole (a modality failed over mid-study)
+# leaves the order's study as it is (domain/studies.py fuller_copy; issue 12, failover test).
+PATCH_FULLER_COPY = "study-keeps-fuller-copy"
 # Timer summaries in the Temporal UI, by deadline (domain names in _deadlines()).
 DEADLINE_SUMMARIES = {
     OverdueFlag.NO_IMAGES.value: "no-images deadline",
@@ -187,6 +190,9 @@ class ImagingOrderWorkflow:
         key = event.message_key or event.control_id
         if key and key in self.state.seen_control_ids:
             return EventResult(accession=acc, status=self.state.status, changed=False, duplicate=True, message="resent message ignored")
+        if event.study is not None and (kept := fuller_copy(self.state, event.study)) is not None \
+                and workflow.patched(PATCH_FULLER_COPY):
+            event = event.model_copy(update={"study": kept})
         now = workflow.now()
         outcome = apply_event(self.state, event, now)
         if not outcome.ok:

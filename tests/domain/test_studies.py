@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from radflow.domain.definitions import OrderStatus as S
 from radflow.domain.order import EventKind as K
 from radflow.domain.order import OrderState, PatientKey, SeriesInfo, StudyInfo
-from radflow.domain.studies import archive_queue, received_instances, same_patient
+from radflow.domain.studies import archive_queue, fuller_copy, received_instances, same_patient
 from radflow.domain.transitions import apply_event, ready_for_acquisition
 from tests.factories import event, make_order
 
@@ -82,3 +82,16 @@ def test_the_archive_queue_comes_from_the_gateway_news_and_survives_a_link_witho
     # An operator's link (API) carries no queue: the study stays where its images are.
     assert apply_event(s, event(K.STUDY_STABLE, study=study("1.2.1", 5)), NOW).ok
     assert s.study.archive_queue == "q-dicom-a" and archive_queue(s) == "q-dicom-a"
+
+
+def test_a_partial_copy_from_another_gateway_does_not_replace_the_fuller_one() -> None:
+    """A modality failed over mid-study: gateway A has 2 instances, B all 3 (issue 12, failover)."""
+    s = state(S.IN_PROGRESS)
+    whole = study("1.2.9", 3).model_copy(update={"archive_queue": "q-dicom-gw-b"})
+    partial = study("1.2.9", 2).model_copy(update={"archive_queue": "q-dicom-gw-a"})
+    assert fuller_copy(s, partial) is None  # nothing known yet: A's news is all there is
+    assert apply_event(s, event(K.STUDY_STABLE, study=whole), NOW).ok
+    assert fuller_copy(s, partial) == s.study  # A's later news: the order keeps B's copy
+    assert fuller_copy(s, whole) is None  # the same gateway's own news always counts
+    assert fuller_copy(s, study("1.2.9", 4).model_copy(update={"archive_queue": "q-dicom-gw-a"})) is None  # more: it counts
+    assert fuller_copy(s, study("1.2.8", 1).model_copy(update={"archive_queue": "q-dicom-gw-a"})) is None  # another study
