@@ -55,8 +55,8 @@ PATCH_LOCAL_FAILURE = "lane-local-activity-failure"  # a failed local activity p
 # archive_study runs on the task queue of the DICOM gateway whose spool holds the images (issue 12).
 PATCH_ARCHIVE_QUEUE = "archive-on-gateway-queue"
 PATCH_UI_SEARCH_ATTRIBUTES = "ui-search-attributes"  # AttentionLane and ProcedureCode upserted too
-# The memo is the order's read model (domain/order_view.py), kept equal to the state once per
-# workflow task: GET /orders/{accession} reads it without waiting for a worker (issue 12).
+# The memo is the order's read model (domain/order_view.py), rewritten when what a reader sees
+# changed: GET /orders/{accession} reads it without waiting for a worker (issue 12).
 PATCH_READ_MODEL = "read-model-memo"
 # A gateway's partial copy of a study another gateway holds whole (a modality failed over mid-study)
 # leaves the order's study as it is (domain/studies.py fuller_copy; issue 12, failover test).
@@ -186,6 +186,7 @@ class ImagingOrderWorkflow:
         f"use the `{d.OPERATOR_UPDATE}` update."))
     def on_event(self, event: OrderEvent) -> EventResult:
         acc = self.state.order.accession
+        self._view_dirty = True  # whatever the event changes, the publisher compares
         # HL7 keys on sender + MSH-10 + content (message_key): a reused MSH-10 is not a resend.
         key = event.message_key or event.control_id
         if key and key in self.state.seen_control_ids:
@@ -595,9 +596,9 @@ class ImagingOrderWorkflow:
         self._show_details()
 
     async def _publish_views(self) -> None:
-        """Keep the memo equal to the state, at most once per workflow task: changes made in one
-        task are all applied before this wakes, and an update's answer leaves in the same task as
-        the memo it produced (a caller reads its own write)."""
+        """Keep the memo equal to the state. This wakes once the changes applied together are all in
+        (so they make one write, mostly one per workflow task), and within the activation that made
+        them: an update's answer leaves with the memo it produced (a caller reads its own write)."""
         while not self._stopping:
             await workflow.wait_condition(lambda: self._view_dirty or self._stopping)
             self._publish()
