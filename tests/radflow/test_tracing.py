@@ -77,7 +77,8 @@ async def test_one_trace_per_inbound_message_from_receipt_to_the_delivery_activi
             assert b"MSA|AA" in ack
             await eventually(lambda: stack.service.get_state(acc), lambda s: s.status.value == "DELIVERED", timeout_s=30)
             async with httpx.AsyncClient(base_url=stack.api_url) as http:
-                assert (await http.get(f"/orders/{acc}")).status_code == 200
+                # The strong read asks the workflow (a query, traced); the default read is a describe of its memo.
+                assert (await http.get(f"/orders/{acc}", params={"consistency": "strong"})).status_code == 200
     finally:
         ehr_server.close()
 
