@@ -46,6 +46,7 @@ from radflow.domain.fhir.ids import NotAFhirId, accession_from_id, fhir_id
 from radflow.domain.fhir.intake import CANCEL_STATUSES, CREATE_STATUSES
 from radflow.domain.order import EventKind, OrderData, OrderEvent, OrderState
 from radflow.domain.transitions import effective_status
+from radflow.service.order_read import Consistency, read_order
 from radflow.service.ordering import EventRejected, OrderNotFound, OrderService, TemporalUnavailable
 from radflow.infra.settings import Settings
 
@@ -272,7 +273,7 @@ def _merge(current: OrderData, incoming: OrderData, resource: dict) -> OrderData
 @router.get("/ServiceRequest/{id}", response_class=FhirResponse, responses=fhir_errors_doc(404, 422, 503))
 @fhir_errors
 async def read_service_request(id: ResourceId, service: ServiceDep, settings: SettingsDep, request: Request) -> FhirResponse:
-    state = await service.get_state(_accession(id))
+    state = (await read_order(service, _accession(id))).state  # the read model: no wait for a worker
     note_order(request, state.order, settings.fhir_mapping())
     return FhirResponse(_resource_or_404("ServiceRequest", state, settings))
 
@@ -289,7 +290,9 @@ async def read_endpoint(id: ResourceId, settings: SettingsDep) -> FhirResponse:
 def _order_read(kind: str) -> Callable[..., Awaitable[FhirResponse]]:
     @fhir_errors
     async def read(id: ResourceId, service: ServiceDep, settings: SettingsDep) -> FhirResponse:
-        return FhirResponse(_resource_or_404(kind, await service.get_state(_accession(id)), settings))
+        # The read model has no report text: a DiagnosticReport (conclusion, presentedForm) asks the workflow.
+        strong = Consistency.STRONG if kind == "DiagnosticReport" else Consistency.EVENTUAL
+        return FhirResponse(_resource_or_404(kind, (await read_order(service, _accession(id), strong)).state, settings))
 
     read.__name__ = f"read_{kind.lower()}"
     return read

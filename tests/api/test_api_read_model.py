@@ -48,11 +48,18 @@ async def test_reads_come_from_the_read_model_while_the_worker_is_stopped(client
             assert strong.status_code == 503, strong.text
             bad = await http.get(f"/orders/{acc}", params={"consistency": "sometimes"})
             assert bad.status_code == 422
+            # FHIR reads of the order come from the same read model, but for the report (its text is not in it).
+            fhir = await http.get(f"/fhir/ServiceRequest/{acc}")
+            assert fhir.status_code == 200 and fhir.json()["identifier"], fhir.text
+            assert (await http.get(f"/fhir/Task/{acc}")).status_code == 200
+            assert (await http.get(f"/fhir/DiagnosticReport/{acc}")).status_code == 503
 
             # Every PHI read is audited, read-model reads included, with the patient they showed.
             audit = [json.loads(line) for line in settings.audit_log_path().read_text().splitlines()]
             reads = [r for r in audit if r["action"] == "GET /orders/{accession}" and r["outcome"] == 200]
             assert len(reads) == 1 and reads[0]["order"] == acc and reads[0]["patient"]["value"] == mrn
+            fhir_reads = [r for r in audit if r["action"] == "GET /fhir/ServiceRequest/{id}" and r["outcome"] == 200]
+            assert len(fhir_reads) == 1 and fhir_reads[0]["patient"]["value"] == mrn
 
             await worker.start()
             started.append(worker)
