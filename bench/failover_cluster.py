@@ -210,8 +210,15 @@ class Cluster:
         try:
             self.kill(name)
             await asyncio.sleep(pause_s)
-            self.procs[name].start()
-            await self.until_ready(name)
+            for _ in range(3):  # a restart that dies while starting is a finding (own exit), then retried
+                self.procs[name].start()
+                try:
+                    await self.until_ready(name)
+                    break
+                except RuntimeError:
+                    self.own_exits[name] += 1
+            else:
+                raise RuntimeError(f"{name} did not come back after kill -9 (see {self.procs[name].home / 'process.log'})")
             self.recovery_s.append((name, time.monotonic() - t0))
         finally:
             self.down.discard(name)
