@@ -316,16 +316,19 @@ class OrderService:
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             static_summary="accession number sequence",
         )
-        return await self._guard(
-            self.client.execute_update_with_start_workflow(
-                d.ALLOCATE_UPDATE,
-                AllocateRequest(placer_key=placer_key, prefix=self.accession_prefix),
-                start_workflow_operation=op,
-                result_type=str,
-                rpc_timeout=self.rpc_timeout,
-            ),
-            update_error=d.ErrorType.INVALID_EVENT,
-        )
+        try:
+            return await self._guard(
+                self.client.execute_update_with_start_workflow(
+                    d.ALLOCATE_UPDATE,
+                    AllocateRequest(placer_key=placer_key, prefix=self.accession_prefix),
+                    start_workflow_operation=op,
+                    result_type=str,
+                    rpc_timeout=self.rpc_timeout,
+                ),
+                update_error=d.ErrorType.INVALID_EVENT,
+            )
+        finally:
+            _read_start_outcome(op)
 
     async def accession_for_placer(self, placer_number: str, placer_key: str) -> str | None:
         """Find the accession of an order known only by its placer number.
@@ -522,6 +525,16 @@ def _check_keys(entries: dict[str, list[str]]) -> None:
         problem = invalid_key(key)
         if problem:
             raise EventRejected(problem, d.ErrorType.INVALID_EVENT)
+
+
+def _read_start_outcome(op: WithStartWorkflowOperation) -> None:
+    """Read the start's outcome that the SDK left on the operation: a failed start (an RPC
+    timeout under load) is already reported through the update's error, and unread it makes
+    asyncio log "Future exception was never retrieved" at ERROR. The SDK exposes the future
+    only through an awaitable, which would wait forever when the start never ran."""
+    future = getattr(op, "_workflow_handle", None)
+    if isinstance(future, asyncio.Future) and future.done() and not future.cancelled():
+        future.exception()
 
 
 def _default_placer_key(order: OrderData) -> str:
