@@ -328,7 +328,7 @@ class OrderService:
                 update_error=d.ErrorType.INVALID_EVENT,
             )
         finally:
-            _read_start_outcome(op)
+            read_start_outcome(op)
 
     async def accession_for_placer(self, placer_number: str, placer_key: str) -> str | None:
         """Find the accession of an order known only by its placer number.
@@ -527,7 +527,7 @@ def _check_keys(entries: dict[str, list[str]]) -> None:
             raise EventRejected(problem, d.ErrorType.INVALID_EVENT)
 
 
-def _read_start_outcome(op: WithStartWorkflowOperation) -> None:
+def read_start_outcome(op: WithStartWorkflowOperation) -> None:
     """Read the start's outcome that the SDK left on the operation: a failed start (an RPC
     timeout under load) is already reported through the update's error, and unread it makes
     asyncio log "Future exception was never retrieved" at ERROR. The SDK exposes the future

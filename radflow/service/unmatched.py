@@ -10,7 +10,6 @@ opening a second one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,7 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from radflow.domain import definitions as d
 from radflow.domain.ui_metadata import unmatched_summary
 from radflow.domain.unmatched import ResolveUnmatched, UnmatchedItem, UnmatchedNote, UnmatchedStart
-from radflow.service.ordering import EventRejected, OrderNotFound, TemporalUnavailable
+from radflow.service.ordering import EventRejected, OrderNotFound, TemporalUnavailable, read_start_outcome
 
 _LIST_CONCURRENCY = 16
 
@@ -67,9 +66,7 @@ async def record_unmatched(client: Client, kind: str, key: str, details: dict[st
             rpc_timeout=timedelta(seconds=rpc_timeout_s),
         )
     except WorkflowAlreadyStartedError:
-        # Retrieve the operation's own copy of the error so asyncio does not report it as lost.
-        with contextlib.suppress(Exception):
-            await op.workflow_handle()
+        pass  # closed meanwhile: read the resolved item below
     except WorkflowUpdateRPCTimeoutOrCancelledError as err:
         raise TemporalUnavailable(f"Temporal did not confirm unmatched {kind} {key} in time") from err
     except WorkflowUpdateFailedError as err:
@@ -79,6 +76,8 @@ async def record_unmatched(client: Client, kind: str, key: str, details: dict[st
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise _map_rpc(err) from err
+    finally:
+        read_start_outcome(op)
     item = await get_unmatched(client, kind, key, rpc_timeout_s=rpc_timeout_s)
     if item is None:
         raise TemporalUnavailable(f"unmatched item {kind} {key} vanished while being recorded")
@@ -159,6 +158,8 @@ async def resolve_unmatched(client: Client, kind: str, key: str, accession: str,
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise _map_rpc(err) from err
+    finally:
+        read_start_outcome(op)
     item = await get_unmatched(client, kind, key, rpc_timeout_s=rpc_timeout_s)
     if item is None:
         raise UnmatchedNotFound(f"no unmatched {kind} {key}")
