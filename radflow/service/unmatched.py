@@ -158,8 +158,6 @@ async def resolve_unmatched(client: Client, kind: str, key: str, accession: str,
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise _map_rpc(err) from err
-    finally:
-        read_start_outcome(op)
     item = await get_unmatched(client, kind, key, rpc_timeout_s=rpc_timeout_s)
     if item is None:
         raise UnmatchedNotFound(f"no unmatched {kind} {key}")
