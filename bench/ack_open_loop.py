@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,9 +77,17 @@ async def open_loop(port: int, rate: float, seconds: float, run: str) -> tuple[l
         if ack is None or ack.code != "AA":
             not_aa += 1
 
+    sent, elapsed = await poisson_arrivals(one, rate, seconds, rng)
+    await pool.close()
+    return latencies, not_aa, sent / elapsed, pool.opened
+
+
+async def poisson_arrivals(one: Callable[[int, float], Awaitable[None]], rate: float, seconds: float,
+                           rng: random.Random) -> tuple[int, float]:
+    """Start one(i, scheduled time) at Poisson arrivals for `seconds`, never waiting for earlier ones
+    (no coordinated omission); returns (messages, elapsed seconds) once every one finished."""
     tasks = []
-    start = time.perf_counter()
-    due = start
+    start = due = time.perf_counter()
     i = 0
     while due - start < seconds:
         delay = due - time.perf_counter()
@@ -88,9 +97,7 @@ async def open_loop(port: int, rate: float, seconds: float, run: str) -> tuple[l
         i += 1
         due += rng.expovariate(rate)
     await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - start
-    await pool.close()
-    return latencies, not_aa, i / elapsed, pool.opened
+    return i, time.perf_counter() - start
 
 
 async def main(args: argparse.Namespace) -> int:

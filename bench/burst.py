@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from bench.ack_open_loop import ConnectionPool  # noqa: E402
+from bench.ack_open_loop import ConnectionPool, poisson_arrivals  # noqa: E402
 from bench.mllp_ingest import drain, orm, pct  # noqa: E402
 from radflow.domain.hl7.ack import read_ack  # noqa: E402
 from radflow.devstack import free_port  # noqa: E402
@@ -153,17 +153,7 @@ async def open_loop(mllp_port: int, rate: float, seconds: float, run: str) -> tu
         else:
             due_at[accession(i, run)] = due
 
-    tasks = []
-    start = due = time.perf_counter()
-    i = 0
-    while due - start < seconds:
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(i, due)))
-        i += 1
-        due += rng.expovariate(rate)
-    await asyncio.gather(*tasks)
+    await poisson_arrivals(one, rate, seconds, rng)
     await pool.close()
     return due_at, not_aa
 
