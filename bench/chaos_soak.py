@@ -50,12 +50,12 @@ import httpx  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 
+from bench.failover_cluster import EhrSink  # noqa: E402
 from radflow.domain import definitions as d  # noqa: E402
 from radflow.domain.hl7.ack import read_ack  # noqa: E402
 from radflow.devstack import DevServer, free_port  # noqa: E402
 from radflow.infra.mllp_client import MllpClient  # noqa: E402
 
-VT, FS_CR = b"\x0b", b"\x1c\x0d"
 ROLES = ("worker", "mllp", "api")
 
 
@@ -112,6 +112,8 @@ class Stack:
             "RADFLOW_API_HOST": "127.0.0.1", "RADFLOW_API_PORT": str(self.api_port),
             "RADFLOW_EHR_MLLP_HOST": "127.0.0.1", "RADFLOW_EHR_MLLP_PORT": str(self.ehr_port),
             "RADFLOW_LOG_LEVEL": "INFO",
+            "RADFLOW_API_AUTH": "none",  # loopback only, read by this script alone (docs/security.md)
+            "RADFLOW_HEALTH_PORT": "0",  # several runs (or the failover bench) on one host must not collide
         })
         return env
 
@@ -186,31 +188,6 @@ async def chaos(stack: Stack, kills: int, duration_s: float, rng: random.Random)
 
 
 # ------------------------------------------------------------------ EHR sink
-class EhrSink:
-    """Answers AA to every ORU and counts them by accession (ORC-3 of radflow's ORU)."""
-
-    def __init__(self) -> None:
-        self.by_accession: collections.Counter = collections.Counter()
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                frame = await reader.readuntil(FS_CR)
-                text = frame[frame.index(VT) + 1 : -2].decode("utf-8", "replace")
-                segments = {s.split("|", 1)[0]: s.split("|") for s in text.replace("\n", "\r").split("\r") if s}
-                msh, orc = segments.get("MSH", []), segments.get("ORC", [])
-                accession = orc[3] if len(orc) > 3 else ""
-                control = msh[9] if len(msh) > 9 else ""
-                self.by_accession[accession] += 1
-                ack = f"MSH|^~\\&|EHR|GENHOSP|RADFLOW|RAD|20240303090000||ACK|A{control}|P|2.3\rMSA|AA|{control}"
-                writer.write(VT + ack.encode() + FS_CR)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
-            pass
-        finally:
-            writer.close()
-
-
 # ------------------------------------------------------------------ senders
 @dataclass
 class SendStats:
@@ -367,8 +344,8 @@ async def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="radflow-chaos-"))
     stack = Stack(tmp, free_port(), free_port(), free_port(), 0)
     sink = EhrSink()
-    ehr = await asyncio.start_server(sink.handle, "127.0.0.1", 0)
-    stack.ehr_port = ehr.sockets[0].getsockname()[1]
+    await sink.start()
+    stack.ehr_port = sink.port
     print(f"chaos soak: {args.orders} orders, {args.kills} kills, {args.concurrency} senders, seed {seed}, dir {tmp}")
 
     await stack.start_temporal()
@@ -425,7 +402,7 @@ async def main() -> int:
 
     stack.stop_all()
     supervisor.cancel()
-    ehr.close()
+    sink.close()
     print()
     print(f"orders                 {args.orders} (ADT A08 + ORM NW + ORU F each), seed {seed}")
     print(f"kill -9                {sum(stack.kills.values())}: {dict(stack.kills)}; exits on their own: {dict(stack.own_exits) or 0}")
