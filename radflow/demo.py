@@ -15,6 +15,7 @@ import contextlib
 import signal
 from pathlib import Path
 
+from radflow.infra.console import print_line
 from radflow.components import Component
 from radflow.demo_drive import DemoDrive, Destinations
 from radflow.demo_sinks import EhrSink, FhirComponent, OrthancComponent, node_installed, orthanc_installed
@@ -74,21 +75,21 @@ class DriveComponent:
 
     async def _run(self) -> None:
         for note in self.notices:
-            print(note, flush=True)
+            print_line(note)
         try:
             state = await self.drive.run()
         except Exception as err:
             # Say it in the drive's own words before the runner logs the component's exit.
-            print(f"radflow demo: FAILED after step {self.drive.step}: {err}", flush=True)
+            print_line(f"radflow demo: FAILED after step {self.drive.step}: {err}")
             raise
-        print(f"radflow demo: order {state.order.accession} ended {state.status}.", flush=True)
+        print_line(f"radflow demo: order {state.order.accession} ended {state.status}.")
         if self.once:
             # The runner's own clean stop (as Ctrl-C); it cancels this task meanwhile: ending
             # here instead would read as the component dying.
             signal.raise_signal(signal.SIGINT)
         else:
-            print("Everything keeps running: explore the order in the Temporal UI, the API docs and the destinations "
-                  "listed above; send more with `radflow send-hl7`. Press Ctrl-C to stop.", flush=True)
+            print_line("Everything keeps running: explore the order in the Temporal UI, the API docs and the destinations "
+                  "listed above; send more with `radflow send-hl7`. Press Ctrl-C to stop.")
         await asyncio.Event().wait()
 
     async def stop(self) -> None:

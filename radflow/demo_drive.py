@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from radflow.infra.console import print_line
 from radflow.domain.definitions import OrderStatus, order_workflow_id
 from radflow.domain.order import OrderState
 from radflow.demo_messages import DemoOrder, adt_a04, orm_nw, oru
@@ -53,10 +54,10 @@ class DemoDrive:
     # ---------------------------------------------------------------- output
     def say(self, text: str) -> None:
         self.step += 1
-        print(f"[{self.step}/{STEPS}] {text}", flush=True)
+        print_line(f"[{self.step}/{STEPS}] {text}")
 
     def detail(self, text: str) -> None:
-        print(f"      {text}", flush=True)
+        print_line(f"      {text}")
 
     def order_link(self) -> str:
         wid = order_workflow_id(self.order.accession)
@@ -68,8 +69,8 @@ class DemoDrive:
     async def run(self) -> OrderState:
         o = self.order
         host = self.settings.dev_host
-        print(f"radflow demo: one order, accession {o.accession}, through every protocol", flush=True)
-        print(f"      follow it in the Temporal UI: {self.order_link()}", flush=True)
+        print_line(f"radflow demo: one order, accession {o.accession}, through every protocol")
+        print_line(f"      follow it in the Temporal UI: {self.order_link()}")
         async with MllpClient(host, self.settings.mllp_port, timeout_s=30) as mllp:
             await self._hl7(mllp, "HL7 ADT^A04 over MLLP (the EHR registers the patient)", adt_a04(o, f"A04-{o.accession}"))
             await self._hl7(mllp, "HL7 ORM^O01 NW over MLLP (the EHR orders a CT head)", orm_nw(o, f"NW-{o.accession}"))

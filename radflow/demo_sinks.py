@@ -20,6 +20,7 @@ from pathlib import Path
 import hl7
 import httpx
 
+from radflow.infra.console import print_line
 from radflow.domain.hl7.ack import AckCode, AckHeader, build_ack
 from radflow.gateways.mllp import serve_mllp
 from radflow.devstack import free_port
@@ -52,8 +53,8 @@ class EhrSink:
         text = payload.decode("utf-8", "replace")
         got = _summarise(text)
         self.received.append(got)
-        print(f"      EHR sink  <- {got.kind} for {got.accession or '?'} (OBR-25 {got.result_status or '-'}), "
-              f"control id {got.control_id}: answered AA", flush=True)
+        print_line(f"      EHR sink  <- {got.kind} for {got.accession or '?'} (OBR-25 {got.result_status or '-'}), "
+              f"control id {got.control_id}: answered AA")
         return build_ack(AckHeader.from_text(text), AckCode.AA, application="DEMO-EHR").encode()
 
     async def start(self) -> None:

@@ -16,6 +16,7 @@ import sys
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
+from radflow.infra.console import print_line
 from radflow.components import Component
 
 log = logging.getLogger("radflow.runner")
@@ -78,7 +79,7 @@ async def run_components(
             log.info("started", extra={"component": comp.name})
         if not stop.is_set():
             if banner is not None:
-                print(banner(started), flush=True)
+                print_line(banner(started))
             code = await _wait(stop, started)
     except Exception:
         log.exception("startup failed")

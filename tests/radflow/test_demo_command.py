@@ -38,7 +38,8 @@ def _assert_story(output: str) -> tuple[str, str]:
     at = 0
     for pattern in STEPS:
         found = next((i for i in range(at, len(lines)) if re.search(pattern, lines[i])), None)
-        assert found is not None, f"step {pattern!r} not printed (in order):\n{output[-5000:]}"
+        printed = "\n".join(line for line in lines if line.startswith(("[", "radflow demo")))
+        assert found is not None, f"step {pattern!r} not printed (in order); steps printed:\n{printed}\n\n{output[-5000:]}"
         at = found + 1
     acc = re.search(r"radflow demo: one order, accession (\w+),", output).group(1)  # type: ignore[union-attr]
     study = re.search(r"\[3/9\] .* study ([\d.]+)\)", output).group(1)  # type: ignore[union-attr]
