@@ -6,9 +6,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from radflow.activities.registry import build_activities
+from radflow.infra import code_cache
 from radflow.infra.activity_metrics import ActivityMetricsInterceptor
 from radflow.service.event_tracing import EventTraceInterceptor
 from radflow.infra.settings import Settings
@@ -23,18 +25,28 @@ WORKFLOWS = [ImagingOrderWorkflow, ImagingOrderWorkflowV1, AccessionAllocatorWor
              OrderIndexWorkflow]
 
 
+def workflow_runner() -> WorkflowRunner:
+    """Temporal's sandbox with its default restrictions: every workflow module is still imported
+    afresh per run; only its compiled code is reused (radflow/infra/code_cache.py), which saved
+    most of the worker's CPU per new order where no .pyc is written (bench/worker_cost.py)."""
+    code_cache.install(m for wf in WORKFLOWS for m in code_cache.module_and_parents(wf.__module__))
+    return SandboxedWorkflowRunner()
+
+
 def build_worker(
     client: Client,
     settings: Settings,
     *,
     activities: Sequence[Callable[..., Any]] | None = None,
     task_queue: str | None = None,
+    runner: WorkflowRunner | None = None,
 ) -> Worker:
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=WORKFLOWS,
         activities=list(activities) if activities is not None else build_activities(settings),
+        workflow_runner=runner or workflow_runner(),
         # Tracing comes with the client (radflow/service/temporal.py), which puts it first; these come after it.
         interceptors=[ActivityMetricsInterceptor(), EventTraceInterceptor()],
     )
