@@ -120,13 +120,12 @@ async def _role_worker(address: str, task_queue: str, data_dir: str, codec: str 
 
 async def _role_gateway(address: str, task_queue: str, data_dir: str, port: int, codec: str = "") -> None:
     from radflow.gateways.hl7_gateway import Hl7Gateway
-    from radflow.service.ordering import OrderService
     from radflow.service.temporal import connect
-    from radflow.service.wiring import mrn_hasher
+    from radflow.service.wiring import order_service
 
     settings = _child_settings(address, task_queue, data_dir, codec)
     client = await connect(settings)
-    service = OrderService(client, task_queue=task_queue, policy=settings.order_policy(), mrn_hasher=mrn_hasher(settings))
+    service = order_service(client, settings)  # as `radflow mllp` builds it (order index in the data dir)
     server = await Hl7Gateway(service, settings).serve("127.0.0.1", port)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

@@ -3,8 +3,11 @@
 Temporal visibility (search attributes) is eventually consistent: an order acknowledged
 a moment ago can be missing from a `PatientID = ...` query (seen on the SQLite dev server
 for orders minutes old). Patient fan-out (A08/A31), merges (A40) and placer lookups must
-not miss an order, so OrderService also writes each order's keys into a small index
-workflow before the order is acknowledged, and reads them back with a query.
+not miss an order, so OrderService also writes each order's keys into the order index
+(the read-model database, radflow/infra/order_index_store.py) before the order is
+acknowledged, and reads them back from there. Older versions kept the index in OrderIndex
+bucket workflows (workflows/order_index.py); those are still read for their orders
+(radflow/service/legacy_index.py), and the bucket payloads below are theirs.
 
 Patients are keyed by MRN alone, as the order workflow matches patient events by MRN
 (issuers are sent inconsistently by real feeds); placer orders by "<number>^<application>".

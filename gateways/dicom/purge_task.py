@@ -1,6 +1,6 @@
 """The retention purge as a background task of the process that owns the stores (radflow/service/retention.py).
 
-The worker purges worklist rows and report documents; the DICOM gateway passes its MPPS store
+The worker purges worklist rows and report documents, both purge order index rows; the DICOM gateway passes its MPPS store
 and spool. Here rather than in the service layer because the worklist store is the gateway's.
 """
 
@@ -12,6 +12,7 @@ from typing import Any
 
 from radflow.gateways.dicom.read_models import worklist_store
 from radflow.infra.attachments import attachment_store
+from radflow.infra.order_index_store import order_index_store
 from radflow.infra.settings import Settings
 from radflow.service.retention import RetentionPurge
 
@@ -23,6 +24,8 @@ def start_purge(settings: Settings, *, worker: bool = False, **stores: Any) -> a
         return None  # no closure notes: nothing to purge by
     if worker:
         stores["attachments"] = attachment_store(settings)
+    # Both purgers drop index rows: whichever marks an order purged first must take its rows along.
+    stores.setdefault("order_index", order_index_store(settings))
     purge = RetentionPurge.from_settings(settings, stores.pop("worklist", None) or worklist_store(settings), **stores)
     return asyncio.create_task(purge.run(settings.retention_purge_interval_s), name="retention-purge")
 

@@ -74,6 +74,15 @@ CREATE TABLE closed_orders (
 );
 CREATE INDEX closed_due ON closed_orders(purged_at, closed_at);
 """),
+    (5, "order index (patient / placer / study key -> accessions)", """
+CREATE TABLE order_index (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    key TEXT NOT NULL,
+    accession TEXT NOT NULL,
+    UNIQUE (key, accession)
+);
+CREATE INDEX order_index_accession ON order_index(accession);
+"""),
 ]
 
 _pools: dict[str, ConnectionPool] = {}

@@ -168,6 +168,9 @@ class Settings(BaseSettings):
     read_model_pool_max: int = 10  # connections per process
     mwl_db: Path | None = None  # worklist read model (SQLite, shared by worker and gateway); default data_dir/worklist.db
     mpps_db: Path | None = None  # MPPS instances seen by the gateway; default data_dir/mpps.db
+    # Order index (radflow/infra/order_index_store.py), SQLite when read_model_url is "": every process that
+    # takes orders or looks them up (mllp, dicom, api, worker) must see the same file (one host).
+    order_index_db: Path | None = None  # default data_dir/order_index.db
     mwl_show_started: bool = False  # also list IN_PROGRESS orders (SPS status STARTED)
     mwl_max_results: int = 0  # 0 = no limit
     mwl_timezone: str = ""  # site time zone for SPS start date/time; empty = hl7_default_timezone
@@ -185,6 +188,9 @@ class Settings(BaseSettings):
 
     def mpps_db_path(self) -> Path:
         return self.mpps_db or self.data_dir / "mpps.db"
+
+    def order_index_db_path(self) -> Path:
+        return self.order_index_db or self.data_dir / "order_index.db"
     # --- end DICOM gateway ---
 
     # --- DICOM storage: spool, study aggregation, archive (gateways/dicom/storage.py, activities/archive.py) ---

@@ -1,14 +1,15 @@
-"""Group commit of order-index writes: one signal per index bucket in flight, the rest coalesced.
+"""Group commit of order-index writes: one write in flight, the rest coalesced into the next one.
 
 Every ORM NW writes its patient, placer and study keys into the order index before its AA
-(radflow/service/ordering.py). Each write is a signal-with-start to one bucket workflow: a
-Temporal persistence write plus a workflow task on the bucket. Under a burst, many orders
-want the same bucket at once; sending their entries as one signal costs the server one
-write and one workflow task instead of one per order, and at low load nothing waits (the
-first write to an idle bucket goes out at once).
+(radflow/service/ordering.py). Each write is one transaction on the index store
+(radflow/infra/order_index_store.py): an fsync on SQLite, a round trip and a WAL flush on
+PostgreSQL. Under a burst, many orders want to write at once; committing their entries
+together costs one transaction instead of one per order, and at low load nothing waits
+(the first write to an idle writer goes out at once).
 
-Writes to one bucket keep their order (an add and a later forget of the same key must
-not swap): queued writes are merged only with neighbours of the same signal.
+A "bucket" is a separate queue (OrderService uses one; the legacy bucket workflows had 32).
+Writes to one bucket keep their order (an add and a later forget of the same key must not
+swap): queued writes are merged only with neighbours of the same operation.
 """
 
 from __future__ import annotations

@@ -30,3 +30,8 @@ class OrderClosed(EventRejected):
 
 class TemporalUnavailable(OrderError):
     """Temporal did not confirm in time: the caller must not acknowledge success."""
+
+
+class IndexUnavailable(TemporalUnavailable):
+    """The order index (read-model database) did not confirm a write or answer a lookup: retryable,
+    and mapped like Temporal's unavailability by every edge (AE / DICOM failure / 503)."""

@@ -38,10 +38,6 @@ from radflow.domain.definitions import EventSource, OrderStatus
 from radflow.domain.ui_metadata import static_details, static_summary
 from radflow.domain.order_view import OrderView, initial_view
 from radflow.domain.order_index import (
-    IndexEntries,
-    IndexLookup,
-    IndexState,
-    by_bucket,
     invalid_key,
     patient_index_key,
     placer_index_key,
@@ -63,11 +59,21 @@ from radflow.domain.order import (
 )
 
 from radflow.service import order_metrics
+from radflow.infra.order_index_store import OrderIndexStore, SqliteOrderIndex
 from radflow.service.index_writes import IndexWriter
-from radflow.service.order_errors import EventRejected, OrderClosed, OrderError, OrderNotFound, TemporalUnavailable
+from radflow.service.legacy_index import LegacyIndex
+from radflow.service.order_errors import (
+    EventRejected,
+    IndexUnavailable,
+    OrderClosed,
+    OrderError,
+    OrderNotFound,
+    TemporalUnavailable,
+)
 from radflow.service.patient_search import MrnHasher
 
 log = logging.getLogger("radflow.ordering")
+_ADD, _FORGET = "add", "forget"  # index_writer ops (adds and forgets keep their order)
 T = TypeVar("T")
 
 
@@ -140,7 +146,7 @@ def order_search_attributes(order: OrderData, status: OrderStatus) -> TypedSearc
 class OrderService:
     def __init__(self, client: Client, *, task_queue: str = d.TASK_QUEUE, policy: OrderPolicy | None = None,
                  rpc_timeout_s: float = 10.0, accession_prefix: str = "RF", api_url: str = "",
-                 mrn_hasher: MrnHasher | None = None) -> None:
+                 mrn_hasher: MrnHasher | None = None, index_store: OrderIndexStore | None = None) -> None:
         self.client = client
         self.api_url = api_url  # links in the Temporal UI's static details ("" = none)
         self.mrn_hasher = mrn_hasher  # PatientID = HMAC of the MRN when set (radflow/service/patient_search.py)
@@ -148,7 +154,12 @@ class OrderService:
         self.policy = policy or OrderPolicy()
         self.rpc_timeout = timedelta(seconds=rpc_timeout_s)
         self.accession_prefix = accession_prefix
-        self.index_writer = IndexWriter(self._index_bucket)
+        # The order index (radflow/infra/order_index_store.py); wiring.order_service passes the configured
+        # one. The default is process-local: for tests and tools whose lookups stay in this process.
+        self.index_store = index_store if index_store is not None else SqliteOrderIndex(":memory:")
+        # Concurrent writes share one transaction (one fsync / one round trip) per batch.
+        self.index_writer = IndexWriter(self._index_batch)
+        self.legacy_index = LegacyIndex(client, task_queue, self._guard, self.rpc_timeout)
 
     def handle(self, accession: str) -> WorkflowHandle:
         return self.client.get_workflow_handle(d.order_workflow_id(accession))
@@ -196,10 +207,11 @@ class OrderService:
                           repairs: list[str] | None = None, placer_key: str = "") -> StartResult:
         """Create the order's workflow; a resend of the same order changes nothing.
 
-        The order's patient, placer and study keys go into the order index while the
-        workflow starts, and the call returns only when both are durable: an acknowledged
+        The order's patient, placer and study keys go into the order index (the read-model
+        database, radflow/infra/order_index_store.py) while the workflow starts, and the call
+        returns only when both are durable (row committed, start persisted): an acknowledged
         order is always found by its keys. Concurrent, not one after the other, so the
-        sender waits for one Temporal round trip instead of two. When one of the two fails
+        sender waits for the slower of the two instead of both. When one of the two fails
         the call fails (the sender resends; both are idempotent): an index entry without
         its order is skipped by the lookups, an order whose index write failed and whose
         sender never resends is still found through visibility, as orders older than the
@@ -210,7 +222,7 @@ class OrderService:
         same order is acknowledged without effect, and a different order reusing the
         accession is refused with OrderClosed (docs/workflow.md "Closed orders").
         """
-        keys = [patient_index_key(order.patient.mrn)]
+        keys = [self._patient_key(order.patient.mrn)]
         placer = placer_key or _default_placer_key(order)
         if placer:
             keys.append(placer_index_key(placer))
@@ -221,7 +233,7 @@ class OrderService:
         order = order.model_copy(update={"patient": self._tokenised(order.patient)})
         status = OrderStatus.SCHEDULED if order.schedule.is_scheduled() else OrderStatus.ORDERED
         start = StartOrder(order=order, source=source, control_id=control_id, policy=self.policy, repairs=repairs or [])
-        indexed, started = await asyncio.gather(self._index(d.INDEX_ADD_SIGNAL, entries),
+        indexed, started = await asyncio.gather(self._index(_ADD, entries),
                                                 self._counted_start(order, start, status, control_id, source),
                                                 return_exceptions=True)
         for outcome in (started, indexed):  # the start's refusal (OrderClosed) says more than an index failure
@@ -271,7 +283,7 @@ class OrderService:
     async def send_event(self, accession: str, event: OrderEvent) -> EventResult:
         if event.order is not None and event.order.patient.mrn:
             # A changed order (XO, FHIR PUT) may name another patient: index it there too.
-            await self._index(d.INDEX_ADD_SIGNAL, {patient_index_key(event.order.patient.mrn): [accession]})
+            await self._index(_ADD, {self._patient_key(event.order.patient.mrn): [accession]})
         if event.order is not None:
             event = event.model_copy(update={"order": event.order.model_copy(update={"patient": self._tokenised(event.order.patient)})})
         if event.patient is not None:
@@ -432,8 +444,12 @@ class OrderService:
         then read from Temporal's own record of the workflow (describe, not visibility);
         indexed orders that have finished leave the index.
         """
-        key = patient_index_key(mrn)
-        indexed = (await self._index_lookup([key])).get(key, [])
+        keys = self._patient_keys(mrn)
+        # Always the legacy buckets too (when there are any): an upgraded install may hold an older
+        # open order of this MRN there beside a newer one here, and fan-out must reach both.
+        stored, legacy = await self._lookup_parts(keys, [patient_index_key(mrn)])
+        old = legacy.get(patient_index_key(mrn), [])
+        indexed = list(dict.fromkeys([*old, *(a for k in keys for a in stored.get(k, []))]))
         closed = ", ".join(d.quote_visibility(s.value) for s in d.CLOSED_STATUSES)
         query = (
             f"{d.SA_PATIENT_ID.name} IN ({', '.join(d.quote_visibility(t) for t in self.patient_terms(mrn))})"
@@ -446,7 +462,9 @@ class OrderService:
         finished = [a for a, s in zip(candidates, states, strict=True) if s is None and a in indexed]
         if finished:
             with contextlib.suppress(OrderError):  # only tidying: the next lookup retries it
-                await self._index(d.INDEX_FORGET_SIGNAL, {key: finished})
+                await self._index(_FORGET, {k: finished for k in keys})
+                if gone := [a for a in finished if a in old]:
+                    await self.legacy_index.forget({patient_index_key(mrn): gone})
         return [a for a, s in zip(candidates, states, strict=True) if s]
 
     async def move_patient_orders(self, retired_mrn: str, surviving_mrn: str, accessions: list[str]) -> None:
@@ -457,8 +475,10 @@ class OrderService:
         """
         if not accessions or retired_mrn == surviving_mrn:
             return
-        await self._index(d.INDEX_ADD_SIGNAL, {patient_index_key(surviving_mrn): accessions})
-        await self._index(d.INDEX_FORGET_SIGNAL, {patient_index_key(retired_mrn): accessions})
+        await self._index(_ADD, {self._patient_key(surviving_mrn): accessions})
+        await self._index(_FORGET, {k: accessions for k in self._patient_keys(retired_mrn)})
+        if await self.legacy_index.buckets():  # an upgraded install: the retired MRN may hold them there too
+            await self.legacy_index.forget({patient_index_key(retired_mrn): accessions})
 
     async def _openness(self, accession: str) -> bool | None:
         """True: open; False: running but cancelled/discontinued; None: finished or unknown."""
@@ -472,44 +492,50 @@ class OrderService:
         return status not in {s.value for s in d.CLOSED_STATUSES}
 
     # ----------------------------------------------------------- order index
-    async def _index(self, signal: str, entries: dict[str, list[str]]) -> None:
-        """Write to every bucket these keys live in; concurrent writes to one bucket share a signal."""
-        _check_keys(entries)
-        parts = by_bucket(entries).items()
-        outcomes = await asyncio.gather(*(self.index_writer.write(signal, bucket, part) for bucket, part in parts),
-                                        return_exceptions=True)
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
+    def _patient_key(self, mrn: str) -> str:
+        """The key an order's patient is indexed under: the PatientID token when the HMAC is
+        configured, so the index holds no clear MRN where search attributes hold none."""
+        return patient_index_key(self.mrn_hasher.token(mrn) if self.mrn_hasher else mrn)
 
-    async def _index_bucket(self, signal: str, bucket: int, entries: dict[str, list[str]]) -> None:
-        """One signal-with-start to a bucket (created on first use)."""
-        await self._guard(
-            self.client.start_workflow(
-                d.ORDER_INDEX_WORKFLOW,
-                IndexState(),
-                id=d.index_workflow_id(self.task_queue, bucket),
-                task_queue=self.task_queue,
-                start_signal=signal,
-                start_signal_args=[IndexEntries(entries=entries)],
-                static_summary=f"order index bucket {bucket} (patient / placer / study keys -> accessions)",
-                rpc_timeout=self.rpc_timeout,
-            )
-        )
+    def _patient_keys(self, mrn: str) -> list[str]:
+        """Every key this MRN's orders may be indexed under (clear ones from before the HMAC too)."""
+        return [patient_index_key(t) for t in self.patient_terms(mrn)]
+
+    async def _index(self, op: str, entries: dict[str, list[str]]) -> None:
+        """Write entries to the index store; concurrent writes share one transaction."""
+        _check_keys(entries)
+        await self.index_writer.write(op, 0, entries)
+
+    async def _index_batch(self, op: str, _bucket: int, entries: dict[str, list[str]]) -> None:
+        write = self.index_store.add if op == _ADD else self.index_store.forget
+        try:
+            # Off the event loop: a commit waits for an fsync (SQLite) or a round trip (PostgreSQL).
+            await asyncio.wait_for(asyncio.to_thread(write, entries), self.rpc_timeout.total_seconds() + 1.0)
+        except asyncio.TimeoutError as err:
+            raise IndexUnavailable("the order index did not answer in time") from err
+        except Exception as err:  # a locked SQLite file, an unreachable PostgreSQL: the sender retries
+            log.warning("order index write failed", extra={"error": str(err)[:300]})
+            raise IndexUnavailable(f"the order index is unavailable: {type(err).__name__}") from err
 
     async def _index_lookup(self, keys: list[str]) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
-        for bucket, part in by_bucket({k: [] for k in keys}).items():
-            handle = self.client.get_workflow_handle(d.index_workflow_id(self.task_queue, bucket))
-            try:
-                found = await self._guard(
-                    handle.query(d.INDEX_LOOKUP_QUERY, IndexLookup(keys=list(part)), result_type=dict[str, list[str]],
-                                 rpc_timeout=self.rpc_timeout)
-                )
-            except OrderNotFound:  # the bucket was never written: nothing indexed there
-                continue
-            out.update(found)
-        return out
+        """Accessions per key, oldest first; keys the store misses are asked of the legacy buckets."""
+        stored, legacy = await self._lookup_parts(keys, None)
+        return {k: legacy.get(k, []) + stored.get(k, []) for k in keys if legacy.get(k) or stored.get(k)}
+
+    async def _lookup_parts(self, keys: list[str], legacy_keys: list[str] | None) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        """(store entries, legacy bucket entries); legacy_keys None = the keys the store missed."""
+        try:
+            stored = await asyncio.wait_for(asyncio.to_thread(self.index_store.lookup, keys),
+                                            self.rpc_timeout.total_seconds() + 1.0)
+        except asyncio.TimeoutError as err:
+            raise IndexUnavailable("the order index did not answer in time") from err
+        except Exception as err:
+            log.warning("order index lookup failed", extra={"error": str(err)[:300]})
+            raise IndexUnavailable(f"the order index is unavailable: {type(err).__name__}") from err
+        if legacy_keys is None:
+            legacy_keys = [k for k in keys if not stored.get(k)]
+        legacy = await self.legacy_index.lookup(legacy_keys) if legacy_keys else {}
+        return stored, legacy
 
     async def _list_ids(self, query: str, limit: int | None = None) -> list[str]:
         out: list[str] = []

@@ -9,6 +9,7 @@ or before `now - retention`:
 - report documents of the order are deleted (`worker`, which reads them for delivery);
 - MPPS instances of the order lose their attributes (`dicom`; unmatched ones are kept:
   they are an open exception);
+- the order's rows leave the order index (`worker`): its patient key holds the MRN (or its token);
 - spooled studies of the order are removed once every instance reached the archive (`dicom`;
   without an archive the spool is the image store and keeps them).
 
@@ -37,9 +38,10 @@ class PurgeResult:
     documents: int = 0
     mpps: int = 0
     studies: int = 0
+    index_rows: int = 0
 
     def __bool__(self) -> bool:
-        return bool(self.orders or self.documents or self.mpps or self.studies)
+        return bool(self.orders or self.documents or self.mpps or self.studies or self.index_rows)
 
 
 @dataclass
@@ -49,6 +51,7 @@ class RetentionPurge:
     attachments: Any = None
     mpps: Any = None
     spool: Any = None
+    order_index: Any = None  # OrderIndexStore (radflow/infra/order_index_store.py)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     @classmethod
@@ -77,11 +80,15 @@ class RetentionPurge:
                 due = [(acc, hashes) for acc, hashes in due if not hashes]
                 if not due:
                     break
+            if self.order_index is not None:
+                # Before the worklist marks them purged: a failure here leaves them due for the next round.
+                result.index_rows += self.order_index.drop_accessions([acc for acc, _ in due])
             self.worklist.purge([acc for acc, _ in due], version_of(now))
             result.orders += len(due)
         if result:
             log.info("closed orders purged after retention", extra={
-                "orders": result.orders, "documents": result.documents, "mpps": result.mpps, "studies": result.studies})
+                "orders": result.orders, "documents": result.documents, "mpps": result.mpps, "studies": result.studies,
+                "index_rows": result.index_rows})
         return result
 
     async def run(self, interval_s: float) -> None:

@@ -18,6 +18,7 @@ from radflow.domain.hl7.ack import AckReceived, read_ack
 from radflow.domain.order import OrderState
 from radflow.gateways.hl7_gateway import Hl7Gateway
 from radflow.infra.mllp_client import send_messages
+from radflow.infra.order_index_store import order_index_store
 from radflow.service.ordering import OrderService
 from radflow.infra.settings import Settings
 from radflow.worker import build_worker
@@ -116,7 +117,7 @@ async def open_hl7_stack(client: Client, task_queue: str, tmp_path: Path, **over
     """The gateway on loopback and a worker, with settings overridden for one test module."""
     settings = stack_settings(tmp_path, task_queue, **overrides)
     service = OrderService(client, task_queue=task_queue, policy=settings.order_policy(), rpc_timeout_s=10,
-                           accession_prefix=settings.accession_prefix)
+                           accession_prefix=settings.accession_prefix, index_store=order_index_store(settings))
     gateway = Hl7Gateway(service, settings)
     server = await gateway.serve("127.0.0.1", 0)
     host, port = server.sockets[0].getsockname()[:2]

@@ -6,9 +6,12 @@ the gateway finds orders through the order index, written before the NW's AA.
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from radflow.domain.definitions import OrderStatus
+from radflow.infra.order_index_store import SqliteOrderIndex
 from tests.gateways.hl7_support import Hl7Stack, hl7_stack  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -100,3 +103,19 @@ async def test_closed_orders_are_skipped_and_finished_ones_leave_the_index(hl7_s
     assert update.code == "AA"
     cancelled = await s.state(accs[1])
     assert cancelled.order.patient.name.family == "Before" and cancelled.exceptions == 0
+
+
+async def test_an_nw_whose_index_row_cannot_be_written_gets_ae_and_its_resend_aa(hl7_stack: Hl7Stack) -> None:
+    """The index is the configured SQLite file; another process holds its write lock past the busy timeout."""
+    s = hl7_stack
+    s.service.index_store = SqliteOrderIndex(s.settings.order_index_db_path(), busy_timeout_s=0.3)
+    mrn, placer, acc = f"LKM{s.tag}", f"LKP{s.tag}", f"LKA{s.tag}"
+    other = sqlite3.connect(s.settings.order_index_db_path(), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    [refused] = await s.send(_nw(f"LK1-{s.tag}", mrn, placer, acc))
+    assert refused.code == "AE", refused.text  # retryable: nothing was acknowledged
+    other.execute("ROLLBACK")
+    [resent] = await s.send(_nw(f"LK1-{s.tag}", mrn, placer, acc))
+    assert resent.code == "AA", resent.text
+    assert await s.service.open_orders_of_patient(mrn) == [acc]
+    assert await s.service.accession_for_placer(placer, f"{placer}^CPOE") == acc

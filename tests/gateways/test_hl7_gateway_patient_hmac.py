@@ -4,6 +4,7 @@ key stay findable during the transition, and the clear MRN never becomes a searc
 from __future__ import annotations
 
 import os
+import sqlite3
 
 import pytest
 
@@ -48,6 +49,11 @@ async def test_tokens_on_start_and_merge_and_the_transition_window(hl7_stack: Hl
     assert await s.count(f"PatientID = '{hasher.token(new)}'", 2) == 2
     assert (await s.client.count_workflows(f"PatientID = '{new}'")).count == 0
     assert await _found(s, new, 2) == [(acc1, new), (acc2, new)]
+    # The order index keys the survivor by its token too: its MRN is in no index row. The order from
+    # before the key left the clear key of the retired MRN (the merge moved it).
+    assert sorted(await s.service.open_orders_of_patient(new)) == [acc1, acc2]
+    rows = repr(sqlite3.connect(s.settings.order_index_db_path()).execute("SELECT key FROM order_index").fetchall())
+    assert new not in rows and f"mrn:{hasher.token(new)}" in rows and f"'mrn:{old}'" not in rows
 
     # After the transition (RADFLOW_SEARCH_CLEAR_MRN=false) only tokens are asked for.
     s.service.mrn_hasher = MrnHasher(hasher._key, include_clear=False)

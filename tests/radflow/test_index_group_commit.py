@@ -1,8 +1,9 @@
-"""Order index writes under concurrency, on a real dev server: shared signals, nothing missed.
+"""Order index writes under concurrency, on a real dev server: shared transactions, nothing missed.
 
-Concurrent orders share index signals (one per bucket in flight), the start runs beside
-the index write, and still every acknowledged order is found by its patient, placer and
-study keys at once, with no sleep (visibility lags, the index must not).
+Concurrent orders share index transactions (one in flight, the rest queued and committed
+together), the start runs beside the index write, and still every acknowledged order is
+found by its patient, placer and study keys at once, with no sleep (visibility lags, the
+index must not). The index is the SQLite file the gateway builds from its settings.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from temporalio.client import Client
 from radflow.domain.definitions import EventSource
 from radflow.service.index_writes import IndexWriter
 from radflow.service.order_errors import TemporalUnavailable
-from radflow.service.ordering import OrderService
+from radflow.service.wiring import order_service
 from radflow.worker import build_worker
 from tests.factories import make_order, new_accession
 from tests.gateways.hl7_support import stack_settings
@@ -33,18 +34,19 @@ def _orders(n: int, tag: str):
     return orders
 
 
-async def test_concurrent_orders_share_signals_and_are_all_found_at_once(client: Client, task_queue: str,
-                                                                        tmp_path) -> None:
+async def test_concurrent_orders_share_transactions_and_are_all_found_at_once(client: Client, task_queue: str,
+                                                                             tmp_path) -> None:
     settings = stack_settings(tmp_path, task_queue)
-    service = OrderService(client, task_queue=task_queue, policy=settings.order_policy(), rpc_timeout_s=10)
+    service = order_service(client, settings)
     orders = _orders(40, uuid.uuid4().hex[:6])
     async with build_worker(client, settings, task_queue=task_queue):
         results = await asyncio.gather(*(service.start_order(o, EventSource.HL7, f"C{o.accession}") for o in orders))
         assert all(r.created for r in results)
-        # 120 keys over 32 buckets, all asked for at once (one write per order and bucket): at most
-        # one signal in flight per bucket, the rest queued behind it and sent together.
+        # 40 writes (one per order, its three keys) asked for at once: one transaction in flight,
+        # the rest queued behind it and committed together.
         writer = service.index_writer
-        assert writer.signals_sent <= 2 * 32 < writer.writes
+        assert writer.signals_sent < writer.writes == 40
+        assert service.index_store.lookup([f"mrn:{orders[0].patient.mrn}"])  # in the configured store
 
         missed = []
         for o in orders:
@@ -59,12 +61,12 @@ async def test_concurrent_orders_share_signals_and_are_all_found_at_once(client:
 async def test_an_order_whose_index_write_failed_is_not_acknowledged_and_its_resend_indexes_it(
         client: Client, task_queue: str, tmp_path) -> None:
     settings = stack_settings(tmp_path, task_queue)
-    service = OrderService(client, task_queue=task_queue, policy=settings.order_policy(), rpc_timeout_s=10)
+    service = order_service(client, settings)
     [order] = _orders(1, uuid.uuid4().hex[:6])
     working = service.index_writer
 
-    async def unavailable(signal: str, bucket: int, entries: dict[str, list[str]]) -> None:
-        raise TemporalUnavailable("index bucket unavailable")
+    async def unavailable(op: str, bucket: int, entries: dict[str, list[str]]) -> None:
+        raise TemporalUnavailable("order index unavailable")
 
     async with build_worker(client, settings, task_queue=task_queue):
         service.index_writer = IndexWriter(unavailable)

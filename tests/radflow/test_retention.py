@@ -24,6 +24,7 @@ from radflow.gateways.dicom.spool import InstanceHeader, Spool
 from radflow.gateways.dicom.worklist_store import WorklistStore
 from radflow.components import WorkerComponent
 from radflow.infra.attachments import AttachmentMissing, attachment_store
+from radflow.infra.order_index_store import order_index_store
 from radflow.infra.settings import Settings
 from radflow.service.retention import RetentionPurge
 from radflow.service.wiring import order_service
@@ -92,13 +93,21 @@ def test_after_retention_every_local_store_forgets_the_closed_order(settings: Se
     mpps_store.create("1.9.7", mpps("NOBODY"), [])  # unmatched: an open exception, kept whole
     spool_study(spool, "OLD1", "1.5.1", forwarded=True)
     spool_study(spool, "OPEN1", "1.5.2", forwarded=True)
-    purge = RetentionPurge(WEEK, worklist, attachments=documents, mpps=mpps_store, spool=spool)
+    index = order_index_store(settings)
+    for acc in ("OLD1", "OPEN1"):
+        index.add({f"mrn:MRN-{acc}": [acc], f"placer:PL{acc}^CPOE": [acc]})
+    purge = RetentionPurge(WEEK, worklist, attachments=documents, mpps=mpps_store, spool=spool, order_index=index)
 
     assert not purge.purge_once(now=CLOSED + WEEK - timedelta(seconds=1))  # one second early: nothing
     assert worklist.get("OLD1").item["PatientName"].startswith(NAME)
 
     result = purge.purge_once(now=CLOSED + WEEK)
-    assert (result.orders, result.documents, result.mpps, result.studies) == (1, 1, 1, 1)
+    assert (result.orders, result.documents, result.mpps, result.studies, result.index_rows) == (1, 1, 1, 1, 2)
+    keys = [k for acc in ("OLD1", "OPEN1") for k in (f"mrn:MRN-{acc}", f"placer:PL{acc}^CPOE")]
+    assert index.lookup(keys) == {"mrn:MRN-OPEN1": ["OPEN1"], "placer:PLOPEN1^CPOE": ["OPEN1"]}
+    if sqlite:
+        with sqlite3.connect(tmp_path / "order_index.db") as conn:
+            assert "MRN-OLD1" not in repr(conn.execute("SELECT * FROM order_index").fetchall())
     old, still_open = worklist.get("OLD1"), worklist.get("OPEN1")
     assert old is not None and old.item == {} and old.sps_status == ""  # the row stays as a tombstone
     assert still_open is not None and still_open.item["PatientName"].startswith(NAME)
@@ -178,6 +187,9 @@ async def test_the_worker_process_purges_on_its_own(client: Client, task_queue: 
     finally:
         await component.stop()
     assert row is not None and row.item == {}
+    # Its index rows went with it (they hold the MRN); wiring gave the worker's purge the same index.
+    placer = f"placer:{order.placer_number}^{order.placer_system}"
+    assert service.index_store.lookup([f"mrn:{order.patient.mrn}", placer]) == {}
 
 
 def _async(fn):

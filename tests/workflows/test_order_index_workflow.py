@@ -1,4 +1,8 @@
-"""The order index bucket on the real dev server: finished orders leave it at continue-as-new."""
+"""The legacy order index bucket on the real dev server: finished orders leave it at continue-as-new.
+
+Buckets are no longer written by OrderService (radflow/infra/order_index_store.py); those of
+an upgraded deployment keep running and pruning (radflow/service/legacy_index.py).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from radflow.service.ordering import OrderService
 from radflow.infra.settings import Settings
 from radflow.worker import build_worker
 from tests.factories import make_order, new_accession
+from tests.legacy_buckets import legacy_index
 
 pytestmark = pytest.mark.integration
 
@@ -29,13 +34,14 @@ async def test_finished_orders_are_pruned_and_the_rest_carried_over(client: Clie
         orders = [make_order(new_accession("IX"), mrn="PRUNEME") for _ in range(4)]
         for order in orders:
             await svc.start_order(order, EventSource.HL7)
+            await legacy_index(client, task_queue, {key: [order.accession]})  # as an older radflow did
         for order in orders[:2]:
             await svc.handle(order.accession).terminate("test: finished")
         handle = client.get_workflow_handle(bucket_id)
         first_run = (await handle.describe()).run_id
         writes = 0
         while (await handle.describe()).run_id == first_run:  # (idempotent) writes until it rolls over
-            await svc._index(d.INDEX_ADD_SIGNAL, {key: [orders[3].accession]})
+            await legacy_index(client, task_queue, {key: [orders[3].accession]})
             writes += 1
             assert writes < 100, "the bucket never continued as new"
         await asyncio.sleep(0.2)
