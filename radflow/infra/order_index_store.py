@@ -85,6 +85,7 @@ class SqliteOrderIndex:
         self._db = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.execute("PRAGMA secure_delete = ON")  # purged MRN keys are zeroed, not left in free pages
         self._db.executescript(SQLITE_SCHEMA)
 
     def add(self, entries: Entries) -> None:
