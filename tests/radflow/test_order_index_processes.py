@@ -56,6 +56,7 @@ async def test_nw_on_one_gateway_oru_by_placer_on_another_right_after_the_aa(
     with procs.running(*started):
         for _, health in ports.values():
             assert await eventually(lambda h=health: _ready(h), bool, timeout_s=60)
+        index = PgOrderIndex(pool(pg_url))
         misses = []
         for i in range(5):
             token, placer, mrn = f"TOK{i}{tag}", f"IXP{i}{tag}", f"IXM{i}{tag}"
@@ -65,6 +66,8 @@ async def test_nw_on_one_gateway_oru_by_placer_on_another_right_after_the_aa(
             [nw] = await send_messages("127.0.0.1", ports["mllp-a"][0],
                                        [nw_text.encode() if i % 2 else _without_accession(nw_text, token, placer)])
             assert b"MSA|AA" in nw, nw
+            # Durable and visible to every process once the AA is out: this process reads the row itself.
+            assert index.lookup([f"placer:{placer}^CPOE"]), placer
             # No wait: the other gateway finds the order by its placer number through the shared index.
             [report] = await send_messages("127.0.0.1", ports["mllp-b"][0],
                                            [_without_accession(oru(token, mrn, "F", f"ORU{i}-{tag}"), token, placer)])
@@ -72,7 +75,6 @@ async def test_nw_on_one_gateway_oru_by_placer_on_another_right_after_the_aa(
                 misses.append(report)
         assert misses == []
 
-        index = PgOrderIndex(pool(pg_url))
         service = OrderService(client, task_queue=task_queue, index_store=index)
         for i in range(5):
             [accession] = index.lookup([f"placer:IXP{i}{tag}^CPOE"])[f"placer:IXP{i}{tag}^CPOE"]
