@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker, WorkflowRunner
+from temporalio.worker import PollerBehaviorSimpleMaximum, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from radflow.activities.registry import build_activities
@@ -47,6 +47,9 @@ def build_worker(
         workflows=WORKFLOWS,
         activities=list(activities) if activities is not None else build_activities(settings),
         workflow_runner=runner or workflow_runner(),
+        workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.worker_workflow_pollers),
+        nonsticky_to_sticky_poll_ratio=settings.worker_nonsticky_poll_ratio,
+        activity_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.worker_activity_pollers),
         # Tracing comes with the client (radflow/service/temporal.py), which puts it first; these come after it.
         interceptors=[ActivityMetricsInterceptor(), EventTraceInterceptor()],
     )

@@ -28,6 +28,15 @@ class Settings(BaseSettings):
     temporal_api_key: str | None = None
     temporal_rpc_timeout_s: float = 10.0  # an inbound message waits at most this for Temporal, then AE
 
+    # --- worker tuning (radflow/worker.py; measured with bench/burst.py, docs/capacity.md) ---
+    # Workflow-task polls in flight; a share goes to the shared queue, where every new order's
+    # first task waits, the rest to this worker's sticky queue (orders it has cached). The SDK's
+    # 5 x 0.2 left one poll for new orders: processing fell behind ingest during bursts.
+    worker_workflow_pollers: int = 10
+    worker_nonsticky_poll_ratio: float = 0.5
+    worker_activity_pollers: int = 5
+    # --- end worker tuning ---
+
     # Embedded dev stack (`radflow dev`)
     data_dir: Path = Path(".radflow")
     dev_temporal_port: int = 7233

@@ -1,0 +1,35 @@
+"""The worker's polling comes from settings (RADFLOW_WORKER_*), with defaults measured by bench/burst.py."""
+
+from __future__ import annotations
+
+import pytest
+from temporalio.client import Client
+from temporalio.worker import PollerBehaviorSimpleMaximum
+
+from radflow.infra.settings import Settings
+from radflow.worker import build_worker
+
+pytestmark = pytest.mark.integration
+
+
+async def test_defaults_give_new_orders_first_tasks_half_the_workflow_polls(client: Client, task_queue: str, tmp_path, monkeypatch) -> None:
+    for name in ("RADFLOW_WORKER_WORKFLOW_POLLERS", "RADFLOW_WORKER_NONSTICKY_POLL_RATIO", "RADFLOW_WORKER_ACTIVITY_POLLERS"):
+        monkeypatch.delenv(name, raising=False)
+    config = build_worker(client, Settings(_env_file=None, data_dir=tmp_path), activities=[],
+                          task_queue=task_queue).config()  # type: ignore[call-arg]
+    # The SDK's default (5 polls, 0.2 on the shared queue) leaves one poll for every new order's
+    # first task: on `radflow dev` that held processing to 0.69 of ingest (bench/burst.py).
+    assert config["workflow_task_poller_behavior"] == PollerBehaviorSimpleMaximum(10)
+    assert config["nonsticky_to_sticky_poll_ratio"] == 0.5
+    assert config["activity_task_poller_behavior"] == PollerBehaviorSimpleMaximum(5)
+
+
+async def test_environment_overrides_the_polls(client: Client, task_queue: str, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("RADFLOW_WORKER_WORKFLOW_POLLERS", "4")
+    monkeypatch.setenv("RADFLOW_WORKER_NONSTICKY_POLL_RATIO", "0.25")
+    monkeypatch.setenv("RADFLOW_WORKER_ACTIVITY_POLLERS", "3")
+    config = build_worker(client, Settings(_env_file=None, data_dir=tmp_path), activities=[],
+                          task_queue=task_queue).config()  # type: ignore[call-arg]
+    assert config["workflow_task_poller_behavior"] == PollerBehaviorSimpleMaximum(4)
+    assert config["nonsticky_to_sticky_poll_ratio"] == 0.25
+    assert config["activity_task_poller_behavior"] == PollerBehaviorSimpleMaximum(3)
