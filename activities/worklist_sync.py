@@ -51,11 +51,10 @@ class WorklistSync:
             log.debug("worklist values cut to their VR length", extra={
                 "accession": entry.accession, "cut_count": len(entry.cut_keywords),
                 "cut_keywords": ",".join(sorted(set(entry.cut_keywords)))})
-        applied = self.store.apply(entry)
-        # When the order closed (and what it stored outside the row): the retention purge's
-        # clock (radflow/service/retention.py). A correction reopening it takes the note back.
-        self.store.note_closure(state.order.accession, version_of(state.closed_at) if state.closed_at else "",
-                                [a.sha256 for a in (state.report.attachments if state.report else []) if a.sha256])
+        # With the row, when the order closed (and what it stored outside the row): the retention
+        # purge's clock (radflow/service/retention.py). A correction reopening it takes the note back.
+        applied = self.store.sync(entry, version_of(state.closed_at) if state.closed_at else "",
+                                  [a.sha256 for a in (state.report.attachments if state.report else []) if a.sha256])
         return applied, entry.sps_status
 
     @activity.defn(name=d.SYNC_ACTIVITIES["worklist"])

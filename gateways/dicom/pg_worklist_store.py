@@ -20,6 +20,7 @@ from radflow.gateways.dicom.worklist_store import (
     _NOTE_CLOSED,
     _SCRUB,
     _UPSERT,
+    _note_closure,
     closed_before_sql,
     find_sql,
     match_rows,
@@ -36,6 +37,12 @@ class PgWorklistStore:
     def apply(self, entry: WorklistEntry) -> bool:
         with self.pool.connection() as conn:
             return conn.execute(_PG_UPSERT, row_params(entry)).rowcount > 0
+
+    def sync(self, entry: WorklistEntry, closed_at: str, attachments: list[str]) -> bool:
+        with self.pool.connection() as conn, conn.transaction():
+            applied = conn.execute(_PG_UPSERT, row_params(entry)).rowcount > 0
+            _note_closure(conn, entry.accession, closed_at, attachments, ph="%s")
+            return applied
 
     def apply_many(self, entries: Iterable[WorklistEntry]) -> int:
         rows = [row_params(entry) for entry in entries]
@@ -85,13 +92,8 @@ class PgWorklistStore:
 
     # ------------------------------------------------------------- retention (radflow/service/retention.py)
     def note_closure(self, accession: str, closed_at: str, attachments: list[str]) -> None:
-        import json
-
         with self.pool.connection() as conn:
-            if closed_at:
-                conn.execute(_NOTE_CLOSED.replace("?", "%s"), (accession, closed_at, json.dumps(sorted(set(attachments)))))
-            else:
-                conn.execute("DELETE FROM closed_orders WHERE accession = %s AND purged_at = ''", (accession,))
+            _note_closure(conn, accession, closed_at, attachments, ph="%s")
 
     def due_for_purge(self, closed_before: str, limit: int = 500) -> list[tuple[str, list[str]]]:
         import json

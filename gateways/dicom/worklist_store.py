@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from radflow.domain.dicom.matching import Query
 from radflow.domain.dicom.mwl import SPS, Item, WorklistEntry
@@ -87,6 +88,14 @@ _SCRUB = ("UPDATE worklist SET item = '{{}}', patient_id = '', requested_procedu
 _MARK_PURGED = "UPDATE closed_orders SET purged_at = ?, attachments = '[]' WHERE accession IN ({marks})"
 
 
+def _note_closure(db: Any, accession: str, closed_at: str, attachments: list[str], ph: str = "?") -> None:
+    """The closure note on an open connection (SQLite or psycopg: `ph` is its placeholder)."""
+    if closed_at:
+        db.execute(_NOTE_CLOSED.replace("?", ph), (accession, closed_at, json.dumps(sorted(set(attachments)))))
+    else:
+        db.execute(f"DELETE FROM closed_orders WHERE accession = {ph} AND purged_at = ''", (accession,))
+
+
 def closed_before_sql(count: int, ph: str) -> str:
     return f"SELECT accession FROM closed_orders WHERE closed_at <= {ph} AND accession IN ({','.join([ph] * count)})"
 
@@ -120,6 +129,20 @@ class WorklistStore(SqliteFile):
         """Upsert the order's row; False when a newer snapshot is already stored."""
         with self._connect() as db:
             return db.execute(_UPSERT, row_params(entry)).rowcount > 0
+
+    def sync(self, entry: WorklistEntry, closed_at: str, attachments: list[str]) -> bool:
+        """`apply` and `note_closure` in one connection and one transaction (one commit, not two):
+        what the worker's sync does after every order change."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                applied = db.execute(_UPSERT, row_params(entry)).rowcount > 0
+                _note_closure(db, entry.accession, closed_at, attachments)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return applied
 
     def apply_many(self, entries: Iterable[WorklistEntry]) -> int:
         with self._connect() as db:
@@ -178,10 +201,7 @@ class WorklistStore(SqliteFile):
     def note_closure(self, accession: str, closed_at: str, attachments: list[str]) -> None:
         """The order closed at `closed_at` (its PHI leaves after the retention period); "" = open again."""
         with self._connect() as db:
-            if closed_at:
-                db.execute(_NOTE_CLOSED, (accession, closed_at, json.dumps(sorted(set(attachments)))))
-            else:
-                db.execute("DELETE FROM closed_orders WHERE accession = ? AND purged_at = ''", (accession,))
+            _note_closure(db, accession, closed_at, attachments)
 
     def due_for_purge(self, closed_before: str, limit: int = 500) -> list[tuple[str, list[str]]]:
         """(accession, attachment hashes) of orders closed at or before `closed_before`, not purged yet."""

@@ -118,3 +118,19 @@ def test_apply_many_counts_what_it_applied_and_keeps_newer_rows(store: WorklistR
     assert store.apply_many([stale, newer]) == 1
     assert store.get("M1").version == entry("M1").version and not store.get("M2").visible
     assert store.apply_many([]) == 0 and store.count() == 49
+
+
+def test_sync_writes_the_row_and_the_closure_note_together(store: WorklistReadModel) -> None:
+    assert store.sync(entry("S1"), "", [])
+    assert store.get("S1").visible and store.due_for_purge("9999") == []
+    closed = entry("S1", updated=T0 + timedelta(hours=1), status=OrderStatus.CANCELLED)
+    assert store.sync(closed, "2030-01-01T09:00:00", ["abc"])
+    assert not store.get("S1").visible and store.due_for_purge("9999") == [("S1", ["abc"])]
+    assert not store.sync(entry("S1"), "2030-01-01T09:00:00", ["abc"])  # an older snapshot, late: not applied
+    assert not store.get("S1").visible
+    assert store.sync(entry("S1", updated=T0 + timedelta(hours=2)), "", [])  # reopened: the note goes
+    assert store.get("S1").visible and store.due_for_purge("9999") == []
+    # Nothing of a sync that fails half-way is kept (one transaction): here the note cannot be encoded.
+    with pytest.raises(TypeError):
+        store.sync(entry("S2"), "2030-01-01T09:00:00", [object()])  # type: ignore[list-item]
+    assert store.get("S2") is None
