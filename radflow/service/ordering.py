@@ -514,7 +514,7 @@ class OrderService:
         except asyncio.TimeoutError as err:
             raise IndexUnavailable("the order index did not answer in time") from err
         except Exception as err:  # a locked SQLite file, an unreachable PostgreSQL: the sender retries
-            log.warning("order index write failed", extra={"error": str(err)[:300]})
+            log.warning("order index write failed", extra={"error": _db_error(err)})
             raise IndexUnavailable(f"the order index is unavailable: {type(err).__name__}") from err
 
     async def _index_lookup(self, keys: list[str]) -> dict[str, list[str]]:
@@ -530,7 +530,7 @@ class OrderService:
         except asyncio.TimeoutError as err:
             raise IndexUnavailable("the order index did not answer in time") from err
         except Exception as err:
-            log.warning("order index lookup failed", extra={"error": str(err)[:300]})
+            log.warning("order index lookup failed", extra={"error": _db_error(err)})
             raise IndexUnavailable(f"the order index is unavailable: {type(err).__name__}") from err
         if legacy_keys is None:
             legacy_keys = [k for k in keys if not stored.get(k)]
@@ -544,6 +544,12 @@ class OrderService:
             if acc:
                 out.append(acc)
         return out
+
+
+def _db_error(err: Exception) -> str:
+    """The kind of a database failure, never its message: a driver may quote the row (an MRN key)."""
+    code = getattr(err, "sqlite_errorname", "") or getattr(err, "sqlstate", "") or ""
+    return f"{type(err).__name__} {code}".strip()
 
 
 def _check_keys(entries: dict[str, list[str]]) -> None:
