@@ -31,8 +31,9 @@ class Settings(BaseSettings):
     # --- worker tuning (radflow/worker.py; measured with bench/burst.py, docs/capacity.md) ---
     # Workflow-task polls in flight; a share goes to the shared queue, where every new order's
     # first task waits, the rest to this worker's sticky queue (orders it has cached). The SDK's
-    # 5 x 0.2 left one poll for new orders: processing fell behind ingest during bursts.
-    worker_workflow_pollers: int = 10
+    # 5 x 0.2 left one poll for new orders: processing fell behind ingest during bursts. Under
+    # load each poll waits its turn at the server's store, so polls bound the processing rate.
+    worker_workflow_pollers: int = 32
     worker_nonsticky_poll_ratio: float = 0.5
     worker_activity_pollers: int = 5
     # --- end worker tuning ---

@@ -19,7 +19,7 @@ async def test_defaults_give_new_orders_first_tasks_half_the_workflow_polls(clie
                           task_queue=task_queue).config()  # type: ignore[call-arg]
     # The SDK's default (5 polls, 0.2 on the shared queue) leaves one poll for every new order's
     # first task: on `radflow dev` that held processing to 0.69 of ingest (bench/burst.py).
-    assert config["workflow_task_poller_behavior"] == PollerBehaviorSimpleMaximum(10)
+    assert config["workflow_task_poller_behavior"] == PollerBehaviorSimpleMaximum(32)
     assert config["nonsticky_to_sticky_poll_ratio"] == 0.5
     assert config["activity_task_poller_behavior"] == PollerBehaviorSimpleMaximum(5)
 
