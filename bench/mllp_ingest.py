@@ -1,11 +1,12 @@
 """ORM^O01 NW ingest over MLLP vs raw `client.start_workflow`, on the same dev server, same run.
 
-    .venv/bin/python bench/mllp_ingest.py [--n 600] [--concurrency 16] [--rounds 2] [--codec]
+    .venv/bin/python bench/mllp_ingest.py [--n 600] [--concurrency 16] [--rounds 2] [--codec] [--start]
 
 Starts its own Temporal dev server (SQLite file in a temp dir, as `radflow dev` does), a
 worker process and an MLLP gateway process, then alternates two phases per round:
   raw   N `client.start_workflow` of the order workflow, C concurrent starters, with the
-        exact arguments OrderService uses (id, id-conflict policy, search attributes)
+        id, id-conflict policy and search attributes OrderService uses (not its memo,
+        UI metadata and id-reuse policy: --start measures those)
   mllp  N ORM^O01 NW over MLLP on C concurrent connections; each ACK (AA) arrives only
         after the gateway's durable start
 and prints msgs/s, per-message latency p50/p99 and the ratio mllp/raw (goal >= 0.9).
@@ -13,6 +14,9 @@ With --codec a third phase per round:
   codec the same over MLLP to a second gateway + worker (own task queue) with payload
         encryption (AES-256-GCM codec) and the PatientID HMAC on, as `radflow dev` runs;
         its ratio codec/raw against the same plain raw baseline (goal >= 0.9).
+With --start one more phase per round:
+  start OrderService's own start of the order (as the gateway sends it) without the index
+        write and without MLLP; mllp/start is what the gateway and the index add.
 The machine may be shared: rounds alternate phases so drift hits both, but the figure
 is still noisy; compare ratios, not absolute rates, across runs.
 """
@@ -190,6 +194,37 @@ async def phase_raw(client: Client, task_queue: str, messages: list[bytes], conc
     return time.perf_counter() - t, latencies
 
 
+async def phase_start(client: Client, task_queue: str, messages: list[bytes], concurrency: int) -> tuple[float, list[float]]:
+    """OrderService's own start (memo, UI metadata, REJECT_DUPLICATE), without the index write and MLLP:
+    the part of the MLLP path that `raw` leaves out (--start)."""
+    from radflow.service.ordering import OrderService
+
+    policy = OrderPolicy(sync_consumers=[], report_consumers=[], acquisition_consumers=[])
+    service = OrderService(client, task_queue=task_queue, policy=policy)
+    orders = []
+    for raw in messages:
+        dec = decode(raw)
+        [cmd] = map_message(parse_message(dec.text, dec.codec), charset=dec.charset)
+        orders.append(cmd.order)
+    latencies: list[float] = []
+    queue: asyncio.Queue = asyncio.Queue()
+    for order in orders:
+        queue.put_nowait(order)
+
+    async def starter() -> None:
+        while not queue.empty():
+            order = queue.get_nowait()
+            status = OrderStatus.SCHEDULED if order.schedule.is_scheduled() else OrderStatus.ORDERED
+            start = StartOrder(order=order, source=EventSource.HL7, control_id=order.accession, policy=policy)
+            t0 = time.perf_counter()
+            await service._start(order, start, status, order.accession)
+            latencies.append(time.perf_counter() - t0)
+
+    t = time.perf_counter()
+    await asyncio.gather(*(starter() for _ in range(concurrency)))
+    return time.perf_counter() - t, latencies
+
+
 async def phase_mllp(port: int, messages: list[bytes], concurrency: int) -> tuple[float, list[float], int]:
     latencies: list[float] = []
     not_aa = 0
@@ -217,7 +252,7 @@ async def main(args: argparse.Namespace) -> int:
     task_queue = f"bench-{uuid.uuid4().hex[:8]}"
     gw_port, codec_port = free_port(), free_port()
     procs: list[subprocess.Popen] = []
-    phases = ["raw", "mllp", *(["codec"] if args.codec else [])]
+    phases = ["raw", *(["start"] if args.start else []), "mllp", *(["codec"] if args.codec else [])]
     try:
         procs.append(_spawn(["--role", "worker", server.address, task_queue, str(tmp)], tmp / "worker.log"))
         procs.append(_spawn(["--role", "gateway", server.address, task_queue, str(tmp), str(gw_port)], tmp / "gateway.log"))
@@ -242,6 +277,8 @@ async def main(args: argparse.Namespace) -> int:
         await phase_mllp(gw_port, warm[share: 2 * share], args.concurrency)
         if args.codec:
             await phase_mllp(codec_port, warm[2 * share: 3 * share], args.concurrency)
+        if args.start:
+            await phase_start(client, task_queue, warm[-share:], args.concurrency)
 
         totals = {phase: [0.0, 0, []] for phase in phases}
         failures = 0
@@ -256,6 +293,8 @@ async def main(args: argparse.Namespace) -> int:
                 cpu_before = [cpu_seconds(), *(cpu_seconds(p.pid) for p in procs), cpu_seconds(server.process.pid)]
                 if phase == "raw":
                     elapsed, lat = await phase_raw(client, task_queue, msgs, args.concurrency)
+                elif phase == "start":
+                    elapsed, lat = await phase_start(client, task_queue, msgs, args.concurrency)
                 else:
                     elapsed, lat, bad = await phase_mllp(gw_port if phase == "mllp" else codec_port, msgs, args.concurrency)
                     failures += bad
@@ -274,17 +313,21 @@ async def main(args: argparse.Namespace) -> int:
 
         rates = {k: v[1] / v[0] for k, v in totals.items()}
         print()
-        labels = {"raw": "raw client.start_workflow", "mllp": "ORM^O01 NW over MLLP -> AA",
+        labels = {"raw": "raw client.start_workflow", "start": "OrderService start, no index",
+                  "mllp": "ORM^O01 NW over MLLP -> AA",
                   "codec": "... with codec + HMAC on"}
         for name, label in ((p, labels[p]) for p in phases):
             lat = totals[name][2]
             print(f"{label:30s} {rates[name]:7.1f} msgs/s   p50 {statistics.median(lat) * 1000:6.1f} ms   "
                   f"p99 {pct(lat, 99) * 1000:6.1f} ms")
         print(f"ratio mllp/raw = {rates['mllp'] / rates['raw']:.2f} (goal >= 0.9); non-AA ACKs: {failures} "
-              f"({', '.join(f'{k} {v}' for k, v in not_aa.items() if k != 'raw')})")
+              f"({', '.join(f'{k} {v}' for k, v in not_aa.items() if k not in ('raw', 'start'))})")
         if args.codec:
             print(f"ratio MLLP NW with codec on / raw = {rates['codec'] / rates['raw']:.2f} (goal >= 0.9); "
                   f"codec/mllp = {rates['codec'] / rates['mllp']:.2f} (the codec's own cost)")
+        if args.start:
+            print(f"ratio start/raw = {rates['start'] / rates['raw']:.2f} (memo + UI metadata); mllp/start = "
+                  f"{rates['mllp'] / rates['start']:.2f} (what the gateway and the index add to the start)")
 
         expected = share * len(phases) + len(phases) * args.n * args.rounds
         count = 0
@@ -316,6 +359,8 @@ def cli() -> None:
     p.add_argument("--warmup", type=int, default=42)
     p.add_argument("--codec", action="store_true",
                    help="add a phase through a gateway + worker with payload encryption and PatientID HMAC on")
+    p.add_argument("--start", action="store_true",
+                   help="a phase of OrderService's own start without the index (what raw leaves out)")
     p.add_argument("--pause", type=float, default=60.0, help="at most this long between phases, waiting for server and worker to go idle")
     code = asyncio.run(main(p.parse_args()))
     sys.stdout.flush()
