@@ -50,6 +50,7 @@ def build_worker(
         workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.worker_workflow_pollers),
         nonsticky_to_sticky_poll_ratio=settings.worker_nonsticky_poll_ratio,
         activity_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.worker_activity_pollers),
+        max_cached_workflows=settings.worker_max_cached_workflows,
         # Tracing comes with the client (radflow/service/temporal.py), which puts it first; these come after it.
         interceptors=[ActivityMetricsInterceptor(), EventTraceInterceptor()],
     )

@@ -13,7 +13,8 @@ pytestmark = pytest.mark.integration
 
 
 async def test_defaults_give_new_orders_first_tasks_half_the_workflow_polls(client: Client, task_queue: str, tmp_path, monkeypatch) -> None:
-    for name in ("RADFLOW_WORKER_WORKFLOW_POLLERS", "RADFLOW_WORKER_NONSTICKY_POLL_RATIO", "RADFLOW_WORKER_ACTIVITY_POLLERS"):
+    for name in ("RADFLOW_WORKER_WORKFLOW_POLLERS", "RADFLOW_WORKER_NONSTICKY_POLL_RATIO", "RADFLOW_WORKER_ACTIVITY_POLLERS",
+                 "RADFLOW_WORKER_MAX_CACHED_WORKFLOWS"):
         monkeypatch.delenv(name, raising=False)
     config = build_worker(client, Settings(_env_file=None, data_dir=tmp_path), activities=[],
                           task_queue=task_queue).config()  # type: ignore[call-arg]
@@ -22,14 +23,17 @@ async def test_defaults_give_new_orders_first_tasks_half_the_workflow_polls(clie
     assert config["workflow_task_poller_behavior"] == PollerBehaviorSimpleMaximum(32)
     assert config["nonsticky_to_sticky_poll_ratio"] == 0.5
     assert config["activity_task_poller_behavior"] == PollerBehaviorSimpleMaximum(5)
+    assert config["max_cached_workflows"] == 1000
 
 
 async def test_environment_overrides_the_polls(client: Client, task_queue: str, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("RADFLOW_WORKER_WORKFLOW_POLLERS", "4")
     monkeypatch.setenv("RADFLOW_WORKER_NONSTICKY_POLL_RATIO", "0.25")
     monkeypatch.setenv("RADFLOW_WORKER_ACTIVITY_POLLERS", "3")
+    monkeypatch.setenv("RADFLOW_WORKER_MAX_CACHED_WORKFLOWS", "250")
     config = build_worker(client, Settings(_env_file=None, data_dir=tmp_path), activities=[],
                           task_queue=task_queue).config()  # type: ignore[call-arg]
     assert config["workflow_task_poller_behavior"] == PollerBehaviorSimpleMaximum(4)
     assert config["nonsticky_to_sticky_poll_ratio"] == 0.25
     assert config["activity_task_poller_behavior"] == PollerBehaviorSimpleMaximum(3)
+    assert config["max_cached_workflows"] == 250
