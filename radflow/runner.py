@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from radflow.infra.console import print_line
+from radflow.infra.heap import freeze_startup_heap
 from radflow.components import Component
 
 log = logging.getLogger("radflow.runner")
@@ -78,6 +79,7 @@ async def run_components(
             started.append(comp)
             log.info("started", extra={"component": comp.name})
         if not stop.is_set():
+            freeze_startup_heap()  # everything is loaded: later full collections skip it
             if banner is not None:
                 print_line(banner(started))
             code = await _wait(stop, started)
