@@ -160,15 +160,19 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 # ------------------------------------------------------------------ phases
-async def phase_raw(client: Client, task_queue: str, messages: list[bytes], concurrency: int) -> tuple[float, list[float]]:
-    # Parsing happens before the clock starts: the baseline is Temporal's start rate alone.
+def orders_of(messages: list[bytes]) -> list:
+    """The orders the ORM NWs carry (parsed before any clock starts)."""
     orders = []
     for raw in messages:
         dec = decode(raw)
         [cmd] = map_message(parse_message(dec.text, dec.codec), charset=dec.charset)
         assert cmd.order is not None
         orders.append(cmd.order)
-    policy = OrderPolicy(sync_consumers=[], report_consumers=[], acquisition_consumers=[])
+    return orders
+
+
+async def run_starters(orders: list, concurrency: int, start_one) -> tuple[float, list[float]]:  # noqa: ANN001
+    """`start_one(order, status)` for every order on `concurrency` concurrent starters: (seconds, latencies)."""
     latencies: list[float] = []
     queue: asyncio.Queue = asyncio.Queue()
     for order in orders:
@@ -179,19 +183,31 @@ async def phase_raw(client: Client, task_queue: str, messages: list[bytes], conc
             order = queue.get_nowait()
             status = OrderStatus.SCHEDULED if order.schedule.is_scheduled() else OrderStatus.ORDERED
             t0 = time.perf_counter()
-            await client.start_workflow(
-                d.ORDER_WORKFLOW,
-                StartOrder(order=order, source=EventSource.HL7, control_id=order.accession, policy=policy),
-                id=d.order_workflow_id(order.accession),
-                task_queue=task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                search_attributes=order_search_attributes(order, status),
-            )
+            await start_one(order, status)
             latencies.append(time.perf_counter() - t0)
 
     t = time.perf_counter()
     await asyncio.gather(*(starter() for _ in range(concurrency)))
     return time.perf_counter() - t, latencies
+
+
+async def start_raw(client: Client, task_queue: str, order, status: OrderStatus, policy: OrderPolicy) -> None:  # noqa: ANN001
+    """`client.start_workflow` of the order workflow with OrderService's id, policies and search attributes."""
+    await client.start_workflow(
+        d.ORDER_WORKFLOW,
+        StartOrder(order=order, source=EventSource.HL7, control_id=order.accession, policy=policy),
+        id=d.order_workflow_id(order.accession),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=order_search_attributes(order, status),
+    )
+
+
+async def phase_raw(client: Client, task_queue: str, messages: list[bytes], concurrency: int) -> tuple[float, list[float]]:
+    # Parsing happens before the clock starts: the baseline is Temporal's start rate alone.
+    policy = OrderPolicy(sync_consumers=[], report_consumers=[], acquisition_consumers=[])
+    return await run_starters(orders_of(messages), concurrency,
+                              lambda order, status: start_raw(client, task_queue, order, status, policy))
 
 
 async def phase_start(client: Client, task_queue: str, messages: list[bytes], concurrency: int) -> tuple[float, list[float]]:
@@ -201,28 +217,12 @@ async def phase_start(client: Client, task_queue: str, messages: list[bytes], co
 
     policy = OrderPolicy(sync_consumers=[], report_consumers=[], acquisition_consumers=[])
     service = OrderService(client, task_queue=task_queue, policy=policy)
-    orders = []
-    for raw in messages:
-        dec = decode(raw)
-        [cmd] = map_message(parse_message(dec.text, dec.codec), charset=dec.charset)
-        orders.append(cmd.order)
-    latencies: list[float] = []
-    queue: asyncio.Queue = asyncio.Queue()
-    for order in orders:
-        queue.put_nowait(order)
 
-    async def starter() -> None:
-        while not queue.empty():
-            order = queue.get_nowait()
-            status = OrderStatus.SCHEDULED if order.schedule.is_scheduled() else OrderStatus.ORDERED
-            start = StartOrder(order=order, source=EventSource.HL7, control_id=order.accession, policy=policy)
-            t0 = time.perf_counter()
-            await service._start(order, start, status, order.accession)
-            latencies.append(time.perf_counter() - t0)
+    async def start_one(order, status: OrderStatus) -> None:  # noqa: ANN001
+        start = StartOrder(order=order, source=EventSource.HL7, control_id=order.accession, policy=policy)
+        await service._start(order, start, status, order.accession)
 
-    t = time.perf_counter()
-    await asyncio.gather(*(starter() for _ in range(concurrency)))
-    return time.perf_counter() - t, latencies
+    return await run_starters(orders_of(messages), concurrency, start_one)
 
 
 async def phase_mllp(port: int, messages: list[bytes], concurrency: int) -> tuple[float, list[float], int]:

@@ -31,16 +31,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from temporalio.common import WorkflowIDConflictPolicy  # noqa: E402
 
-from bench.mllp_ingest import cpu_seconds, drain, orm  # noqa: E402
+from bench.mllp_ingest import cpu_seconds, drain, orders_of, orm, run_starters, start_raw  # noqa: E402
 from radflow.devstack import DevServer, free_port  # noqa: E402
 from radflow.domain import definitions as d  # noqa: E402
-from radflow.domain.definitions import EventSource, OrderStatus  # noqa: E402
-from radflow.domain.hl7.decode import decode  # noqa: E402
-from radflow.domain.hl7.mapping import map_message  # noqa: E402
-from radflow.domain.hl7.parse import parse_message  # noqa: E402
-from radflow.domain.order import StartOrder  # noqa: E402
 
 VARIANTS = ("stock", "radflow")
 
@@ -97,29 +91,9 @@ def worklist_rows(data_dir: Path, run: str) -> int:
 
 
 async def start_orders(client, settings, run: str, n: int, concurrency: int) -> None:  # noqa: ANN001
-    from radflow.service.ordering import order_search_attributes
-
     policy = settings.order_policy()
-    orders = []
-    for i in range(n):
-        dec = decode(orm(i, run))
-        [cmd] = map_message(parse_message(dec.text, dec.codec), charset=dec.charset)
-        orders.append(cmd.order)
-    queue: asyncio.Queue = asyncio.Queue()
-    for order in orders:
-        queue.put_nowait(order)
-
-    async def starter() -> None:
-        while not queue.empty():
-            order = queue.get_nowait()
-            status = OrderStatus.SCHEDULED if order.schedule.is_scheduled() else OrderStatus.ORDERED
-            await client.start_workflow(
-                d.ORDER_WORKFLOW, StartOrder(order=order, source=EventSource.HL7, control_id=order.accession, policy=policy),
-                id=d.order_workflow_id(order.accession), task_queue=settings.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, search_attributes=order_search_attributes(order, status),
-            )
-
-    await asyncio.gather(*(starter() for _ in range(concurrency)))
+    await run_starters(orders_of([orm(i, run) for i in range(n)]), concurrency,
+                       lambda order, status: start_raw(client, settings.task_queue, order, status, policy))
 
 
 async def phase(client, settings, proc: subprocess.Popen, server_pid: int, n: int, concurrency: int,  # noqa: ANN001
