@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     worker_nonsticky_poll_ratio: float = 0.5
     worker_activity_pollers: int = 5
     # Orders kept in memory between their workflow tasks (the sticky cache; the SDK's default is
-    # 1,000). Each holds its own sandboxed copy of the workflow module (~750 GC-tracked objects),
+    # 1,000). Each holds its own sandboxed copy of the workflow module (~560 GC-tracked objects),
     # so the cache sets how long a full garbage collection stops the process (bench/worker_gc.py);
     # an order evicted from it replays its history at its next event.
     worker_max_cached_workflows: int = Field(default=1000, ge=0)
