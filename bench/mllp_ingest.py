@@ -149,7 +149,8 @@ def _spawn(args: list[str], log: Path) -> subprocess.Popen:
     return proc
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 15 s."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -340,7 +341,7 @@ async def main(args: argparse.Namespace) -> int:
         return 0 if failures == 0 and count == expected else 1
     finally:
         for proc in reversed(procs):
-            _stop(proc)
+            stop_process(proc)
         server.stop()
 
 

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-from bench.mllp_ingest import cpu_seconds, drain, orders_of, orm, run_starters, start_raw  # noqa: E402
+from bench.mllp_ingest import cpu_seconds, drain, orders_of, orm, run_starters, start_raw, stop_process  # noqa: E402
 from radflow.devstack import DevServer, free_port  # noqa: E402
 from radflow.domain import definitions as d  # noqa: E402
 
@@ -157,12 +157,7 @@ async def main(args: argparse.Namespace) -> int:
         return 0
     finally:
         for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_process(proc)
         server.stop()
 
 

@@ -53,6 +53,12 @@ def _pairs(entries: Entries) -> list[tuple[str, str]]:
     return [(key, acc) for key, accessions in entries.items() for acc in accessions if acc]
 
 
+def _columns(entries: Entries) -> tuple[list[str], list[str]] | None:
+    """(keys, accessions) as two parallel arrays for PostgreSQL's unnest; None when empty."""
+    pairs = _pairs(entries)
+    return ([k for k, _ in pairs], [a for _, a in pairs]) if pairs else None
+
+
 def _grouped(rows: Iterable[tuple[str, str]]) -> Entries:
     out: Entries = {}
     for key, acc in rows:
@@ -144,24 +150,20 @@ class PgOrderIndex:
         self.pool = pool
 
     def add(self, entries: Entries) -> None:
-        pairs = _pairs(entries)
-        if not pairs:
+        if not (columns := _columns(entries)):
             return
-        keys, accs = [list(x) for x in zip(*pairs, strict=True)]
         with self.pool.connection() as conn:
             # ORDER BY n: identities follow the caller's order (the latest placer entry last).
             conn.execute("INSERT INTO order_index (key, accession) "
                          "SELECT k, a FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(k, a, n) ORDER BY n "
-                         "ON CONFLICT (key, accession) DO NOTHING", (keys, accs))
+                         "ON CONFLICT (key, accession) DO NOTHING", columns)
 
     def forget(self, entries: Entries) -> None:
-        pairs = _pairs(entries)
-        if not pairs:
+        if not (columns := _columns(entries)):
             return
-        keys, accs = [list(x) for x in zip(*pairs, strict=True)]
         with self.pool.connection() as conn:
             conn.execute("DELETE FROM order_index WHERE (key, accession) IN "
-                         "(SELECT k, a FROM unnest(%s::text[], %s::text[]) AS t(k, a))", (keys, accs))
+                         "(SELECT k, a FROM unnest(%s::text[], %s::text[]) AS t(k, a))", columns)
 
     def drop_accessions(self, accessions: Iterable[str]) -> int:
         wanted = list(dict.fromkeys(accessions))
