@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.mllp_ingest import _spawn, _stop, drain, orm, pct, phase_mllp  # noqa: E402
+from bench.mllp_ingest import _spawn, drain, orm, pct, phase_mllp, stop_process  # noqa: E402
 from radflow.domain.hl7.ack import read_ack  # noqa: E402
 from radflow.devstack import DevServer, free_port  # noqa: E402
 from radflow.infra.mllp_client import MllpClient  # noqa: E402
@@ -133,7 +133,7 @@ async def main(args: argparse.Namespace) -> int:
         return 0 if bad == bad2 == 0 else 1
     finally:
         for proc in reversed(procs):
-            _stop(proc)
+            stop_process(proc)
         server.stop()
 
 
