@@ -196,7 +196,8 @@ async def start_raw(client: Client, task_queue: str, order, status: OrderStatus,
     """`client.start_workflow` of the order workflow with OrderService's id, policies and search attributes."""
     await client.start_workflow(
         d.ORDER_WORKFLOW,
-        StartOrder(order=order, source=EventSource.HL7, control_id=order.accession, policy=policy),
+        StartOrder(order=order, source=EventSource.HL7, control_id=order.accession, policy=policy,
+                   baseline=d.ORDER_BASELINE),
         id=d.order_workflow_id(order.accession),
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -220,7 +221,8 @@ async def phase_start(client: Client, task_queue: str, messages: list[bytes], co
     service = OrderService(client, task_queue=task_queue, policy=policy)
 
     async def start_one(order, status: OrderStatus) -> None:  # noqa: ANN001
-        start = StartOrder(order=order, source=EventSource.HL7, control_id=order.accession, policy=policy)
+        start = StartOrder(order=order, source=EventSource.HL7, control_id=order.accession, policy=policy,
+                           baseline=d.ORDER_BASELINE)
         await service._start(order, start, status, order.accession)
 
     return await run_starters(orders_of(messages), concurrency, start_one)

@@ -18,6 +18,9 @@ TASK_QUEUE = "radflow-orders"
 ORDER_WORKFLOW = "ImagingOrderV2"
 ORDER_WORKFLOW_V1 = "ImagingOrder"
 ORDER_WORKFLOW_TYPES = (ORDER_WORKFLOW_V1, ORDER_WORKFLOW)
+# What OrderService writes into every new order's StartOrder.baseline: the order workflow takes the
+# patched paths of that baseline without recording markers (workflows/order.py BASELINE_PATCHES).
+ORDER_BASELINE = 1
 ALLOCATOR_WORKFLOW = "AccessionAllocator"
 ALLOCATOR_ID_PREFIX = "radflow-accession-allocator"
 

@@ -323,6 +323,9 @@ class StartOrder(BaseModel):
     policy: OrderPolicy = Field(default_factory=OrderPolicy)
     carried: OrderState | None = None  # continue-as-new
     repairs: list[str] = Field(default_factory=list)  # what the gateway repaired in the message
+    # The workflow patches in effect from the first task, without markers (definitions.ORDER_BASELINE);
+    # 0: ask the history, as for orders started before baselines existed.
+    baseline: int = 0
 
 
 class OperatorAction(BaseModel):

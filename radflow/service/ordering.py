@@ -232,7 +232,8 @@ class OrderService:
         _check_keys(entries)  # a refusal before anything is written
         order = order.model_copy(update={"patient": self._tokenised(order.patient)})
         status = OrderStatus.SCHEDULED if order.schedule.is_scheduled() else OrderStatus.ORDERED
-        start = StartOrder(order=order, source=source, control_id=control_id, policy=self.policy, repairs=repairs or [])
+        start = StartOrder(order=order, source=source, control_id=control_id, policy=self.policy, repairs=repairs or [],
+                           baseline=d.ORDER_BASELINE)
         indexed, started = await asyncio.gather(self._index(_ADD, entries),
                                                 self._counted_start(order, start, status, control_id, source),
                                                 return_exceptions=True)

@@ -4,7 +4,7 @@ Run `python -m tests.workflows.history_scenarios PREFIX` after a workflow change
 `workflow.patched(...)` to record the new behaviour as `PREFIX_*` files in
 `tests/workflows/histories/` (v2: before any patch; v2p1: with "lanes-fewer-activities";
 v2p2: with "ui-search-attributes", the operator argument read by hand, a refused signal; v2p3: with
-"read-model-memo", the order's memo as its read model),
+"read-model-memo", the order's memo as its read model; v2p4: baseline starts, no patch markers),
 keeping the older files: they are what in-flight orders look like. Never regenerate to
 silence a replay failure: that failure means in-flight orders would break. The `v1_*` files
 are histories of ImagingOrder v1 (workflows/order_v1.py).

@@ -23,8 +23,9 @@ from radflow.workflows.unmatched import UnmatchedItemWorkflow
 
 # v2: before the "lanes-fewer-activities" patch; v2p1: with it; v2p2: with "ui-search-attributes"
 # (AttentionLane/ProcedureCode upserts), timer summaries and a refused operator-signal; v2p3: with
-# "read-model-memo" (the memo kept equal to the state, carried through continue-as-new).
-V2_PREFIXES = ("v2", "v2p1", "v2p2", "v2p3")
+# "read-model-memo" (the memo kept equal to the state, carried through continue-as-new); v2p4: baseline
+# starts (StartOrder.baseline 1): the same paths without any patch marker.
+V2_PREFIXES = ("v2", "v2p1", "v2p2", "v2p3", "v2p4")
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 
@@ -45,16 +46,20 @@ def test_v2_histories_cover_every_path(prefix: str) -> None:
     for activity in ("sync_worklist", "sync_fhir", "archive_study", "deliver_report_hl7", "deliver_report_fhir"):
         assert activity in happy, activity
     assert happy.count('"name": "deliver_report_hl7"') == 3  # P, F, then the corrected report
-    if prefix != "v2":  # worklist syncs as local activities (markers), the patch marker recorded
+    if prefix in ("v2p1", "v2p2", "v2p3"):  # worklist syncs as local activities (markers), the patch marker recorded
         assert "lanes-fewer-activities" in happy and "MARKER_RECORDED" in happy
-    if prefix == "v2p3":
-        assert "read-model-memo" in happy and "EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED" in happy
+    if prefix == "v2p4":  # the same paths from the baseline: local activity markers, no patch marker
+        assert "core_local_activity" in happy and "core_patch" not in happy and "TemporalChangeVersion" not in happy
+        assert "EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED" in happy
+    if prefix in ("v2p3", "v2p4"):
+        assert ("read-model-memo" in happy) == (prefix == "v2p3") and "EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED" in happy
         continued = json.loads((Path(__file__).parent / "histories" / f"{prefix}_order_continued.json").read_text())
         [can] = [e for e in continued["events"] if e["eventType"] == "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW"]
         assert "order" in can["workflowExecutionContinuedAsNewEventAttributes"]["memo"]["fields"]
-    if prefix in ("v2p2", "v2p3"):
+    if prefix in ("v2p2", "v2p3", "v2p4"):
         stuck = text["v2_order_stuck"]
-        assert "ui-search-attributes" in stuck and "AttentionLane" in stuck and "ProcedureCode" in happy
+        assert "AttentionLane" in stuck and "ProcedureCode" in happy
+        assert ("ui-search-attributes" in stuck) == (prefix != "v2p4")  # the patch marker, until baselines
         assert '"action": "retyr"' in stuck or '"action":"retyr"' in stuck
         assert "expiry: scheduled, never started" in text["v2_order_expiry"]  # a timer summary
     assert '"status":"corrected"' in happy
