@@ -70,10 +70,11 @@ DEADLINE_SUMMARIES = {
     "CLOSE": "retention after close, then the workflow completes",
 }
 # Orders started at baseline 1 (`StartOrder.baseline`: OrderService's starts and every continue-as-new
-# since 2026-11-30) take the patched path of every patch above from their first task, without a marker. A marker costs an
-# event and, through the SDK's TemporalChangeVersion search attribute, an upsert event and a visibility
-# write: six of the ten events a new order's first task recorded. Runs without a baseline
-# (started earlier) keep asking the history. docs/workflow.md "Upgrades": workers before starters.
+# since 2026-11-30) take the patched path of every patch above from their first task, without a
+# marker. A marker costs an event and, through the SDK's TemporalChangeVersion search attribute, an
+# upsert event and a visibility write: six of the ten events a new order's first task recorded. Runs
+# without a baseline (started earlier) keep asking the history. docs/workflow.md "Upgrades": workers
+# before starters.
 BASELINE_PATCHES: tuple[frozenset[str], ...] = (
     frozenset(),
     frozenset({PATCH_FEWER_ACTIVITIES, PATCH_LOCAL_FAILURE, PATCH_ARCHIVE_QUEUE, PATCH_UI_SEARCH_ATTRIBUTES,
