@@ -2,16 +2,17 @@
 
     .venv/bin/python bench/worker_cost.py [--n 300] [--rounds 2] [--concurrency 16]
 
-Starts its own Temporal dev server (SQLite file, as `radflow dev`) and two worker processes on
-their own task queues, both configured as `radflow dev` runs them (payload codec on, the
+Starts its own Temporal dev server (SQLite file, as `radflow dev`) and three worker processes on
+their own task queues, all configured as `radflow dev` runs them (payload codec on, the
 worklist sync lane, no FHIR lane): "stock" runs the workflows in Temporal's sandbox as the SDK
-ships it, "radflow" is `radflow.worker.build_worker` as it is. Each round starts N orders per
+ships it, "sandbox" in radflow's sandbox mode (RADFLOW_WORKER_SANDBOX=true: the sandbox with the
+code cache), "radflow" is `radflow.worker.build_worker` as it is (no sandbox by default). Each round starts N orders per
 worker with the exact start request of an ORM NW (OrderService's arguments, without the order
 index write, which is the gateway's cost), waits until every order is on that worker's worklist
-and both processes are idle, and bills each worker the CPU it used. Prints worker CPU per order
-for both, the ratio radflow/stock, server CPU per order, and one order's workflow tasks and
-history events (the same for both: the runner changes no command). Rounds alternate the order
-of the two phases so drift hits both; the machine may be shared: compare the ratio.
+and the processes are idle, and bills each worker the CPU it used. Prints worker CPU per order
+for each, the ratios sandbox/stock and radflow/stock, server CPU per order, and one order's
+workflow tasks and history events (the same for all: the runner changes no command). Rounds
+alternate the order of the phases so drift hits all; the machine may be shared: compare ratios.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from bench.mllp_ingest import cpu_seconds, drain, orders_of, orm, run_starters, 
 from radflow.devstack import DevServer, free_port  # noqa: E402
 from radflow.domain import definitions as d  # noqa: E402
 
-VARIANTS = ("stock", "radflow")
+VARIANTS = ("stock", "sandbox", "radflow")
 
 
 def settings_for(address: str, task_queue: str, data_dir: Path):  # noqa: ANN201 - Settings, imported late
@@ -55,13 +56,14 @@ async def _role_worker(variant: str, address: str, task_queue: str, data_dir: st
     from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
     from radflow.service.temporal import connect
-    from radflow.worker import build_worker
+    from radflow.worker import build_worker, workflow_runner
 
     settings = settings_for(address, task_queue, Path(data_dir))
     client = await connect(settings)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    runner = SandboxedWorkflowRunner() if variant == "stock" else None
+    # Built only for its own variant: radflow's sandbox mode installs the code cache in the process.
+    runner = {"stock": SandboxedWorkflowRunner, "sandbox": lambda: workflow_runner(sandboxed=True)}.get(variant, lambda: None)()
     async with build_worker(client, settings, task_queue=task_queue, runner=runner):
         print("READY", flush=True)
         await stop.wait()
@@ -152,7 +154,8 @@ async def main(args: argparse.Namespace) -> int:
             print(f"{variant:8s} worker CPU per order {sum(worker_ms[variant]) / args.rounds:5.1f} ms   server "
                   f"{sum(server_ms[variant]) / args.rounds:5.1f} ms   one order: {tasks} workflow task(s), {events} history events")
         ratio = sum(worker_ms["radflow"]) / sum(worker_ms["stock"])
-        print(f"worker CPU per new order radflow/stock = {ratio:.2f}  "
+        print(f"worker CPU per new order sandbox/stock = {sum(worker_ms['sandbox']) / sum(worker_ms['stock']):.2f}  "
+              f"radflow/stock = {ratio:.2f}  "
               f"(PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r}; load average {os.getloadavg()[0]:.1f})")
         return 0
     finally:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import PollerBehaviorSimpleMaximum, Worker, WorkflowRunner
+from temporalio.worker import PollerBehaviorSimpleMaximum, UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from radflow.activities.registry import build_activities
@@ -25,10 +25,13 @@ WORKFLOWS = [ImagingOrderWorkflow, ImagingOrderWorkflowV1, AccessionAllocatorWor
              OrderIndexWorkflow]
 
 
-def workflow_runner() -> WorkflowRunner:
-    """Temporal's sandbox with its default restrictions: every workflow module is still imported
-    afresh per run; only its compiled code is reused (radflow/infra/code_cache.py), which saved
-    most of the worker's CPU per new order where no .pyc is written (bench/worker_cost.py)."""
+def workflow_runner(sandboxed: bool = True) -> WorkflowRunner:
+    """Without the sandbox (RADFLOW_WORKER_SANDBOX=false, the default) or in Temporal's sandbox with
+    its default restrictions. In the sandbox every workflow module is still imported afresh per run;
+    only its compiled code is reused (radflow/infra/code_cache.py), which saved most of the sandbox's
+    CPU per new order where no .pyc is written (bench/worker_cost.py)."""
+    if not sandboxed:
+        return UnsandboxedWorkflowRunner()
     code_cache.install(m for wf in WORKFLOWS for m in code_cache.module_and_parents(wf.__module__))
     return SandboxedWorkflowRunner()
 
@@ -46,7 +49,7 @@ def build_worker(
         task_queue=task_queue or settings.task_queue,
         workflows=WORKFLOWS,
         activities=list(activities) if activities is not None else build_activities(settings),
-        workflow_runner=runner or workflow_runner(),
+        workflow_runner=runner or workflow_runner(settings.worker_sandbox),
         workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.worker_workflow_pollers),
         nonsticky_to_sticky_poll_ratio=settings.worker_nonsticky_poll_ratio,
         activity_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.worker_activity_pollers),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 
 from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy, SearchAttributeUpdate
@@ -62,13 +63,13 @@ PATCH_READ_MODEL = "read-model-memo"
 # leaves the order's study as it is (domain/studies.py fuller_copy; issue 12, failover test).
 PATCH_FULLER_COPY = "study-keeps-fuller-copy"
 # Timer summaries in the Temporal UI, by deadline (domain names in _deadlines()).
-DEADLINE_SUMMARIES = {
+DEADLINE_SUMMARIES = MappingProxyType({
     OverdueFlag.NO_IMAGES.value: "no-images deadline",
     OverdueFlag.NO_FINAL_REPORT.value: "no-final-report deadline",
     S.EXPIRED.value: "expiry: scheduled, never started",
     S.UNREPORTED.value: "unreported close: no final report",
     "CLOSE": "retention after close, then the workflow completes",
-}
+})
 # Orders started at baseline 1 (`StartOrder.baseline`: OrderService's starts and every continue-as-new
 # since 2026-11-30) take the patched path of every patch above from their first task, without a
 # marker. A marker costs an event and, through the SDK's TemporalChangeVersion search attribute, an
@@ -80,7 +81,7 @@ BASELINE_PATCHES: tuple[frozenset[str], ...] = (
     frozenset({PATCH_FEWER_ACTIVITIES, PATCH_LOCAL_FAILURE, PATCH_ARCHIVE_QUEUE, PATCH_UI_SEARCH_ATTRIBUTES,
                PATCH_READ_MODEL, PATCH_FULLER_COPY}),
 )
-FINAL_STATUSES = {S.DELIVERED, S.COMPLETED, S.CANCELLED, S.DISCONTINUED, S.EXPIRED, S.UNREPORTED}
+FINAL_STATUSES = frozenset({S.DELIVERED, S.COMPLETED, S.CANCELLED, S.DISCONTINUED, S.EXPIRED, S.UNREPORTED})
 
 
 @workflow.defn(name=d.ORDER_WORKFLOW)

@@ -37,10 +37,17 @@ class Settings(BaseSettings):
     worker_nonsticky_poll_ratio: float = 0.5
     worker_activity_pollers: int = 5
     # Orders kept in memory between their workflow tasks (the sticky cache; the SDK's default is
-    # 1,000). Each holds its own sandboxed copy of the workflow module (~560 GC-tracked objects),
+    # 1,000). In the sandbox each holds its own copy of the workflow module (~560 GC-tracked objects),
     # so the cache sets how long a full garbage collection stops the process (bench/worker_gc.py);
     # an order evicted from it replays its history at its next event.
     worker_max_cached_workflows: int = Field(default=1000, ge=0)
+    # Run workflows in Temporal's sandbox (true) or without it (false, the default). The sandbox imports
+    # the workflow module afresh for every order and proxies restricted modules at every activation: a
+    # third of the worker's CPU per new order (bench/worker_cost.py). Determinism is guarded by the test
+    # suite, which runs every workflow and replays every saved history in the sandbox, and by
+    # tests/workflows/test_workflow_modules.py (docs/workflow.md "Determinism"). Turn it on while
+    # changing workflow code to have restricted calls fail at once in `radflow dev`.
+    worker_sandbox: bool = False
     # --- end worker tuning ---
 
     # Embedded dev stack (`radflow dev`)
