@@ -37,8 +37,8 @@ class Settings(BaseSettings):
     worker_nonsticky_poll_ratio: float = 0.5
     worker_activity_pollers: int = 5
     # Orders kept in memory between their workflow tasks (the sticky cache; the SDK's default is
-    # 1,000). In the sandbox each holds its own copy of the workflow module (~560 GC-tracked objects),
-    # so the cache sets how long a full garbage collection stops the process (bench/worker_gc.py);
+    # 1,000). Each holds ~420 GC-tracked objects (~560 in the sandbox, with its own copy of the
+    # workflow module), so the cache sets how long a full garbage collection stops the process (bench/worker_gc.py);
     # an order evicted from it replays its history at its next event.
     worker_max_cached_workflows: int = Field(default=1000, ge=0)
     # Run workflows in Temporal's sandbox (true) or without it (false, the default). The sandbox imports
