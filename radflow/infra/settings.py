@@ -38,8 +38,8 @@ class Settings(BaseSettings):
     worker_activity_pollers: int = 5
     # Orders kept in memory between their workflow tasks (the sticky cache; the SDK's default is
     # 1,000). Each holds ~420 GC-tracked objects (~560 in the sandbox, with its own copy of the
-    # workflow module), so the cache sets how long a full garbage collection stops the process (bench/worker_gc.py);
-    # an order evicted from it replays its history at its next event.
+    # workflow module), so the cache sets how long a full garbage collection stops the process
+    # (bench/worker_gc.py); an order evicted from it replays its history at its next event.
     worker_max_cached_workflows: int = Field(default=1000, ge=0)
     # Run workflows in Temporal's sandbox (true) or without it (false, the default). The sandbox imports
     # the workflow module afresh for every order and proxies restricted modules at every activation: a
