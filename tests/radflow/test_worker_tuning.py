@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 from temporalio.client import Client
-from temporalio.worker import PollerBehaviorSimpleMaximum
+from temporalio.worker import PollerBehaviorSimpleMaximum, UnsandboxedWorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from radflow.infra.settings import Settings
-from radflow.worker import build_worker
+from radflow.worker import WORKFLOWS, build_worker
 
 pytestmark = pytest.mark.integration
 
@@ -37,3 +38,21 @@ async def test_environment_overrides_the_polls(client: Client, task_queue: str, 
     assert config["nonsticky_to_sticky_poll_ratio"] == 0.25
     assert config["activity_task_poller_behavior"] == PollerBehaviorSimpleMaximum(3)
     assert config["max_cached_workflows"] == 250
+
+
+async def test_the_sandbox_mode_checks_every_workflow_in_the_sandbox(client: Client, task_queue: str, tmp_path,
+                                                                     monkeypatch) -> None:
+    """RADFLOW_WORKER_SANDBOX=true: the worker imports each workflow in the sandbox when it is built."""
+    monkeypatch.setenv("RADFLOW_WORKER_SANDBOX", "true")
+    prepared: list[str] = []
+    real = SandboxedWorkflowRunner.prepare_workflow
+    monkeypatch.setattr(SandboxedWorkflowRunner, "prepare_workflow",
+                        lambda self, defn: (prepared.append(defn.name or ""), real(self, defn))[1])
+    config = build_worker(client, Settings(_env_file=None, data_dir=tmp_path), activities=[],
+                          task_queue=task_queue).config()  # type: ignore[call-arg]
+    assert isinstance(config["workflow_runner"], SandboxedWorkflowRunner)
+    assert sorted(prepared) == sorted(wf.__temporal_workflow_definition.name for wf in WORKFLOWS)  # type: ignore[attr-defined]
+    monkeypatch.delenv("RADFLOW_WORKER_SANDBOX")
+    config = build_worker(client, Settings(_env_file=None, data_dir=tmp_path), activities=[],
+                          task_queue=f"{task_queue}-default").config()  # type: ignore[call-arg]
+    assert isinstance(config["workflow_runner"], UnsandboxedWorkflowRunner)
