@@ -89,7 +89,8 @@ class ImagingOrderWorkflow:
     @workflow.init
     def __init__(self, start: StartOrder) -> None:
         self.policy: OrderPolicy = start.policy
-        self._baseline = BASELINE_PATCHES[min(start.baseline, len(BASELINE_PATCHES) - 1)]
+        self._baseline_level = min(start.baseline, len(BASELINE_PATCHES) - 1)
+        self._baseline = BASELINE_PATCHES[self._baseline_level]
         self._lane_names = d.lane_names(self.policy.sync_consumers, self.policy.report_consumers,
                                         self.policy.acquisition_consumers)
         self._busy: dict[str, Work] = {}  # lane -> the work its activity is doing now
@@ -183,9 +184,10 @@ class ImagingOrderWorkflow:
         carried = self.state.model_copy(update={"previous_run_id": workflow.info().run_id, "runs": self.state.runs + 1})
         # Without a memo here the next run would start with the memo the order was started with.
         memo = {d.MEMO_ORDER_VIEW: self._view(view_state(carried))} if self._patched(PATCH_READ_MODEL) else None
-        # The next run starts on this code (or newer): it has every patch of today from its first task.
+        # The next run keeps this run's baseline: an order started at 0 while older workers may still run
+        # (RADFLOW_ORDER_BASELINE) records markers in every run, which any worker can replay.
         workflow.continue_as_new(StartOrder(order=self.state.order, source=EventSource.SYSTEM, policy=self.policy,
-                                            carried=carried, baseline=d.ORDER_BASELINE), memo=memo)
+                                            carried=carried, baseline=self._baseline_level), memo=memo)
 
     def _continue_as_new_due(self) -> bool:
         info = workflow.info()

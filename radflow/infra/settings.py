@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from radflow.domain.definitions import TASK_QUEUE, gateway_task_queue
+from radflow.domain.definitions import ORDER_BASELINE, TASK_QUEUE, gateway_task_queue
 from radflow.domain.fhir.config import FhirMappingConfig
 from radflow.domain.order import OrderPolicy
 
@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     # changing workflow code to have restricted calls fail at once in `radflow dev`.
     worker_sandbox: bool = False
     # --- end worker tuning ---
+    # The workflow baseline new orders start at (docs/workflow.md "Upgrades"). At the newest, new orders
+    # record no patch markers; a worker of an older version cannot replay such an order. Set 0 on the
+    # gateways and API while workers of a version before 2026-11-30 may still run, and raise it after.
+    order_baseline: int = Field(default=ORDER_BASELINE, ge=0, le=ORDER_BASELINE)
 
     # Embedded dev stack (`radflow dev`)
     data_dir: Path = Path(".radflow")

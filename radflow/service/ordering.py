@@ -146,8 +146,10 @@ def order_search_attributes(order: OrderData, status: OrderStatus) -> TypedSearc
 class OrderService:
     def __init__(self, client: Client, *, task_queue: str = d.TASK_QUEUE, policy: OrderPolicy | None = None,
                  rpc_timeout_s: float = 10.0, accession_prefix: str = "RF", api_url: str = "",
-                 mrn_hasher: MrnHasher | None = None, index_store: OrderIndexStore | None = None) -> None:
+                 mrn_hasher: MrnHasher | None = None, index_store: OrderIndexStore | None = None,
+                 baseline: int = d.ORDER_BASELINE) -> None:
         self.client = client
+        self.baseline = baseline  # StartOrder.baseline of the orders it starts (RADFLOW_ORDER_BASELINE)
         self.api_url = api_url  # links in the Temporal UI's static details ("" = none)
         self.mrn_hasher = mrn_hasher  # PatientID = HMAC of the MRN when set (radflow/service/patient_search.py)
         self.task_queue = task_queue
@@ -233,7 +235,7 @@ class OrderService:
         order = order.model_copy(update={"patient": self._tokenised(order.patient)})
         status = OrderStatus.SCHEDULED if order.schedule.is_scheduled() else OrderStatus.ORDERED
         start = StartOrder(order=order, source=source, control_id=control_id, policy=self.policy, repairs=repairs or [],
-                           baseline=d.ORDER_BASELINE)
+                           baseline=self.baseline)
         indexed, started = await asyncio.gather(self._index(_ADD, entries),
                                                 self._counted_start(order, start, status, control_id, source),
                                                 return_exceptions=True)

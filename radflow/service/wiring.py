@@ -28,4 +28,5 @@ def order_service(client: Client, settings: Settings, index_store: OrderIndexSto
         api_url=settings.api_url,
         mrn_hasher=mrn_hasher(settings),
         index_store=index_store if index_store is not None else order_index_store(settings),
+        baseline=settings.order_baseline,
     )

@@ -21,11 +21,11 @@ from temporalio.worker import Replayer, Worker
 
 from radflow.domain import definitions as d
 from radflow.domain.definitions import EventSource, OrderStatus
-from radflow.domain.order import OrderPolicy, StartOrder, StepRequest, StepResult
+from radflow.domain.order import EventKind, OrderPolicy, StartOrder, StepRequest, StepResult
 from radflow.service.ordering import OrderService
 from radflow.workflows.order import BASELINE_PATCHES, ImagingOrderWorkflow
 from radflow.workflows.order_index import OrderIndexWorkflow
-from tests.factories import make_order
+from tests.factories import event, make_order
 from tests.waiting import eventually
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -54,16 +54,17 @@ def _first_task_kinds(events: list) -> tuple[list[str], list[str]]:
 
 
 @pytest.mark.integration
-async def test_a_new_order_records_no_patch_marker_and_an_old_style_start_still_does(client: Client, task_queue: str) -> None:
+async def test_a_new_order_records_no_patch_marker_and_a_baseline_0_start_still_does(client: Client,
+                                                                                    task_queue: str) -> None:
     policy = OrderPolicy(sync_consumers=["worklist"], report_consumers=[], acquisition_consumers=[])
     svc = OrderService(client, task_queue=task_queue, policy=policy)
+    # RADFLOW_ORDER_BASELINE=0: what a gateway starts while older workers may still run
+    legacy_svc = OrderService(client, task_queue=task_queue, policy=policy, baseline=0)
     baseline_order, legacy_order = make_order(), make_order()
     async with Worker(client, task_queue=task_queue, workflows=[ImagingOrderWorkflow, OrderIndexWorkflow],
                       activities=[_sync_worklist]):
         await svc.start_order(baseline_order, EventSource.HL7, "NW1")
-        await client.start_workflow(  # what a gateway of the previous version started
-            d.ORDER_WORKFLOW, StartOrder(order=legacy_order, source=EventSource.HL7, control_id="NW1", policy=policy),
-            id=d.order_workflow_id(legacy_order.accession), task_queue=task_queue)
+        await legacy_svc.start_order(legacy_order, EventSource.HL7, "NW1")
         histories = {}
         for order in (baseline_order, legacy_order):
             async def synced(acc: str = order.accession) -> list:
@@ -84,6 +85,31 @@ async def test_a_new_order_records_no_patch_marker_and_an_old_style_start_still_
     markers, upserted = _first_task_kinds(histories[legacy_order.accession])
     assert markers.count("core_patch") >= 2 and VERSION_SA in upserted  # no baseline: the history decides
     assert len(histories[legacy_order.accession]) > len(histories[baseline_order.accession])
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("baseline", [0, d.ORDER_BASELINE])
+async def test_continue_as_new_keeps_the_orders_baseline(client: Client, task_queue: str, baseline: int) -> None:
+    policy = OrderPolicy(history_soft_limit=40, sync_consumers=["worklist"], report_consumers=[],
+                         acquisition_consumers=[])
+    svc = OrderService(client, task_queue=task_queue, policy=policy, baseline=baseline)
+    async with Worker(client, task_queue=task_queue, workflows=[ImagingOrderWorkflow, OrderIndexWorkflow],
+                      activities=[_sync_worklist]):
+        order = make_order()
+        await svc.start_order(order, EventSource.HL7, "NW1")
+        for i in range(12):
+            await svc.send_event(order.accession, event(EventKind.PATIENT_UPDATED, control_id=f"A08-{i}",
+                                                        patient=order.patient.model_copy(update={"sex": "MFOU"[i % 4]})))
+        state = await eventually(lambda: svc.get_state(order.accession), lambda s: s.runs > 1)
+        events = [e async for e in svc.handle(order.accession).fetch_history_events()]  # the current run
+    assert state.runs > 1
+    [started] = [e for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED]
+    assert started.workflow_execution_started_event_attributes.continued_execution_run_id  # a later run
+    start = pydantic_data_converter.payload_converter.from_payloads(
+        started.workflow_execution_started_event_attributes.input.payloads, [StartOrder])[0]
+    assert start.baseline == baseline
+    markers, _ = _first_task_kinds(events)
+    assert ("core_patch" in markers) == (baseline == 0)
 
 
 def _as_baseline_start(path: Path) -> WorkflowHistory:
