@@ -3,8 +3,9 @@
 Candidates come from an exact lookup (accession) or Temporal visibility (placer number,
 patient, everything), which is eventually consistent: an order created a moment ago may
 be missing from a patient search but is always found by its accession. Every candidate
-is then read by workflow query and filtered on the mapped resource, so what a Bundle
-contains is exact for the orders it considered.
+is then read from its read model (the memo its workflow keeps current, no worker needed;
+radflow/service/order_read.py) or, for DiagnosticReport (the report text is not in the read
+model), by workflow query, and filtered on the mapped resource.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from radflow.domain.fhir import FhirMappingConfig
 from radflow.domain.fhir.config import DICOM_UID_SYSTEM, uid_from_value
 from radflow.domain.fhir.ids import accession_from_id
 from radflow.domain.order import OrderState
+from radflow.service.order_read import Consistency, read_order
 from radflow.service.ordering import OrderNotFound, OrderService
 
 COMMON = {"_count", "_format"}
@@ -95,13 +97,13 @@ class Searcher:
         self.cfg = cfg
         self.max_candidates = max_candidates
 
-    async def states(self, accessions: list[str]) -> list[OrderState]:
+    async def states(self, accessions: list[str], consistency: Consistency = Consistency.EVENTUAL) -> list[OrderState]:
         sem = asyncio.Semaphore(FETCH_CONCURRENCY)
 
         async def one(acc: str) -> OrderState | None:
             async with sem:
                 try:
-                    return await self.service.get_state(acc)
+                    return (await read_order(self.service, acc, consistency)).state
                 except OrderNotFound:
                     return None
 

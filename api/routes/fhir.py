@@ -332,7 +332,9 @@ def _based_on_search(kind: str) -> Callable[..., Awaitable[FhirResponse]]:
             found = {a for a in (order_reference(v) for v in occurrence) if a}
             accessions = found if accessions is None else accessions & found
         cfg = settings.fhir_mapping()
-        states = await Searcher(service, cfg, settings.fhir_search_max).states(sorted(accessions or []))
+        # The read model has no report text: DiagnosticReports are read from the workflows themselves.
+        consistency = Consistency.STRONG if kind == "DiagnosticReport" else Consistency.EVENTUAL
+        states = await Searcher(service, cfg, settings.fhir_search_max).states(sorted(accessions or []), consistency)
         matches = [r for r in (facade_resource(kind, s, cfg) for s in states) if r is not None]
         return FhirResponse(searchset(request, matches[:count], len(matches)))
 

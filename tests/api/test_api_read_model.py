@@ -53,6 +53,13 @@ async def test_reads_come_from_the_read_model_while_the_worker_is_stopped(client
             assert fhir.status_code == 200 and fhir.json()["identifier"], fhir.text
             assert (await http.get(f"/fhir/Task/{acc}")).status_code == 200
             assert (await http.get(f"/fhir/DiagnosticReport/{acc}")).status_code == 503
+            # FHIR searches read their candidates from the read model too (DiagnosticReport: from the workflow).
+            found = await http.get("/fhir/ServiceRequest", params={"identifier": acc})
+            assert found.status_code == 200 and [e["resource"]["id"] for e in found.json()["entry"]] == [acc], found.text
+            tasks = await http.get("/fhir/Task", params={"based-on": f"ServiceRequest/{acc}"})
+            assert tasks.status_code == 200 and tasks.json()["total"] == 1, tasks.text
+            reports = await http.get("/fhir/DiagnosticReport", params={"based-on": f"ServiceRequest/{acc}"})
+            assert reports.status_code == 503, reports.text
 
             # Every PHI read is audited, read-model reads included, with the patient they showed.
             audit = [json.loads(line) for line in settings.audit_log_path().read_text().splitlines()]
