@@ -164,8 +164,10 @@ def storage_available() -> bool:
 async def start_dicom_gateway(settings: Settings, service: OrderService, *, with_storage: bool = True) -> DicomGateway:
     storage = None
     if with_storage and storage_available():
+        from radflow.gateways.dicom.gateway_identity import pin_gateway_id
         from radflow.gateways.dicom.storage import StorageService
 
+        settings = pin_gateway_id(settings)  # the archive queue follows the spool, not the host name
         storage = StorageService(settings, service, asyncio.get_running_loop())
     gateway = DicomGateway(settings, service, storage=storage)
     await gateway.start()

@@ -233,7 +233,8 @@ class Settings(BaseSettings):
     # Steps run once the study is complete (ACQUISITION_ACTIVITIES), fixed per order at its start.
     acquisition_consumers: list[str] = ["archive"]
     # archive_study runs in `radflow dicom` on its own queue <task_queue>-dicom-<gateway id>: keep the id
-    # stable for a gateway and its spool (a StatefulSet name); "" = derived from host name + AE title.
+    # stable for a gateway and its spool (a StatefulSet name); "" = the id recorded in the spool at its
+    # first use, derived then from host name + AE title (gateways/dicom/gateway_identity.py).
     dicom_gateway_id: str = ""
     # The shared-queue worker also registers archive_study on its local spool: only for one-host installs
     # (`radflow dev` sets it) and for draining orders whose images arrived before gateway queues.
