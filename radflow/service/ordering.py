@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from temporalio.client import (
     Client,
@@ -510,14 +510,17 @@ class OrderService:
         await self.index_writer.write(op, 0, entries)
 
     async def _index_batch(self, op: str, _bucket: int, entries: dict[str, list[str]]) -> None:
-        write = self.index_store.add if op == _ADD else self.index_store.forget
+        await self._on_index_store(self.index_store.add if op == _ADD else self.index_store.forget, entries)
+
+    async def _on_index_store(self, call: Callable[[Any], T], arg: Any) -> T:
+        """One index-store call off the event loop (a commit waits for an fsync on SQLite, a round
+        trip on PostgreSQL); a timeout or a database failure is IndexUnavailable: the sender retries."""
         try:
-            # Off the event loop: a commit waits for an fsync (SQLite) or a round trip (PostgreSQL).
-            await asyncio.wait_for(asyncio.to_thread(write, entries), self.rpc_timeout.total_seconds() + 1.0)
+            return await asyncio.wait_for(asyncio.to_thread(call, arg), self.rpc_timeout.total_seconds() + 1.0)
         except asyncio.TimeoutError as err:
             raise IndexUnavailable("the order index did not answer in time") from err
-        except Exception as err:  # a locked SQLite file, an unreachable PostgreSQL: the sender retries
-            log.warning("order index write failed", extra={"error": _db_error(err)})
+        except Exception as err:  # a locked SQLite file, an unreachable PostgreSQL
+            log.warning("order index call failed", extra={"call": call.__name__, "error": _db_error(err)})
             raise IndexUnavailable(f"the order index is unavailable: {type(err).__name__}") from err
 
     async def _index_lookup(self, keys: list[str]) -> dict[str, list[str]]:
@@ -527,14 +530,7 @@ class OrderService:
 
     async def _lookup_parts(self, keys: list[str], legacy_keys: list[str] | None) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
         """(store entries, legacy bucket entries); legacy_keys None = the keys the store missed."""
-        try:
-            stored = await asyncio.wait_for(asyncio.to_thread(self.index_store.lookup, keys),
-                                            self.rpc_timeout.total_seconds() + 1.0)
-        except asyncio.TimeoutError as err:
-            raise IndexUnavailable("the order index did not answer in time") from err
-        except Exception as err:
-            log.warning("order index lookup failed", extra={"error": _db_error(err)})
-            raise IndexUnavailable(f"the order index is unavailable: {type(err).__name__}") from err
+        stored = await self._on_index_store(self.index_store.lookup, keys)
         if legacy_keys is None:
             legacy_keys = [k for k in keys if not stored.get(k)]
         legacy = await self.legacy_index.lookup(legacy_keys) if legacy_keys else {}
