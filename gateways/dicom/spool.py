@@ -34,6 +34,7 @@ from pathlib import Path
 from radflow.domain.order import SeriesInfo, StudyInfo
 from radflow.infra.private_files import private_dir, private_file
 from radflow.infra.settings import Settings
+from radflow.infra.sqlite_tx import ImmediateTransaction
 
 _UID = re.compile(r"^[0-9.]{1,64}$")
 
@@ -184,7 +185,7 @@ class Spool:
         (a resend): the first copy is kept, like an archive answering "already stored"."""
         if len(encoded) > self.file_threshold:
             return self._store_file(header, encoded)
-        with self._lock, _Transaction(self._db) as cur:
+        with self._lock, ImmediateTransaction(self._db) as cur:
             new = self._index(cur, header, "", len(encoded))
             if new:
                 cur.execute("INSERT OR REPLACE INTO blobs (sop_instance_uid, data) VALUES (?, ?)",
@@ -195,7 +196,7 @@ class Spool:
         rel = Path("studies") / _name(header.study_uid) / f"{_name(header.sop_instance_uid)}.dcm"
         if not self._write_durably(self.root / rel, encoded, header.sop_instance_uid):
             return False
-        with self._lock, _Transaction(self._db) as cur:
+        with self._lock, ImmediateTransaction(self._db) as cur:
             new = self._index(cur, header, str(rel), len(encoded))
             # Indexed meanwhile: by a twin on another association (same file, keep it)
             # or under another study (a corrected resend: the first copy wins).
@@ -347,7 +348,7 @@ class Spool:
                 continue
             with self._lock:
                 self._db.execute("PRAGMA secure_delete = ON")  # freed pages zeroed: no images left in the file
-                with _Transaction(self._db) as cur:
+                with ImmediateTransaction(self._db) as cur:
                     if cur.execute("SELECT 1 FROM instances WHERE study_uid = ? AND forwarded_at IS NULL LIMIT 1",
                                    (study_uid,)).fetchone():
                         continue
@@ -400,30 +401,6 @@ _STUDY_COLUMNS = ("study_uid, accession, patient_id, patient_name, study_date, c
 def _study(row: tuple) -> StudyRecord:
     return StudyRecord(row[0], row[1], row[2], row[3], row[4], row[5], int(row[6]), float(row[7]), float(row[8]),
                        bool(row[9]), int(row[10]), row[11], bool(row[12]), row[13])
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT; a failed statement or commit rolls back what is left."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> sqlite3.Cursor:
-        cur = self.db.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        return cur
-
-    def __exit__(self, kind, err, tb) -> None:
-        if kind is None:
-            try:
-                self.db.execute("COMMIT")
-                return
-            except BaseException:
-                if self.db.in_transaction:
-                    self.db.execute("ROLLBACK")
-                raise
-        if self.db.in_transaction:  # SQLite may have rolled back already (e.g. disk full)
-            self.db.execute("ROLLBACK")
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 from radflow.domain.dicom.matching import Query
 from radflow.domain.dicom.mwl import SPS, Item, WorklistEntry
 from radflow.gateways.dicom.sqlite_file import SqliteFile
+from radflow.infra.sqlite_tx import ImmediateTransaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS worklist (
@@ -133,25 +134,17 @@ class WorklistStore(SqliteFile):
     def sync(self, entry: WorklistEntry, closed_at: str, attachments: list[str]) -> bool:
         """`apply` and `note_closure` in one connection and one transaction (one commit, not two):
         what the worker's sync does after every order change."""
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                applied = db.execute(_UPSERT, row_params(entry)).rowcount > 0
-                _note_closure(db, entry.accession, closed_at, attachments)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            return applied
+        with self._connect() as db, ImmediateTransaction(db):
+            applied = db.execute(_UPSERT, row_params(entry)).rowcount > 0
+            _note_closure(db, entry.accession, closed_at, attachments)
+        return applied
 
     def apply_many(self, entries: Iterable[WorklistEntry]) -> int:
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            count = 0
+        count = 0
+        with self._connect() as db, ImmediateTransaction(db):
             for entry in entries:
                 count += db.execute(_UPSERT, row_params(entry)).rowcount
-            db.execute("COMMIT")
-            return count
+        return count
 
     def hide(self, accession: str) -> None:
         """Take a row off the worklist without a newer snapshot (rebuild: the order is gone)."""
@@ -227,10 +220,9 @@ class WorklistStore(SqliteFile):
         marks = ",".join("?" * len(accessions))
         with self._connect() as db:
             db.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left readable in the file
-            db.execute("BEGIN IMMEDIATE")
-            count = db.execute(_SCRUB.format(marks=marks), accessions).rowcount
-            db.execute(_MARK_PURGED.format(marks=marks), [purged_at, *accessions])
-            db.execute("COMMIT")
+            with ImmediateTransaction(db):
+                count = db.execute(_SCRUB.format(marks=marks), accessions).rowcount
+                db.execute(_MARK_PURGED.format(marks=marks), [purged_at, *accessions])
         return count
 
 

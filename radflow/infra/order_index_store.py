@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Protocol
 
 from radflow.infra.private_files import private_file
+from radflow.infra.sqlite_tx import ImmediateTransaction
 
 Entries = dict[str, list[str]]
 
@@ -110,7 +111,8 @@ class SqliteOrderIndex:
             return 0
         with self._lock:
             before = self._db.total_changes
-            self._in_transaction(lambda: self._db.executemany("DELETE FROM order_index WHERE accession = ?", rows))
+            with ImmediateTransaction(self._db) as cur:
+                cur.executemany("DELETE FROM order_index WHERE accession = ?", rows)
             return self._db.total_changes - before
 
     def lookup(self, keys: Iterable[str]) -> Entries:
@@ -128,19 +130,8 @@ class SqliteOrderIndex:
             self._db.close()
 
     def _write(self, sql: str, pairs: list[tuple[str, str]]) -> None:
-        with self._lock:
-            self._in_transaction(lambda: self._db.executemany(sql, pairs))
-
-    def _in_transaction(self, work) -> None:
-        # IMMEDIATE: take the write lock at BEGIN, so a writer in another process makes this
-        # one wait (busy timeout) instead of failing half-way with SQLITE_BUSY.
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            work()
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        with self._lock, ImmediateTransaction(self._db) as cur:
+            cur.executemany(sql, pairs)
 
 
 class PgOrderIndex:
