@@ -29,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.mllp_ingest import pct  # noqa: E402
 from radflow.infra.order_index_store import OrderIndexStore, PgOrderIndex, SqliteOrderIndex  # noqa: E402
 from radflow.service.index_writes import IndexWriter  # noqa: E402
 
@@ -63,11 +64,6 @@ async def phase(store: OrderIndexStore, n: int, concurrency: int, run: str, grou
     await asyncio.gather(*(one(i) for i in range(n)))
     elapsed = time.perf_counter() - t
     return elapsed, latencies, writer.signals_sent if group else transactions[0]
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 async def main(args: argparse.Namespace) -> int:
